@@ -1,0 +1,218 @@
+"""`explorer ...`: everything the window does, from a terminal (and what the tests drive).
+
+Exit codes: 0 success, 1 unexpected error, 2 bad usage, 3 the query image cannot be read, 4 the folder is
+missing or not indexed, 5 the model cannot be loaded, 130 interrupted (work done so far is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_BAD_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="explorer", description="Image retrieval with deep metric learning.")
+    p.add_argument("--model", type=Path, default=None, help="model file (.safetensors/.json); default: bundled")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    idx = sub.add_parser("index", help="embed the images of a folder (incremental)")
+    idx.add_argument("folder", type=Path)
+    idx.add_argument("--quiet", action="store_true", help="no progress bar")
+    idx.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
+    q.add_argument("image", type=Path)
+    q.add_argument("--in", dest="folder", type=Path, required=True, help="an indexed folder")
+    q.add_argument("-k", type=int, default=20, help="number of neighbours (default 20)")
+    q.add_argument("--dim", type=int, default=None, help="nested embedding dimension (default: full)")
+    q.add_argument("--binary", action="store_true", help="rank by Hamming distance of the binary codes")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+
+    info = sub.add_parser("info", help="what is indexed in a folder, with which model, and what was skipped")
+    info.add_argument("folder", type=Path)
+    info.add_argument("--json", action="store_true")
+
+    ev = sub.add_parser("eval", help="retrieval metrics of the model on a labelled folder (trainer eval)")
+    ev.add_argument("folder", type=Path)
+    ev.add_argument("--split", choices=["test", "all"], default="all")
+    ev.add_argument("--json", action="store_true")
+    return p
+
+
+def _progress_printer(quiet: bool):  # type: ignore[no-untyped-def]
+    from trainer.progress import Progress, format_progress
+
+    if quiet or not sys.stderr.isatty():
+        last = [-1]
+
+        def plain(p: Progress) -> None:
+            if quiet:
+                return
+            step = max(1, p.total // 10)
+            if p.done // step != last[0] or p.done == p.total:
+                last[0] = p.done // step
+                print(format_progress(p), file=sys.stderr, flush=True)
+
+        return plain
+
+    def bar(p: Progress) -> None:
+        end = "\n" if p.done >= p.total else ""
+        print("\r" + format_progress(p), end=end, file=sys.stderr, flush=True)
+
+    return bar
+
+
+def _report_json(report: Any) -> dict[str, Any]:
+    return {
+        "folder": str(report.folder),
+        "scanned": report.scanned,
+        "embedded": report.embedded,
+        "unchanged": report.unchanged,
+        "removed": report.removed,
+        "indexed": report.indexed,
+        "cancelled": report.cancelled,
+        "skipped": [{"path": s.relpath, "reason": s.reason} for s in report.skipped],
+    }
+
+
+def cmd_index(session: Any, args: argparse.Namespace) -> int:
+    if not args.folder.is_dir():
+        print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
+        return EXIT_NO_FOLDER
+    report = session.index(args.folder, progress=_progress_printer(args.quiet or args.json))
+    if args.json:
+        print(json.dumps(_report_json(report), indent=2))
+    else:
+        print(
+            f"{report.indexed} images indexed in {report.folder} "
+            f"({report.embedded} embedded, {report.unchanged} unchanged, {report.removed} removed, "
+            f"{len(report.skipped)} skipped) with model {session.card.name}"
+        )
+        for s in report.skipped:
+            print(f"  skipped {s.relpath}: {s.reason}")
+    return EXIT_OK
+
+
+def cmd_query(session: Any, args: argparse.Namespace) -> int:
+    from trainer.images import ImageLoadError
+
+    if not args.folder.is_dir():
+        print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
+        return EXIT_NO_FOLDER
+    if not session.is_indexed(args.folder):
+        print(f"explorer: {args.folder} is not indexed yet; run: explorer index {args.folder}", file=sys.stderr)
+        return EXIT_NO_FOLDER
+    if args.k < 1:
+        print("explorer: -k must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if args.dim is not None and not 0 < args.dim <= session.card.dim:
+        dims = ", ".join(map(str, session.card.nested_dims))
+        print(f"explorer: --dim must be in 1..{session.card.dim} (trained: {dims})", file=sys.stderr)
+        return EXIT_USAGE
+    if args.binary and (args.dim or session.card.dim) % 8:
+        print("explorer: --binary needs a dimension divisible by 8", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = session.query(args.image, args.folder, k=args.k, dim=args.dim)
+    except ImageLoadError as exc:
+        print(f"explorer: cannot read {args.image}: {exc}", file=sys.stderr)
+        return EXIT_BAD_IMAGE
+    ranking = result.ranking(args.binary)
+    if args.json:
+        out = {
+            "query": str(args.image),
+            "folder": str(Path(args.folder).resolve()),
+            "model": session.card.name,
+            "dim": ranking.dim,
+            "ranking": "binary" if args.binary else "float",
+            "results": [
+                {
+                    "rank": r.rank,
+                    "path": str(r.path),
+                    "cosine_distance": round(r.cosine_distance, 6),
+                    "hamming_distance": r.hamming_distance,
+                }
+                for r in ranking.results
+            ],
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
+        print(f"{len(ranking.results)} nearest to {args.image} ({kind}, model {session.card.name}):")
+        print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
+        for r in ranking.results:
+            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {r.hamming_distance:7d}  {r.relpath}")
+    return EXIT_OK
+
+
+def cmd_info(session: Any, args: argparse.Namespace) -> int:
+    if not args.folder.is_dir():
+        print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
+        return EXIT_NO_FOLDER
+    indexed = session.is_indexed(args.folder)
+    collection = session.collection(args.folder) if indexed else None
+    meta = collection.catalog.meta() if collection else {}
+    skipped = collection.catalog.skipped() if collection else []
+    info = {
+        "folder": str(Path(args.folder).resolve()),
+        "indexed": indexed,
+        "images": len(collection) if collection else 0,
+        "model": session.card.name,
+        "model_trained": session.card.trained,
+        "model_fingerprint": session.fingerprint,
+        "dim": session.card.dim,
+        "nested_dims": session.card.nested_dims,
+        "updated": meta.get("updated"),
+        "catalog": str(session.catalog_path(args.folder)),
+        "skipped": [{"path": s.relpath, "reason": s.reason} for s in skipped],
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    if not indexed:
+        print(f"{info['folder']}: not indexed with model {session.card.name} (run: explorer index)")
+        return EXIT_OK
+    print(f"{info['folder']}: {info['images']} images, model {info['model']} ({info['dim']}-d)")
+    print(f"  last updated {info['updated']}; catalog {info['catalog']}")
+    print(f"  {len(skipped)} skipped")
+    for s in skipped:
+        print(f"    {s.relpath}: {s.reason}")
+    return EXIT_OK
+
+
+def cmd_eval(session: Any, args: argparse.Namespace) -> int:
+    from trainer import cli as trainer_cli
+
+    argv = ["eval", str(session.model_path), str(args.folder), "--split", args.split]
+    return trainer_cli.main([*argv, "--json"] if args.json else argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from explorer.engine.session import RetrievalSession
+    from trainer.model import ModelFileError
+
+    try:
+        session = RetrievalSession(args.model, device=args.device)
+    except (ModelFileError, OSError) as exc:
+        print(f"explorer: cannot load model: {exc}", file=sys.stderr)
+        return EXIT_BAD_MODEL
+    commands = {"index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval}
+    try:
+        return commands[args.command](session, args)
+    except KeyboardInterrupt:
+        print("\nexplorer: interrupted; finished batches are kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        session.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

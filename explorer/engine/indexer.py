@@ -1,0 +1,95 @@
+"""Bring a folder's catalog up to date: scan, compare stamps, embed only what is new or changed."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from explorer.engine.catalog import Catalog, FileStamp, SkippedFile
+from trainer.images import scan_images
+from trainer.inference import BatchEmbedder
+from trainer.progress import Cancelled, CancelCheck, ProgressCallback, never_cancelled
+
+
+@dataclass
+class IndexReport:
+    folder: Path
+    scanned: int = 0
+    embedded: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    """Every file of the folder that is not in the catalog, with its reason (new and remembered ones)."""
+    cancelled: bool = False
+
+    @property
+    def indexed(self) -> int:
+        return self.embedded + self.unchanged
+
+
+def _relpath(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix()
+
+
+def update_catalog(
+    folder: Path,
+    catalog: Catalog,
+    embedder: BatchEmbedder,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck = never_cancelled,
+) -> IndexReport:
+    """Embed new and changed files batch by batch (each batch committed on its own), drop deleted ones.
+
+    Cancellation stops after the last finished batch was committed (`report.cancelled`), so a cancelled
+    or killed run resumes where it stopped.
+    """
+    folder = Path(folder)
+    report = IndexReport(folder)
+    images, ignored = scan_images(folder)
+    report.scanned = len(images)
+    known = catalog.stamps()
+    known_skipped = catalog.skipped_stamps()
+
+    todo: list[tuple[Path, FileStamp]] = []
+    present: set[str] = set()
+    unreadable: list[tuple[FileStamp, str]] = []
+    for path in images:
+        rel = _relpath(path, folder)
+        present.add(rel)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            unreadable.append((FileStamp(rel, 0, 0), f"cannot stat: {exc.strerror or exc}"))
+            continue
+        stamp = FileStamp(rel, st.st_size, st.st_mtime_ns)
+        if known.get(rel) == stamp:
+            report.unchanged += 1
+        elif known_skipped.get(rel) == stamp:
+            continue  # remembered failure, file unchanged: do not retry
+        else:
+            todo.append((path, stamp))
+    for item in ignored:
+        present.add(_relpath(item.path, folder))
+        unreadable.append((FileStamp(_relpath(item.path, folder), 0, 0), item.reason))
+
+    gone = (set(known) | set(known_skipped)) - present
+    report.removed = len(set(known) - present)
+    if gone:
+        catalog.remove(sorted(gone))
+    if unreadable:
+        catalog.commit_batch([], unreadable)
+
+    stamp_of = {path: stamp for path, stamp in todo}
+    try:
+        for batch in embedder.embed_paths([p for p, _ in todo], progress, cancel):
+            catalog.commit_batch(
+                list(zip((stamp_of[p] for p in batch.paths), batch.embeddings, strict=True)),
+                [(stamp_of[s.path], s.reason) for s in batch.skipped],
+            )
+            report.embedded += len(batch.paths)
+    except Cancelled:
+        report.cancelled = True
+    finally:
+        report.skipped = catalog.skipped()
+    return report

@@ -1,0 +1,121 @@
+"""The one query API the command line and the GUI call: a model, the folders it has indexed, queries.
+
+The model is loaded on first use (importing torch and building the network takes seconds, and the window
+must show before that); catalogs are opened per folder and kept.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from explorer.engine.cache import catalog_dir
+from explorer.engine.catalog import Catalog
+from explorer.engine.indexer import IndexReport, update_catalog
+from explorer.engine.search import Collection, Ranking
+from trainer.model import EmbeddingModel, ModelCard, load_card, load_model, model_fingerprint
+from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A query's two rankings at one dimension, with the query embedding for plots and comparisons."""
+
+    embedding: npt.NDArray[np.float32]
+    float_ranking: Ranking
+    binary_ranking: Ranking
+
+    def ranking(self, binary: bool) -> Ranking:
+        return self.binary_ranking if binary else self.float_ranking
+
+
+class RetrievalSession:
+    def __init__(self, model_path: Path | None = None, device: str = "auto", batch_size: int = 32) -> None:
+        self.model_path = Path(model_path) if model_path else BUNDLED_MODEL
+        self.card: ModelCard = load_card(self.model_path)
+        self.fingerprint = model_fingerprint(self.model_path)
+        self.device = device
+        self.batch_size = batch_size
+        self._embedder = None
+        self._collections: dict[Path, Collection] = {}
+        self._lock = threading.RLock()
+
+    @property
+    def embedder(self):  # type: ignore[no-untyped-def]
+        """Built on first use: loading torch and the weights is the slow part of start-up."""
+        with self._lock:
+            if self._embedder is None:
+                from trainer.inference import BatchEmbedder
+
+                model: EmbeddingModel = load_model(self.model_path)
+                self._embedder = BatchEmbedder(model, self.device, batch_size=self.batch_size)
+            return self._embedder
+
+    # -- folders ----------------------------------------------------------------------------------------
+    def catalog_path(self, folder: Path) -> Path:
+        return catalog_dir(folder, self.fingerprint) / "catalog.sqlite"
+
+    def is_indexed(self, folder: Path) -> bool:
+        return self.catalog_path(folder).exists()
+
+    def _catalog(self, folder: Path) -> Catalog:
+        meta = {"folder": str(folder), "model": self.card.name, "model_fingerprint": self.fingerprint}
+        return Catalog(self.catalog_path(folder), self.card.dim, meta)
+
+    def collection(self, folder: Path) -> Collection:
+        """The folder's collection as last indexed (empty if never indexed)."""
+        folder = Path(folder).resolve()
+        with self._lock:
+            if folder not in self._collections:
+                self._collections[folder] = Collection(folder, self._catalog(folder))
+            return self._collections[folder]
+
+    def index(
+        self, folder: Path, progress: ProgressCallback | None = None, cancel: CancelCheck = never_cancelled
+    ) -> IndexReport:
+        """Embed what is new or changed in `folder`, then refresh its collection and indexes."""
+        folder = Path(folder).resolve()
+        if not folder.is_dir():
+            raise NotADirectoryError(f"not a folder: {folder}")
+        collection = self.collection(folder)
+        report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel)
+        collection.reload()
+        if not report.cancelled:
+            collection.prepare()
+        return report
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def embed_query(self, image: Path | Image.Image) -> npt.NDArray[np.float32]:
+        """Raises trainer.images.ImageLoadError with the reason when the file cannot be read."""
+        if isinstance(image, Image.Image):
+            return self.embedder.embed_image(image)
+        return self.embedder.embed_file(Path(image))
+
+    def query(
+        self,
+        image: Path | Image.Image | npt.NDArray[np.float32],
+        folder: Path,
+        k: int = 20,
+        dim: int | None = None,
+    ) -> QueryResult:
+        """Both rankings (float and binary) of the folder for one query image or embedding."""
+        emb = image if isinstance(image, np.ndarray) else self.embed_query(image)
+        collection = self.collection(folder)
+        return QueryResult(
+            emb,
+            collection.search(emb, k, dim, binary=False),
+            collection.search(emb, k, dim, binary=True),
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            for c in self._collections.values():
+                c.catalog.close()
+            self._collections.clear()

@@ -1,0 +1,62 @@
+"""Progress reports and cancellation shared by long jobs (indexing, evaluation, training).
+
+Callbacks instead of Qt signals keep the engine and the trainer free of Qt: the GUI's thread adapters turn
+these calls into signals, the command line into a progress bar.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+class Cancelled(Exception):
+    """Raised between batches when the caller asked to stop; work done so far has been kept."""
+
+
+@dataclass(frozen=True)
+class Progress:
+    done: int
+    total: int
+    rate: float  # items per second, over the whole run so far
+    stage: str = ""
+
+    @property
+    def seconds_left(self) -> float | None:
+        if self.rate <= 0 or self.total <= 0:
+            return None
+        return max(0.0, (self.total - self.done) / self.rate)
+
+
+ProgressCallback = Callable[[Progress], None]
+CancelCheck = Callable[[], bool]
+
+
+def never_cancelled() -> bool:
+    return False
+
+
+class RateMeter:
+    """Counts items against wall time since construction."""
+
+    def __init__(self, total: int, stage: str = "") -> None:
+        self.total = total
+        self.stage = stage
+        self.done = 0
+        self._start = time.perf_counter()
+
+    def advance(self, n: int) -> Progress:
+        self.done += n
+        elapsed = max(time.perf_counter() - self._start, 1e-9)
+        return Progress(self.done, self.total, self.done / elapsed, self.stage)
+
+
+def format_progress(p: Progress, width: int = 30) -> str:
+    """One line for a terminal: bar, counts, rate and time left."""
+    frac = p.done / p.total if p.total else 1.0
+    filled = int(round(frac * width))
+    left = p.seconds_left
+    eta = f"{int(left // 60)}:{int(left % 60):02d} left" if left is not None else ""
+    stage = f"{p.stage} " if p.stage else ""
+    return f"{stage}[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {p.rate:.1f}/s {eta}".rstrip()
