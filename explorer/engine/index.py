@@ -1,0 +1,464 @@
+"""Nearest-neighbour indexes over catalog embeddings: approximate cosine (hnswlib) and exact Hamming (faiss).
+
+The search layer keeps one index per (representation, dimension) and addresses images by their catalog
+row id, never by a position: the catalog changes between sessions (folders added, files deleted), and a
+persisted index must be patched by id rather than rebuilt from scratch. Both classes therefore speak in
+caller-chosen int64 ids and keep the id bookkeeping themselves.
+
+Float embeddings go to HNSW because an exact scan of 100k x 1024 float32 (400 MB) per query is far too slow
+for interactive search, and HNSW gives recall@10 >= 0.95 in well under a millisecond. Binary codes stay
+exact: a Hamming scan reads only D/8 bytes per image, so brute force remains fast enough and avoids an
+approximation on top of the already lossy binarization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import faiss
+import hnswlib
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["BinaryIndex", "FloatIndex", "IndexFileError", "exact_cosine_search"]
+
+_FORMAT_VERSION = 1
+_MIN_CAPACITY = 1024
+# Bound the (queries x vectors) similarity block of the exact search to ~64 MB of float32.
+_EXACT_BLOCK_ELEMENTS = 16_000_000
+
+
+class IndexFileError(OSError):
+    """A persisted index is missing, truncated, corrupt or inconsistent: the caller should rebuild it.
+
+    One exception type for every failure mode lets the search layer write a single `except` around `load`
+    instead of guessing which of hnswlib's RuntimeErrors, numpy's ValueErrors or zipfile's errors means
+    "the file is unusable".
+    """
+
+
+def _as_ids(ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Validate ids once at the boundary so the index internals can trust them."""
+    a = np.asarray(ids)
+    if a.ndim != 1:
+        a = a.reshape(-1)
+    if a.size and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"ids must be integers, got {a.dtype}")
+    out = a.astype(np.int64, copy=False)
+    # hnswlib labels are unsigned (size_t); a negative catalog id would silently wrap around.
+    if out.size and out.min() < 0:
+        raise ValueError("ids must be non-negative")
+    if np.unique(out).size != out.size:
+        raise ValueError("ids must be unique within one call")
+    return out
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist the rename itself; best effort, since Windows cannot open directories for fsync."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    # Opened for writing because Windows refuses to flush a read-only handle.
+    with open(path, "r+b") as f:
+        os.fsync(f.fileno())
+
+
+def _temp_beside(path: Path) -> Path:
+    """A fresh temp file in the target's directory, so that os.replace stays a same-filesystem rename."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
+def _file_crc32(path: Path) -> int:
+    """CRC of the index file, so that a truncated or bit-flipped file is rejected before hnswlib parses it.
+
+    hnswlib trusts its input: a damaged file can make it allocate garbage sizes or read out of bounds,
+    so integrity must be checked on our side. CRC32 suffices: this guards against accidents, not attacks.
+    """
+    crc = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".meta.npz")
+
+
+class FloatIndex:
+    """Approximate cosine nearest neighbours with hnswlib (space='cosine'), for one dimension.
+
+    hnswlib only knows labels; the live and deleted id sets are tracked here because hnswlib keeps deleted
+    labels in its lookup table (so `get_ids_list` cannot tell live from dead) and because the catalog sync
+    needs a cheap sorted view of what is indexed.
+    """
+
+    def __init__(
+        self, dim: int, *, m: int = 16, ef_construction: int = 200, ef_search: int = 64, threads: int = 0
+    ) -> None:
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.dim = dim
+        self.m = m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.threads = threads
+        self._index = hnswlib.Index(space="cosine", dim=dim)
+        # allow_replace_deleted lets new ids reuse the slots of deleted ones, so a catalog with churn does
+        # not grow the graph (and the file) forever.
+        self._index.init_index(
+            max_elements=_MIN_CAPACITY, M=m, ef_construction=ef_construction, allow_replace_deleted=True
+        )
+        self._configure()
+        self._live: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        # Labels still present in hnswlib but marked deleted (their slots are reusable).
+        self._deleted: npt.NDArray[np.int64] = np.empty(0, np.int64)
+
+    def _configure(self) -> None:
+        self._index.set_ef(self.ef_search)
+        if self.threads > 0:
+            self._index.set_num_threads(self.threads)
+
+    def __len__(self) -> int:
+        return int(self._live.size)
+
+    def __repr__(self) -> str:
+        return f"FloatIndex(dim={self.dim}, live={len(self)}, m={self.m}, ef_search={self.ef_search})"
+
+    @property
+    def capacity(self) -> int:
+        """Slots allocated in the hnswlib graph (live + deleted + free)."""
+        return int(self._index.get_max_elements())
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes `save` would write for the graph: vectors plus links, a close proxy of its memory."""
+        return int(self._index.index_file_size())
+
+    def ids(self) -> npt.NDArray[np.int64]:
+        return self._live.copy()
+
+    def _vectors(self, vectors: npt.ArrayLike, n: int) -> npt.NDArray[np.float32]:
+        v = np.ascontiguousarray(vectors, dtype=np.float32)
+        if v.ndim == 1 and n == 1:
+            v = v[None, :]
+        if v.shape != (n, self.dim):
+            raise ValueError(f"expected vectors of shape ({n}, {self.dim}), got {v.shape}")
+        if not np.isfinite(v).all():
+            raise ValueError("vectors contain NaN or infinity")
+        return v
+
+    def _ensure_capacity(self, extra_slots: int) -> None:
+        needed = int(self._index.get_current_count()) + extra_slots
+        cap = self.capacity
+        if needed > cap:
+            # Doubling keeps the amortised cost of resize_index (a full reallocation) linear.
+            self._index.resize_index(max(needed, 2 * cap))
+
+    def add(self, ids: npt.ArrayLike, vectors: npt.ArrayLike) -> None:
+        """Insert or replace vectors; a previously removed id is revived with the new vector."""
+        id_arr = _as_ids(ids)
+        if id_arr.size == 0:
+            return
+        vecs = self._vectors(vectors, id_arr.size)
+        num_threads = self.threads if self.threads > 0 else -1
+
+        revive = np.isin(id_arr, self._deleted, assume_unique=True)
+        existing = np.isin(id_arr, self._live, assume_unique=True) | revive
+        # Order matters: revived labels must be unmarked before new ids may claim deleted slots, or a
+        # new id could evict the very label we are about to revive.
+        for label in id_arr[revive].tolist():
+            self._index.unmark_deleted(label)
+        if revive.any():
+            self._deleted = np.setdiff1d(self._deleted, id_arr[revive], assume_unique=True)
+        if existing.any():
+            # With allow_replace_deleted, add_items on a live label updates its vector in place.
+            self._index.add_items(vecs[existing], id_arr[existing], num_threads=num_threads)
+
+        new = ~existing
+        n_new = int(new.sum())
+        if n_new:
+            reusable = int(self._deleted.size)
+            self._ensure_capacity(max(0, n_new - reusable))
+            # replace_deleted=True is only safe for labels hnswlib has never seen: for a known label it
+            # would create a duplicate entry in a vacant slot.
+            self._index.add_items(vecs[new], id_arr[new], num_threads=num_threads, replace_deleted=True)
+            if reusable:
+                # hnswlib picks which deleted slots to recycle; re-read which deleted labels survived.
+                still_there = np.asarray(self._index.get_ids_list(), dtype=np.int64)
+                self._deleted = np.intersect1d(self._deleted, still_there, assume_unique=True)
+        self._live = np.union1d(self._live, id_arr)
+
+    def remove(self, ids: npt.ArrayLike) -> None:
+        """Mark ids deleted; unknown ids are ignored so callers can remove without checking first."""
+        id_arr = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
+        gone = np.intersect1d(id_arr, self._live, assume_unique=True)
+        for label in gone.tolist():
+            self._index.mark_deleted(label)
+        self._live = np.setdiff1d(self._live, gone, assume_unique=True)
+        self._deleted = np.union1d(self._deleted, gone)
+
+    def search(self, queries: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """The k nearest live ids per query and their cosine distances (1 - cos), nearest first.
+
+        Always returns 2-D arrays, (q, min(k, len)), even for a single 1-D query, so that callers have one
+        shape to handle.
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ValueError(f"expected queries of shape (q, {self.dim}), got {q.shape}")
+        kk = min(int(k), len(self))
+        if kk <= 0 or q.shape[0] == 0:
+            shape = (q.shape[0], max(kk, 0))
+            return np.empty(shape, np.int64), np.empty(shape, np.float32)
+        num_threads = self.threads if self.threads > 0 else -1
+        ef = max(self.ef_search, kk)
+        while True:
+            self._index.set_ef(ef)
+            try:
+                labels, distances = self._index.knn_query(q, k=kk, num_threads=num_threads)
+                break
+            except RuntimeError:
+                # hnswlib refuses when the graph walk finds fewer than k live points, which happens when
+                # many neighbours are deleted; a wider beam fixes it, and ef = all slots always does.
+                total = int(self._index.get_current_count())
+                if ef >= total:
+                    raise
+                ef = min(total, ef * 4)
+            finally:
+                self._index.set_ef(self.ef_search)
+        return labels.astype(np.int64), np.asarray(distances, dtype=np.float32)
+
+    def sync(
+        self, ids: npt.ArrayLike, vectors_for: Callable[[npt.NDArray[np.int64]], npt.ArrayLike]
+    ) -> tuple[int, int]:
+        """Make the live id set equal `ids`: add the missing ones (fetching their vectors through
+        vectors_for(missing_ids)), remove the extra ones; return (added, removed).
+
+        This is how a persisted index is extended incrementally after the catalog changed: only the
+        difference is touched, and vectors are fetched only for ids the index lacks.
+        """
+        wanted = np.unique(np.asarray(ids, dtype=np.int64).reshape(-1))
+        missing = np.setdiff1d(wanted, self._live, assume_unique=True)
+        extra = np.setdiff1d(self._live, wanted, assume_unique=True)
+        if extra.size:
+            self.remove(extra)
+        if missing.size:
+            self.add(missing, vectors_for(missing))
+        return int(missing.size), int(extra.size)
+
+    def save(self, path: Path) -> None:
+        """Write the index to `path` plus a `<name>.meta.npz` sidecar (ids, parameters, checksum).
+
+        Both files are first written to temp files in the same directory, fsynced, and only then renamed
+        over the old ones, so an interrupted save leaves the previous index usable. The sidecar records
+        the index file's size and CRC, so a crash between the two renames is detected on load rather than
+        pairing a new graph with old ids.
+        """
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        index_tmp = _temp_beside(path)
+        meta_tmp: Path | None = None
+        try:
+            self._index.save_index(str(index_tmp))
+            _fsync_file(index_tmp)
+            meta = {
+                "format": _FORMAT_VERSION,
+                "dim": self.dim,
+                "m": self.m,
+                "ef_construction": self.ef_construction,
+                "ef_search": self.ef_search,
+                "index_bytes": index_tmp.stat().st_size,
+                "index_crc32": _file_crc32(index_tmp),
+            }
+            meta_tmp = _temp_beside(_meta_path(path))
+            with open(meta_tmp, "wb") as f:
+                np.savez(f, meta=np.array(json.dumps(meta)), live=self._live, deleted=self._deleted)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(index_tmp, path)
+            os.replace(meta_tmp, _meta_path(path))
+        except BaseException:
+            for tmp in (index_tmp, meta_tmp):
+                if tmp is not None:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+            raise
+        _fsync_dir(path.parent)
+
+    @classmethod
+    def load(cls, path: Path, *, threads: int = 0) -> FloatIndex:
+        """Read an index written by `save`; raise IndexFileError if it cannot be trusted."""
+        path = Path(path)
+        meta_file = _meta_path(path)
+        if not path.is_file() or not meta_file.is_file():
+            raise IndexFileError(f"no saved index at {path} (or its sidecar {meta_file.name} is missing)")
+        try:
+            with np.load(meta_file, allow_pickle=False) as npz:
+                meta = json.loads(str(npz["meta"]))
+                live = np.asarray(npz["live"], dtype=np.int64)
+                deleted = np.asarray(npz["deleted"], dtype=np.int64)
+            if meta["format"] != _FORMAT_VERSION:
+                raise IndexFileError(f"{meta_file} has format {meta['format']}, expected {_FORMAT_VERSION}")
+            dim, m = int(meta["dim"]), int(meta["m"])
+            ef_construction, ef_search = int(meta["ef_construction"]), int(meta["ef_search"])
+            expected_bytes, expected_crc = int(meta["index_bytes"]), int(meta["index_crc32"])
+        except IndexFileError:
+            raise
+        except Exception as e:  # zip, JSON, key and dtype errors all mean the same thing here
+            raise IndexFileError(f"corrupt index sidecar {meta_file}: {e}") from e
+        if path.stat().st_size != expected_bytes or _file_crc32(path) != expected_crc:
+            raise IndexFileError(f"index file {path} does not match its sidecar (truncated or corrupt)")
+
+        obj = cls(dim, m=m, ef_construction=ef_construction, ef_search=ef_search, threads=threads)
+        index = hnswlib.Index(space="cosine", dim=dim)
+        try:
+            index.load_index(str(path), allow_replace_deleted=True)
+        except (RuntimeError, ValueError, MemoryError) as e:
+            raise IndexFileError(f"hnswlib could not read {path}: {e}") from e
+        if int(index.get_current_count()) != live.size + deleted.size:
+            count = index.get_current_count()
+            raise IndexFileError(f"{path} holds {count} elements, its sidecar {live.size + deleted.size}")
+        obj._index = index
+        obj._configure()
+        obj._live = live
+        obj._deleted = deleted
+        return obj
+
+
+class BinaryIndex:
+    """Exact Hamming k-NN over packed codes, for one number of bits.
+
+    Codes are kept in a numpy array sorted by id and scanned with faiss's Hamming heap kernel (the one
+    behind IndexBinaryFlat) via `faiss.knn_hamming`. Skipping IndexBinaryFlat itself avoids holding a
+    second copy of every code and a rebuild after each removal; the scan is identical.
+    """
+
+    def __init__(self, nbits: int) -> None:
+        if nbits <= 0 or nbits % 8:
+            raise ValueError(f"nbits must be a positive multiple of 8, got {nbits}")
+        self.nbits = nbits
+        self._ids: npt.NDArray[np.int64] = np.empty(0, np.int64)
+        self._codes: npt.NDArray[np.uint8] = np.empty((0, nbits // 8), np.uint8)
+
+    def __len__(self) -> int:
+        return int(self._ids.size)
+
+    def __repr__(self) -> str:
+        return f"BinaryIndex(nbits={self.nbits}, live={len(self)})"
+
+    def ids(self) -> npt.NDArray[np.int64]:
+        return self._ids.copy()
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the codes and ids."""
+        return int(self._codes.nbytes + self._ids.nbytes)
+
+    def add(self, ids: npt.ArrayLike, codes: npt.ArrayLike) -> None:
+        """Insert codes; an id already present gets its code replaced."""
+        id_arr = _as_ids(ids)
+        c = np.asarray(codes)
+        if c.dtype != np.uint8:
+            raise TypeError(f"codes must be packed uint8 (see trainer.binary.binarize), got {c.dtype}")
+        if c.shape != (id_arr.size, self.nbits // 8):
+            raise ValueError(f"expected codes of shape ({id_arr.size}, {self.nbits // 8}), got {c.shape}")
+        if id_arr.size == 0:
+            return
+        keep = ~np.isin(self._ids, id_arr, assume_unique=True)
+        all_ids = np.concatenate([self._ids[keep], id_arr])
+        all_codes = np.concatenate([self._codes[keep], c])
+        # Sorted by id: faiss's heap keeps the first-scanned of equal distances, so storage order is what
+        # breaks ties, and id order makes results independent of insertion history.
+        order = np.argsort(all_ids, kind="stable")
+        self._ids = all_ids[order]
+        self._codes = np.ascontiguousarray(all_codes[order])
+
+    def remove(self, ids: npt.ArrayLike) -> None:
+        """Drop ids (unknown ones are ignored); exact search has no graph to repair, so this is a filter."""
+        id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
+        keep = ~np.isin(self._ids, id_arr)
+        if not keep.all():
+            self._ids = self._ids[keep]
+            self._codes = self._codes[keep]
+
+    def search(
+        self, query_codes: npt.ArrayLike, k: int
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+        """The k nearest ids per query by Hamming distance, nearest first; equal distances by ascending id.
+
+        Always 2-D, (q, min(k, len)).
+        """
+        q = np.ascontiguousarray(query_codes, dtype=np.uint8)
+        if q.ndim == 1:
+            q = q[None, :]
+        if q.ndim != 2 or q.shape[1] != self.nbits // 8:
+            raise ValueError(f"expected query codes of shape (q, {self.nbits // 8}), got {q.shape}")
+        kk = min(int(k), len(self))
+        if kk <= 0 or q.shape[0] == 0:
+            shape = (q.shape[0], max(kk, 0))
+            return np.empty(shape, np.int64), np.empty(shape, np.int32)
+        distances, rows = faiss.knn_hamming(q, self._codes, kk)
+        # The heap returns ties in arbitrary order; rows are id-ordered, so sorting by (distance, row)
+        # makes the order deterministic.
+        order = np.lexsort((rows, distances), axis=-1)
+        rows = np.take_along_axis(rows, order, axis=-1)
+        distances = np.take_along_axis(distances, order, axis=-1)
+        return self._ids[rows], distances.astype(np.int32, copy=False)
+
+
+def exact_cosine_search(
+    vectors: npt.ArrayLike, queries: npt.ArrayLike, k: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Brute-force cosine k-NN: (row indices, 1 - cos), nearest first, ties by row index.
+
+    Ground truth for measuring the HNSW recall, and the whole search for collections small enough that an
+    index is not worth building. Zero vectors are kept as zero (distance 1 to everything) rather than NaN.
+    """
+
+    def normalise(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        norms = np.linalg.norm(a, axis=1, keepdims=True)
+        return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+
+    v = normalise(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
+    q = normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+    if v.shape[1] != q.shape[1]:
+        raise ValueError(f"vectors have dimension {v.shape[1]}, queries {q.shape[1]}")
+    n = v.shape[0]
+    kk = max(0, min(int(k), n))
+    out_rows = np.empty((q.shape[0], kk), np.int64)
+    out_dist = np.empty((q.shape[0], kk), np.float32)
+    if kk == 0:
+        return out_rows, out_dist
+    block = max(1, _EXACT_BLOCK_ELEMENTS // max(n, 1))
+    for start in range(0, q.shape[0], block):
+        dist = 1.0 - q[start : start + block] @ v.T
+        if kk < n:
+            part = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
+        else:
+            part = np.broadcast_to(np.arange(n), dist.shape).copy()
+        part_dist = np.take_along_axis(dist, part, axis=1)
+        order = np.lexsort((part, part_dist), axis=-1)
+        out_rows[start : start + block] = np.take_along_axis(part, order, axis=1)
+        out_dist[start : start + block] = np.take_along_axis(part_dist, order, axis=1)
+    return out_rows, out_dist
