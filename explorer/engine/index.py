@@ -83,6 +83,10 @@ def _temp_beside(path: Path) -> Path:
     """A fresh temp file in the target's directory, so that os.replace stays a same-filesystem rename."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    # mkstemp creates 0600; the index should end up with the permissions of any ordinary file.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(name, 0o666 & ~umask)
     return Path(name)
 
 
