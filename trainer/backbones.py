@@ -16,6 +16,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +62,9 @@ def _remap_in_order(source: dict[str, torch.Tensor], target: nn.Module, skip: tu
     src = [(k, v) for k, v in source.items() if not k.startswith(skip)]
     dst = [k for k in target.state_dict() if not k.startswith(("classifier",))]
     if len(src) != len(dst):
-        raise BackboneError(f"weight layout mismatch: {len(src)} tensors in the file, {len(dst)} in the model")
+        raise BackboneError(
+            f"weight layout mismatch: {len(src)} tensors in the file, {len(dst)} in the model"
+        )
     shapes = target.state_dict()
     remapped = {}
     for (src_key, tensor), dst_key in zip(src, dst, strict=True):
@@ -75,7 +78,9 @@ def _efficientnet_lite(variant: int) -> Callable[[bool, Path | None], nn.Module]
     def build(pretrained: bool, weights_path: Path | None) -> nn.Module:
         import timm
 
-        model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool="")
+        model = timm.create_model(
+            f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool=""
+        )
         if not pretrained and weights_path is None:
             return model
         if weights_path is None:
@@ -142,3 +147,18 @@ def get_backbone(name: str) -> BackboneSpec:
         return BACKBONES[name]
     except KeyError:
         raise BackboneError(f"unknown backbone {name!r}; known: {', '.join(sorted(BACKBONES))}") from None
+
+
+def backbone_stages(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone as a list of stages whose composition is the backbone: what fine-tuning freezes by prefix.
+
+    Freezing a prefix of stages lets training skip their backward pass, and lets a CPU run compute their
+    output once per image and cache it (see trainer.trunk_cache).
+    """
+    if hasattr(backbone, "blocks") and hasattr(backbone, "conv_head"):  # timm EfficientNet family
+        b: Any = backbone
+        return [nn.Sequential(b.conv_stem, b.bn1), *b.blocks, nn.Sequential(b.conv_head, b.bn2)]
+    if isinstance(backbone, nn.Sequential):  # torchvision ResNet without avgpool/fc
+        children = list(backbone.children())
+        return [nn.Sequential(*children[:4]), *children[4:]]
+    raise BackboneError(f"do not know how to split {type(backbone).__name__} into stages")

@@ -23,13 +23,15 @@ from PIL import Image
 from trainer.devices import autocast_for, pick_device, uses_channels_last
 from trainer.images import ImageLoadError, Skipped, load_for_model, preprocess_pil
 from trainer.model import EmbeddingModel
-from trainer.progress import Cancelled, CancelCheck, ProgressCallback, RateMeter, never_cancelled
+from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter, never_cancelled
 
 
 @dataclass
 class EmbeddedBatch:
     paths: list[Path]
-    embeddings: npt.NDArray[np.float32]  # (len(paths), D), raw (not normalised): binarize and prefixes need it
+    embeddings: npt.NDArray[
+        np.float32
+    ]  # (len(paths), D), raw (not normalised): binarize and prefixes need it
     skipped: list[Skipped]
 
 
@@ -52,10 +54,14 @@ class BatchEmbedder:
         batch_size: int = 32,
         decode_workers: int | None = None,
         prefetch_batches: int = 2,
+        pooled_features: bool = False,
     ) -> None:
-        self.device = pick_device(device if isinstance(device, str) else "auto") if not isinstance(
-            device, torch.device
-        ) else device
+        """`pooled_features=True` returns the LayerNorm'd pooled backbone features instead of embeddings."""
+        self.device = (
+            pick_device(device if isinstance(device, str) else "auto")
+            if not isinstance(device, torch.device)
+            else device
+        )
         self.model = model.eval().to(self.device)
         if uses_channels_last(self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -63,6 +69,8 @@ class BatchEmbedder:
         self.decode_workers = decode_workers or min(8, max(2, os.cpu_count() or 2))
         self.prefetch_batches = prefetch_batches
         self.card = model.card
+        self.pooled_features = pooled_features
+        self.out_dim = model.card.feature_dim if pooled_features else model.card.dim
 
     def embed_arrays(self, arrays: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
         """Embed already-decoded uint8 NHWC images (input_size square)."""
@@ -73,7 +81,7 @@ class BatchEmbedder:
             x = self.model.normalize_uint8(batch.to(self.device, non_blocking=True))
             if uses_channels_last(self.device):
                 x = x.contiguous(memory_format=torch.channels_last)
-            out = self.model(x)
+            out = self.model.pooled_features(x) if self.pooled_features else self.model(x)
         return out.float().cpu().numpy()
 
     def embed_image(self, image: Image.Image) -> npt.NDArray[np.float32]:
@@ -119,7 +127,7 @@ class BatchEmbedder:
                     if good:
                         emb = self.embed_arrays(np.stack([d for _, d in good]))
                     else:
-                        emb = np.zeros((0, self.card.dim), np.float32)
+                        emb = np.zeros((0, self.out_dim), np.float32)
                     yield EmbeddedBatch([p for p, _ in good], emb, skipped)
                     report = meter.advance(len(chunk))
                     if progress is not None:
@@ -144,5 +152,5 @@ def embed_all(
         kept.extend(batch.paths)
         parts.append(batch.embeddings)
         skipped.extend(batch.skipped)
-    emb = np.concatenate(parts) if parts else np.zeros((0, embedder.card.dim), np.float32)
+    emb = np.concatenate(parts) if parts else np.zeros((0, embedder.out_dim), np.float32)
     return kept, emb, skipped

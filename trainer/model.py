@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from trainer.atomic import atomic_write
 from trainer.backbones import get_backbone
 
 CARD_FORMAT_VERSION = 1
@@ -103,7 +102,9 @@ class ModelFileError(RuntimeError):
 class EmbeddingModel(nn.Module):
     """Image batch (normalised float, NCHW) -> embedding (B, D); cosine on the L2-normalised output."""
 
-    def __init__(self, card: ModelCard, pretrained: bool = False, backbone_weights: Path | None = None) -> None:
+    def __init__(
+        self, card: ModelCard, pretrained: bool = False, backbone_weights: Path | None = None
+    ) -> None:
         super().__init__()
         self.card = card
         spec = get_backbone(card.backbone)
@@ -140,28 +141,13 @@ def model_paths(path: Path) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, then rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_model(model: EmbeddingModel, path: Path, card: ModelCard | None = None) -> tuple[Path, Path]:
     """Save weights (safetensors) and card (JSON) atomically; returns their paths."""
     card = card or model.card
     weights, card_path = model_paths(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt", "name": card.name}))
-    _atomic_write(card_path, lambda p: p.write_text(card.to_json() + "\n", encoding="utf-8"))
+    atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt", "name": card.name}))
+    atomic_write(card_path, lambda p: p.write_text(card.to_json() + "\n", encoding="utf-8"))
     return weights, card_path
 
 

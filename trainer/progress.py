@@ -55,7 +55,7 @@ class RateMeter:
 def format_progress(p: Progress, width: int = 30) -> str:
     """One line for a terminal: bar, counts, rate and time left."""
     frac = p.done / p.total if p.total else 1.0
-    filled = int(round(frac * width))
+    filled = round(frac * width)
     left = p.seconds_left
     eta = f"{int(left // 60)}:{int(left % 60):02d} left" if left is not None else ""
     stage = f"{p.stage} " if p.stage else ""

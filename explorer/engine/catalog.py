@@ -81,7 +81,9 @@ class Catalog:
             raise CatalogError(f"catalog {self.path} is not readable: {exc}") from None
         stored = self.meta()
         if "dim" in stored and int(stored["dim"]) != dim:
-            raise CatalogError(f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}")
+            raise CatalogError(
+                f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}"
+            )
         self.set_meta({"dim": str(dim), **(meta or {})})
 
     def close(self) -> None:
@@ -138,7 +140,9 @@ class Catalog:
         for stamp, vector in embedded:
             v = np.ascontiguousarray(vector, dtype=np.float32)
             if v.shape != (self.dim,):
-                raise CatalogError(f"embedding of {stamp.relpath} has shape {v.shape}, expected ({self.dim},)")
+                raise CatalogError(
+                    f"embedding of {stamp.relpath} has shape {v.shape}, expected ({self.dim},)"
+                )
             rows.append((stamp.relpath, stamp.size, stamp.mtime_ns, v.tobytes()))
         with self._lock, self._transaction():
             for stamp, _ in embedded:

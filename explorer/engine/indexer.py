@@ -9,7 +9,7 @@ from pathlib import Path
 from explorer.engine.catalog import Catalog, FileStamp, SkippedFile
 from trainer.images import scan_images
 from trainer.inference import BatchEmbedder
-from trainer.progress import Cancelled, CancelCheck, ProgressCallback, never_cancelled
+from trainer.progress import CancelCheck, Cancelled, ProgressCallback, never_cancelled
 
 
 @dataclass

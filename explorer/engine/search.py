@@ -18,7 +18,9 @@ from explorer.engine.catalog import Catalog, CatalogSnapshot
 from explorer.engine.index import BinaryIndex, FloatIndex, IndexFileError
 from trainer.binary import binarize, code_prefix, hamming_distances
 
-DEFAULT_EXACT_LIMIT = 20_000 * 1280  # vectors x dims: an exact scan of this costs about as much as a graph walk
+DEFAULT_EXACT_LIMIT = (
+    20_000 * 1280
+)  # vectors x dims: an exact scan of this costs about as much as a graph walk
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,9 @@ class Collection:
         except (IndexFileError, FileNotFoundError):
             index = FloatIndex(dim)
         ids = self.snapshot.ids
-        added, removed = index.sync(ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim])
+        added, removed = index.sync(
+            ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim]
+        )
         if added or removed or not path.exists():
             index.save(path)
         self._float[dim] = index
@@ -133,7 +137,9 @@ class Collection:
                 self.float_index(d)
 
     # -- queries ----------------------------------------------------------------------------------------
-    def search(self, query: npt.NDArray[np.float32], k: int = 20, dim: int | None = None, binary: bool = False) -> Ranking:
+    def search(
+        self, query: npt.NDArray[np.float32], k: int = 20, dim: int | None = None, binary: bool = False
+    ) -> Ranking:
         """The k nearest images to a query embedding (raw, full D), ranked by cosine or by Hamming distance."""
         d = self._check_dim(dim)
         k = max(0, min(int(k), len(self)))
@@ -157,7 +163,12 @@ class Collection:
         return Ranking(d, binary, self._results(rows, q_unit, q[:d], d, binary))
 
     def _results(
-        self, rows: npt.NDArray[np.int64], q_unit: npt.NDArray[np.float32], q: npt.NDArray[np.float32], d: int, binary: bool
+        self,
+        rows: npt.NDArray[np.int64],
+        q_unit: npt.NDArray[np.float32],
+        q: npt.NDArray[np.float32],
+        d: int,
+        binary: bool,
     ) -> list[SearchResult]:
         cos = np.maximum(1.0 - self.unit_vectors(d)[rows] @ q_unit, 0.0)
         ham = (

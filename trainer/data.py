@@ -1,0 +1,177 @@
+"""Labelled folders (one sub-folder per class) -> checked samples, class splits, and datasets.
+
+Metric learning is judged on classes never seen in training, so splits are by class: the convention of
+../shared/datasets/README.md (sorted class names, the first half trains) or a seeded shuffle, or explicit
+train/test folders. Folders that cannot train are refused up front with the reason spelled out, instead of
+failing an hour into a run.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from trainer.images import ImageLoadError, Skipped, load_rgb, preprocess_pil, scan_images
+
+MIN_IMAGES_PER_CLASS = 2
+
+
+class DatasetError(ValueError):
+    """The folder cannot be used for training or evaluation; the message says why and what to do."""
+
+
+@dataclass
+class LabelledFolder:
+    root: Path
+    classes: list[str]
+    samples: list[tuple[Path, int]]  # (path, index into classes)
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def labels(self) -> npt.NDArray[np.int64]:
+        return np.array([label for _, label in self.samples], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(label for _, label in self.samples)
+        return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
+
+    def subset(self, class_names: Sequence[str]) -> LabelledFolder:
+        """The same images restricted to some classes, relabelled 0..len(class_names)-1."""
+        keep = {name: i for i, name in enumerate(class_names)}
+        samples = [(p, keep[self.classes[y]]) for p, y in self.samples if self.classes[y] in keep]
+        return LabelledFolder(self.root, list(class_names), samples, self.skipped)
+
+
+def scan_labelled_folder(root: Path, verify: bool = True, workers: int = 4) -> LabelledFolder:
+    """Classes are the first-level sub-folders (images deeper inside count for that class).
+
+    With `verify`, every image is decoded once at a tiny draft size (cheap for JPEG) so that unreadable
+    files are reported now rather than breaking a batch mid-training.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"not a folder: {root}")
+    images, skipped = scan_images(root)
+    by_class: dict[str, list[Path]] = {}
+    for path in images:
+        rel = path.relative_to(root)
+        if len(rel.parts) < 2:
+            skipped.append(Skipped(path, "not in a class sub-folder"))
+            continue
+        by_class.setdefault(rel.parts[0], []).append(path)
+    if verify:
+        flat = [p for paths in by_class.values() for p in paths]
+        with ThreadPoolExecutor(workers) as pool:
+            reasons = list(pool.map(_unreadable_reason, flat))
+        bad = {p: r for p, r in zip(flat, reasons, strict=True) if r is not None}
+        skipped.extend(Skipped(p, r) for p, r in bad.items())
+        by_class = {c: [p for p in ps if p not in bad] for c, ps in by_class.items()}
+    classes = sorted(c for c, ps in by_class.items() if ps)
+    samples = [(p, i) for i, c in enumerate(classes) for p in by_class[c]]
+    return LabelledFolder(root, classes, samples, sorted(skipped, key=lambda s: str(s.path)))
+
+
+def _unreadable_reason(path: Path) -> str | None:
+    try:
+        load_rgb(path, min_side=16)
+    except ImageLoadError as exc:
+        return str(exc)
+    return None
+
+
+def trainability_problems(folder: LabelledFolder, min_per_class: int = MIN_IMAGES_PER_CLASS) -> list[str]:
+    """Every reason this folder cannot train, as sentences for a person (empty when it can)."""
+    problems = []
+    if not folder.samples:
+        problems.append(
+            f"{folder.root} has no readable images in class sub-folders (one sub-folder per class)"
+        )
+        return problems
+    if len(folder.classes) < 2:
+        problems.append(
+            f"{folder.root} has only one class ({folder.classes[0]!r}); metric learning needs at least two "
+            "sub-folders, one per class"
+        )
+    small = [c for c, n in folder.counts().items() if n < min_per_class]
+    if small:
+        shown = ", ".join(repr(c) for c in small[:5]) + (" ..." if len(small) > 5 else "")
+        problems.append(
+            f"{len(small)} class(es) have fewer than {min_per_class} images and cannot form a positive pair: {shown}"
+        )
+    return problems
+
+
+def require_trainable(folder: LabelledFolder, min_per_class: int = MIN_IMAGES_PER_CLASS) -> None:
+    problems = trainability_problems(folder, min_per_class)
+    if problems:
+        raise DatasetError("; ".join(problems))
+
+
+def split_by_class(folder: LabelledFolder, seed: int | None = None) -> tuple[LabelledFolder, LabelledFolder]:
+    """First half of the sorted class names trains, second half tests; with a seed, a seeded shuffle instead."""
+    names = sorted(folder.classes)
+    if seed is not None:
+        random.Random(seed).shuffle(names)
+    if len(names) < 4:
+        raise DatasetError(
+            f"{folder.root} has {len(names)} classes; a split by class needs at least 4 (2 to train, 2 to test)"
+        )
+    half = len(names) // 2
+    return folder.subset(sorted(names[:half])), folder.subset(sorted(names[half:]))
+
+
+Transform = Callable[[Image.Image], npt.NDArray[np.uint8]]
+
+
+def eval_transform(resize: int, crop: int) -> Transform:
+    return lambda img: preprocess_pil(img, resize, crop)
+
+
+def train_transform(crop: int, scale: tuple[float, float] = (0.2, 1.0), seed: int | None = None) -> Transform:
+    """Random resized crop + horizontal flip (the reference recipe), as uint8 HWC like the eval path."""
+    from torchvision.transforms import v2
+
+    tf = v2.Compose([v2.RandomResizedCrop(crop, scale=scale, antialias=True), v2.RandomHorizontalFlip()])
+
+    def apply(img: Image.Image) -> npt.NDArray[np.uint8]:
+        return np.asarray(tf(img), dtype=np.uint8).copy()
+
+    return apply
+
+
+class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
+    """Samples -> (uint8 HWC tensor, label); normalisation happens on the batch, on the model's device."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Transform, min_side: int) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.min_side = min_side
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        try:
+            img = load_rgb(path, min_side=self.min_side)
+        except ImageLoadError:
+            # Verified at scan time; a file that broke since then is replaced by a grey image rather than
+            # killing a long run. Its label stays, so the batch composition holds.
+            img = Image.new("RGB", (self.min_side, self.min_side), (128, 128, 128))
+        return torch.from_numpy(self.transform(img)), label
+
+
+def collate_uint8(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    images = torch.stack([b[0] for b in batch])
+    labels = torch.tensor([b[1] for b in batch], dtype=torch.int64)
+    return images, labels

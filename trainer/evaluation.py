@@ -1,0 +1,84 @@
+"""Judging a model the way the metric-learning literature does: embed a labelled set, compute the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from trainer.data import LabelledFolder, split_by_class
+from trainer.inference import BatchEmbedder, embed_all
+from trainer.metrics import evaluate
+from trainer.model import EmbeddingModel
+from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
+
+Metrics = dict[str, dict[int, dict[str, float]]]
+
+
+def embed_folder(
+    model: EmbeddingModel,
+    folder: LabelledFolder,
+    device: torch.device | str = "auto",
+    max_images: int | None = None,
+    seed: int = 0,
+    pooled_features: bool = False,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck = never_cancelled,
+) -> tuple[list[Path], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Embeddings of a labelled folder (a seeded sample of at most `max_images`), with their labels."""
+    samples = folder.samples
+    if max_images is not None and len(samples) > max_images:
+        pick = np.sort(np.random.default_rng(seed).choice(len(samples), size=max_images, replace=False))
+        samples = [samples[i] for i in pick]
+    label_of = {p: y for p, y in samples}
+    embedder = BatchEmbedder(model, device, batch_size=64, pooled_features=pooled_features)
+    paths, emb, _skipped = embed_all(embedder, [p for p, _ in samples], progress, cancel)
+    return paths, np.array([label_of[p] for p in paths], dtype=np.int64), emb
+
+
+def select_split(folder: LabelledFolder, split: str) -> LabelledFolder:
+    """'test': the held-out half of the classes (the datasets README convention); 'all': every class."""
+    if split == "all":
+        return folder
+    if split == "test":
+        return split_by_class(folder)[1]
+    if split == "train":
+        return split_by_class(folder)[0]
+    raise ValueError(f"unknown split {split!r}; use test, train or all")
+
+
+def evaluate_model(
+    model: EmbeddingModel,
+    folder: LabelledFolder,
+    dims: list[int] | None = None,
+    device: str = "auto",
+    with_clustering: bool = True,
+    max_images: int | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck = never_cancelled,
+) -> Metrics:
+    """Float and binary metrics at each nested dimension (R@1/2/4/8, MAP@R, NMI, F1)."""
+    _, labels, emb = embed_folder(model, folder, device, max_images, progress=progress, cancel=cancel)
+    usable = [d for d in (dims or model.card.nested_dims) if d % 8 == 0 and d <= emb.shape[1]]
+    n = len(labels)
+    ks = [k for k in (1, 2, 4, 8, 10, 100, 1000) if k <= 8 or (n > 10 * k and k < n)]
+    return evaluate(emb, labels, usable, ks=ks, with_clustering=with_clustering)
+
+
+def metrics_table(metrics: Metrics, title: str = "") -> str:
+    """A Markdown table: one row per (representation, dimension), one column per metric."""
+    names: list[str] = []
+    for per_dim in metrics.values():
+        for values in per_dim.values():
+            names.extend(n for n in values if n not in names)
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| repr | dim | bytes | " + " | ".join(names) + " |")
+    lines.append("|---|---:|---:|" + "---:|" * len(names))
+    for rep, per_dim in metrics.items():
+        for d, values in sorted(per_dim.items()):
+            size = d // 8 if rep == "binary" else 4 * d
+            cells = " | ".join(f"{100 * values[n]:.1f}" if n in values else "" for n in names)
+            lines.append(f"| {rep} | {d} | {size} | {cells} |")
+    return "\n".join(lines)

@@ -1,0 +1,535 @@
+"""The training loop: warm-up with the backbone frozen, then fine-tuning; checkpoints, resume, callbacks.
+
+Recipe (Zhai & Wu's reference code): SGD with momentum 0.9 and weight decay 1e-4, class-balanced batches,
+step decay of the learning rate, the first epoch(s) training only the new layers (embedding layer and the
+objective's own parameters, e.g. NormSoftmax proxies) so that random proxies do not wreck the pretrained
+backbone. bf16 autocast and channels_last on a GPU; a non-finite loss skips its step instead of poisoning the
+weights. Checkpoints are written atomically every few steps and at every epoch end, loaded with
+`weights_only=True` (no unpickling), and a run resumes at the exact batch where it stopped: the sampler's
+order depends only on (seed, epoch).
+
+On a CPU, `trainable_stages` + `cache_trunk` fine-tune only the last backbone stages and compute the frozen
+ones once per image (trainer.trunk_cache): the recipe the bundled model was trained with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from trainer.atomic import atomic_write
+from trainer.backbones import backbone_stages
+from trainer.data import (
+    ImageDataset,
+    LabelledFolder,
+    collate_uint8,
+    require_trainable,
+    train_transform,
+)
+from trainer.devices import autocast_for, pick_device, uses_channels_last
+from trainer.methods import build_objective
+from trainer.model import EmbeddingModel, ModelCard, load_model, nested_dims, save_model
+from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
+from trainer.samplers import ClassBalancedSampler
+from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
+
+
+@dataclass
+class FitConfig:
+    method: str = "normsoftmax"
+    method_params: dict[str, Any] = field(default_factory=dict)
+    dim: int | None = None  # None: the base model's dimension (or the backbone width)
+    nested: bool = True  # train every nested prefix (64, 128, ... dim)
+    epochs: int = 10
+    warmup_epochs: int = 1
+    classes_per_batch: int = 25
+    per_class: int = 3
+    batches_per_epoch: int | None = None
+    lr: float = 0.01
+    backbone_lr_mult: float = 1.0
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[float, ...] = (0.6, 0.85)  # fractions of the fine-tuning epochs
+    lr_gamma: float = 0.1
+    trainable_stages: int | None = None  # None: the whole backbone trains; k: only its last k stages
+    cache_trunk: bool = False  # compute the frozen stages once (needs trainable_stages)
+    cache_views: int = 2
+    crop_size: int | None = None  # training resolution; default the model's input size
+    pca_init: bool = True  # initialise the embedding layer as a PCA rotation of the pooled features
+    seed: int = 0
+    device: str = "auto"
+    num_workers: int = 2
+    eval_max_images: int = 2000
+    checkpoint_every: int = 50  # steps
+
+    def key(self) -> str:
+        """What must match for a checkpoint to be resumed (everything that shapes the run)."""
+        fields = asdict(self)
+        for volatile in ("device", "num_workers", "checkpoint_every", "eval_max_images"):
+            fields.pop(volatile)
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class FitCallbacks:
+    on_batch: Callable[[int, int, float, float], None] | None = None  # (global step, epoch, loss, lr)
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None  # (epoch, metrics such as R@1)
+    on_progress: Callable[[Progress], None] | None = None
+    on_message: Callable[[str], None] | None = None
+
+    def message(self, text: str) -> None:
+        if self.on_message:
+            self.on_message(text)
+
+
+@dataclass
+class FitResult:
+    model_path: Path
+    card: ModelCard
+    history: list[dict[str, float]]
+    resumed_from_step: int = 0
+    skipped_steps: int = 0
+
+
+class FitError(RuntimeError):
+    pass
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def _pca_rotation(features: torch.Tensor, dim: int) -> torch.Tensor:
+    """(dim, F) rows = principal directions of LayerNorm'd pooled features, largest variance first.
+
+    Starting the embedding layer as this rotation keeps cosine retrieval of the pretrained backbone intact
+    (at dim = F it is orthogonal), orders the dimensions so that every prefix is already a sensible smaller
+    embedding, and decorrelates the coordinates before the sign is taken, which is what binarization needs.
+    """
+    x = features.double() - features.double().mean(0, keepdim=True)
+    cov = x.T @ x / max(1, x.shape[0] - 1)
+    _evals, evecs = torch.linalg.eigh(cov)
+    return evecs.flip(1)[:, :dim].T.float().contiguous()
+
+
+class _Trainer:
+    """One run: built from the config, then `run()`; state is what a checkpoint holds."""
+
+    def __init__(
+        self,
+        train: LabelledFolder,
+        out: Path,
+        config: FitConfig,
+        base: Path | None,
+        backbone: str,
+        validation: LabelledFolder | None,
+        callbacks: FitCallbacks,
+        cancel: CancelCheck,
+        backbone_weights: Path | None = None,
+    ) -> None:
+        require_trainable(train)
+        self.train_set, self.val_set, self.config, self.cb, self.cancel = (
+            train,
+            validation,
+            config,
+            callbacks,
+            cancel,
+        )
+        self.out = Path(out)
+        self.run_dir = self.out.with_name(self.out.name + ".run")
+        self.device = pick_device(config.device)
+        _seed_everything(config.seed)
+        self.model, self.base_card = self._build_model(base, backbone, backbone_weights)
+        self.card = self.model.card
+        dims = self.card.nested_dims if config.nested else [self.card.dim]
+        self.objective = build_objective(
+            config.method, self.card.dim, len(train.classes), dims, **config.method_params
+        )
+        self.stages = backbone_stages(self.model.backbone)
+        k = config.trainable_stages
+        self.n_frozen = 0 if k is None else max(0, len(self.stages) - k)
+        if config.cache_trunk and k is None:
+            raise FitError("cache_trunk needs trainable_stages (the number of last backbone stages to train)")
+        for stage in self.stages[: self.n_frozen]:
+            stage.requires_grad_(False)
+        self.crop = config.crop_size or self.card.input_size
+        self.resize = round(self.crop * self.card.resize_size / self.card.input_size)
+        self.model.to(self.device)
+        self.objective.to(self.device)
+        if uses_channels_last(self.device):
+            self.model.to(memory_format=torch.channels_last)
+        self.sampler = ClassBalancedSampler(
+            train.labels, min(config.classes_per_batch, len(train.classes)), config.per_class,
+            config.batches_per_epoch, seed=config.seed,
+        )  # fmt: skip
+        self.steps_per_epoch = len(self.sampler)
+        self.optimizer = self._build_optimizer()
+        self.global_step = 0
+        self.history: list[dict[str, float]] = []
+        self.skipped_steps = 0
+        self.trunk_cache: torch.Tensor | None = None
+
+    # -- building ---------------------------------------------------------------------------------------
+    def _build_model(
+        self, base: Path | None, backbone: str, weights: Path | None
+    ) -> tuple[EmbeddingModel, ModelCard | None]:
+        cfg = self.config
+        if base is not None:
+            start = load_model(base)
+            base_card = start.card
+            dim = cfg.dim or base_card.dim
+            if base_card.has_embedding_layer and base_card.dim == dim:
+                start.card = ModelCard(**{**asdict(base_card), "nested_dims": nested_dims(dim)})
+                return start, base_card
+            card = ModelCard.for_backbone(self.out.name, base_card.backbone, dim)
+            model = EmbeddingModel(card, pretrained=False)
+            model.backbone.load_state_dict(start.backbone.state_dict())
+            return model, base_card
+        card = ModelCard.for_backbone(self.out.name, backbone, cfg.dim or None)
+        if not card.has_embedding_layer:
+            card = ModelCard.for_backbone(self.out.name, backbone, card.feature_dim)
+        return EmbeddingModel(card, pretrained=True, backbone_weights=weights), None
+
+    def _build_optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        backbone = [p for s in self.stages[self.n_frozen :] for p in s.parameters() if p.requires_grad]
+        new = list(self.model.new_layer_parameters()) + list(self.objective.parameters())
+        groups = [{"params": new, "lr": cfg.lr, "base_lr": cfg.lr}]
+        if backbone:
+            lr = cfg.lr * cfg.backbone_lr_mult
+            groups.append({"params": backbone, "lr": lr, "base_lr": lr})
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+    def _lr_factor(self, epoch: int) -> float:
+        cfg = self.config
+        if epoch < cfg.warmup_epochs:
+            return 1.0
+        tune_epochs = max(1, cfg.epochs - cfg.warmup_epochs)
+        progress = (epoch - cfg.warmup_epochs) / tune_epochs
+        return cfg.lr_gamma ** sum(progress >= m for m in cfg.lr_milestones)
+
+    def _set_epoch_lr(self, epoch: int) -> None:
+        factor = self._lr_factor(epoch)
+        warm = epoch < self.config.warmup_epochs
+        for i, group in enumerate(self.optimizer.param_groups):
+            # During warm-up the backbone group gets lr 0: only the new layers learn.
+            group["lr"] = 0.0 if (warm and i == 1) else group["base_lr"] * factor
+
+    # -- forward ----------------------------------------------------------------------------------------
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages[: self.n_frozen]:
+            x = stage(x)
+        return x
+
+    def _head(self, maps: torch.Tensor) -> torch.Tensor:
+        for stage in self.stages[self.n_frozen :]:
+            maps = stage(maps)
+        return self.model.embedding(self.model.norm(self.model.pool(maps).flatten(1)))
+
+    def _set_train_mode(self, warm: bool) -> None:
+        self.model.train()
+        for stage in self.stages[: self.n_frozen]:
+            stage.eval()  # frozen stages keep their batch-norm statistics
+        if warm:
+            for stage in self.stages:
+                stage.eval()
+
+    def _embed_batch(self, batch: torch.Tensor, from_cache: bool, warm: bool) -> torch.Tensor:
+        """Frozen stages (or, during warm-up, the whole backbone) run without building a graph."""
+        if from_cache:
+            maps = batch.to(self.device, non_blocking=True).float()
+            flip = torch.rand(maps.shape[0], device=maps.device) < 0.5
+            x = torch.where(flip[:, None, None, None], maps.flip(3), maps)
+        else:
+            x = self.model.normalize_uint8(batch.to(self.device, non_blocking=True))
+            if uses_channels_last(self.device):
+                x = x.contiguous(memory_format=torch.channels_last)
+            if self.n_frozen:
+                with torch.no_grad():
+                    x = self._trunk(x)
+        if warm:
+            with torch.no_grad():
+                for stage in self.stages[self.n_frozen :]:
+                    x = stage(x)
+            return self.model.embedding(self.model.norm(self.model.pool(x).flatten(1)))
+        return self._head(x)
+
+    # -- data -------------------------------------------------------------------------------------------
+    def _prepare_cache(self) -> None:
+        cfg = self.config
+        key = hashlib.sha256(
+            json.dumps(
+                [[str(p) for p, _ in self.train_set.samples], self.n_frozen, cfg.cache_views, self.crop,
+                 self.card.backbone, cfg.seed, _state_digest(self.stages[: self.n_frozen])]
+            ).encode()
+        ).hexdigest()[:16]  # fmt: skip
+        path = self.run_dir / "trunk-cache.safetensors"
+        cache = load_cache(path, key)
+        if cache is None:
+            self.cb.message(
+                f"caching the {self.n_frozen} frozen stages for {len(self.train_set.samples)} images"
+            )
+            trunk = nn.Sequential(*self.stages[: self.n_frozen])
+            cache = compute_trunk_cache(
+                trunk, self.model.normalize_uint8, self.train_set.samples, self.crop, self.resize,
+                cfg.cache_views, self.device, seed=cfg.seed, progress=self.cb.on_progress, cancel=self.cancel,
+            )  # fmt: skip
+            save_cache(cache, path, key)
+        self.trunk_cache = cache
+
+    def _cached_batches(self, epoch: int, skip: int) -> Any:
+        assert self.trunk_cache is not None
+        gen = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
+        labels = torch.from_numpy(self.train_set.labels)
+        for i, idx in enumerate(self.sampler):
+            views = torch.randint(0, self.trunk_cache.shape[1], (len(idx),), generator=gen)
+            if i < skip:
+                continue
+            index = torch.tensor(idx)
+            yield self.trunk_cache[index, views], labels[index]
+
+    def _loader_batches(self, skip: int) -> Any:
+        dataset = ImageDataset(self.train_set.samples, train_transform(self.crop), min_side=self.resize)
+        loader = DataLoader(
+            dataset, batch_sampler=self.sampler, collate_fn=collate_uint8, num_workers=self.config.num_workers,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )  # fmt: skip
+        for i, batch in enumerate(loader):
+            if i >= skip:
+                yield batch
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+    def _checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def save_checkpoint(self, epoch: int, step_in_epoch: int) -> None:
+        state = {
+            "config_key": self.config.key(),
+            "epoch": epoch,
+            "step_in_epoch": step_in_epoch,
+            "global_step": self.global_step,
+            "model": self.model.state_dict(),
+            "objective": self.objective.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "history": json.dumps(self.history),
+            "card": self.card.to_json(),
+            "skipped_steps": self.skipped_steps,
+        }
+        atomic_write(self._checkpoint_path(), lambda p: torch.save(state, p))
+
+    def load_checkpoint(self) -> tuple[int, int] | None:
+        path = self._checkpoint_path()
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("config_key") != self.config.key():
+            self.cb.message(f"{path} belongs to a run with other settings; starting afresh")
+            return None
+        self.model.load_state_dict(state["model"])
+        self.objective.load_state_dict(state["objective"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        self.history = json.loads(state["history"])
+        self.global_step = int(state["global_step"])
+        self.skipped_steps = int(state["skipped_steps"])
+        return int(state["epoch"]), int(state["step_in_epoch"])
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def _init_embedding(self) -> None:
+        layer = self.model.embedding
+        if not (self.config.pca_init and isinstance(layer, nn.Linear)):
+            return
+        if self.base_card is not None and self.base_card.has_embedding_layer:
+            return  # continuing from a trained embedding layer
+        feats = self._sample_pooled_features()
+        if feats.shape[0] < 2:
+            return
+        rotation = _pca_rotation(feats, min(self.card.dim, feats.shape[1]))
+        with torch.no_grad():
+            layer.weight.zero_()
+            layer.weight[: rotation.shape[0]] = rotation.to(layer.weight.device)
+
+    def _sample_pooled_features(self) -> torch.Tensor:
+        """LayerNorm'd pooled backbone features of up to 2,000 training images (centre crops)."""
+        if self.trunk_cache is None:
+            from trainer.evaluation import embed_folder
+
+            _, _, feats = embed_folder(
+                self.model, self.train_set, self.device, 2000, self.config.seed, pooled_features=True
+            )
+            return torch.from_numpy(feats)
+        rng = np.random.default_rng(self.config.seed)
+        n = len(self.train_set.samples)
+        pick = torch.from_numpy(np.sort(rng.choice(n, size=min(n, 2000), replace=False)))
+        out = []
+        self.model.eval()
+        with torch.inference_mode(), autocast_for(self.device):
+            for i in range(0, len(pick), 64):
+                maps = self.trunk_cache[pick[i : i + 64], 0].to(self.device).float()
+                for stage in self.stages[self.n_frozen :]:
+                    maps = stage(maps)
+                out.append(self.model.norm(self.model.pool(maps).flatten(1)).float().cpu())
+        return torch.cat(out)
+
+    def run(self) -> FitResult:
+        cfg = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.cache_trunk:
+            self._prepare_cache()
+        resumed = self.load_checkpoint()
+        start_epoch, skip = resumed if resumed else (0, 0)
+        resumed_from = self.global_step
+        if resumed:
+            self.cb.message(
+                f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})"
+            )
+        else:
+            self._init_embedding()
+            start = self._validate()
+            if start:
+                # Epoch 0: the starting point, so curves and the result page compare against it.
+                self.history.append({"epoch": 0, "loss": math.nan, **start})
+                if self.cb.on_epoch:
+                    self.cb.on_epoch(0, self.history[-1])
+        total_steps = cfg.epochs * self.steps_per_epoch
+        started, steps_this_run = time.perf_counter(), 0
+        for epoch in range(start_epoch, cfg.epochs):
+            self.sampler.set_epoch(epoch)
+            self._set_epoch_lr(epoch)
+            warm = epoch < cfg.warmup_epochs
+            self._set_train_mode(warm)
+            batches = (
+                self._cached_batches(epoch, skip)
+                if self.trunk_cache is not None
+                else self._loader_batches(skip)
+            )
+            losses = []
+            step_in_epoch = skip
+            for images, labels in batches:
+                if self.cancel():
+                    self.save_checkpoint(epoch, step_in_epoch)
+                    raise Cancelled(f"training cancelled at epoch {epoch + 1}, step {self.global_step}")
+                loss = self._step(images, labels.to(self.device), self.trunk_cache is not None, warm)
+                step_in_epoch += 1
+                self.global_step += 1
+                steps_this_run += 1
+                if loss is not None:
+                    losses.append(loss)
+                    if self.cb.on_batch:
+                        self.cb.on_batch(self.global_step, epoch, loss, self.optimizer.param_groups[0]["lr"])
+                if self.cb.on_progress:
+                    rate = steps_this_run / max(time.perf_counter() - started, 1e-9)
+                    self.cb.on_progress(Progress(self.global_step, total_steps, rate, "training"))
+                if self.global_step % cfg.checkpoint_every == 0:
+                    self.save_checkpoint(epoch, step_in_epoch)
+            skip = 0
+            record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
+            record.update(self._validate())
+            self.history.append(record)
+            self.save_checkpoint(epoch + 1, 0)
+            if self.cb.on_epoch:
+                self.cb.on_epoch(epoch + 1, record)
+        return self._export(resumed_from)
+
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, from_cache: bool, warm: bool) -> float | None:
+        with autocast_for(self.device):
+            emb = self._embed_batch(images, from_cache, warm)
+            loss = self.objective(emb.float(), labels)
+        if not torch.isfinite(loss):
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.cb.message(f"non-finite loss at step {self.global_step + 1}: step skipped")
+            return None
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, 10.0)
+        if not torch.isfinite(norm):
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def _validate(self) -> dict[str, float]:
+        """Recall@1 at full dimension, float and binary, on the held-out classes (a capped sample)."""
+        if self.val_set is None or len(self.val_set.classes) < 2:
+            return {}
+        from trainer.evaluation import embed_folder
+        from trainer.metrics import evaluate
+
+        self.model.eval()
+        _paths, labels, emb = embed_folder(
+            self.model, self.val_set, self.device, self.config.eval_max_images, self.config.seed
+        )
+        d = (self.card.dim // 8) * 8
+        m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
+        return {"R@1": m["float"][d]["R@1"], "binary R@1": m["binary"][d]["R@1"]}
+
+    def _export(self, resumed_from: int) -> FitResult:
+        cfg = self.config
+        self.model.eval()
+        self.card = ModelCard(
+            **{
+                **asdict(self.card),
+                "name": self.out.name,
+                "trained": True,
+                "trained_on": [f"{self.train_set.root} ({len(self.train_set.classes)} classes, "
+                               f"{len(self.train_set.samples)} images)"],
+                "recipe": {
+                    **{k: v for k, v in asdict(cfg).items() if k not in ("device", "num_workers")},
+                    "device": str(self.device),
+                    "steps": self.global_step,
+                    "skipped_steps": self.skipped_steps,
+                    "history": self.history,
+                    "base": self.base_card.name if self.base_card else f"{self.card.backbone} ImageNet",
+                },
+            }
+        )  # fmt: skip
+        self.model.card = self.card
+        path, _ = save_model(self.model.cpu(), self.out, self.card)
+        return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps)
+
+
+def _state_digest(modules: list[nn.Module]) -> str:
+    """A cheap fingerprint of frozen weights, so a cache is never reused for another trunk."""
+    h = hashlib.sha256()
+    for m in modules:
+        for name, t in m.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().float().flatten()[:64].cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def fit(
+    train: LabelledFolder,
+    out: Path,
+    config: FitConfig | None = None,
+    base: Path | None = None,
+    backbone: str = "efficientnet_lite0",
+    validation: LabelledFolder | None = None,
+    callbacks: FitCallbacks | None = None,
+    cancel: CancelCheck = never_cancelled,
+    backbone_weights: Path | None = None,
+) -> FitResult:
+    """Train on `train` (resuming `out`'s checkpoint if one matches), export the model to `out`."""
+    trainer = _Trainer(
+        train, out, config or FitConfig(), base, backbone, validation, callbacks or FitCallbacks(), cancel,
+        backbone_weights,
+    )  # fmt: skip
+    return trainer.run()
