@@ -1,0 +1,94 @@
+"""`retrieval-explorer` (the gui-script) and `python -m explorer`: open the window.
+
+Start-up order matters for a double-click app: the window must be on screen before anything slow is
+imported. Qt and the window come first; torch is imported by the model-loading worker once the window
+shows, and pyqtgraph on a background thread (see `explorer.ui.main_window`). `freeze_support()` runs
+before everything else so a frozen (PyInstaller) build does not start a second window in every child
+process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+
+def _parser():  # type: ignore[no-untyped-def]
+    import argparse
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="retrieval-explorer", description="Image retrieval explorer (window).")
+    p.add_argument("path", nargs="?", type=Path, help="a folder to search, or an image to query with")
+    p.add_argument("--model", type=Path, default=None, help="model file (.safetensors/.json); default: last used")
+    p.add_argument("--settings", type=Path, default=None, help="INI file for preferences (default: the user's)")
+    # Start-up benchmark (bench/gui_responsiveness.py): print when the window is first painted, then quit.
+    p.add_argument("--exit-when-shown", action="store_true", help=argparse.SUPPRESS)
+    # Further modes (e.g. a --self-test) go here, and are dispatched in `main` before the GUI starts.
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()
+    import sys
+    import time
+
+    if "--self-test" in (sys.argv[1:] if argv is None else argv):  # headless check of a build: no Qt, no window
+        from explorer.selftest import run_self_test
+
+        return run_self_test()
+    started = time.perf_counter()
+    args, qt_args = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
+    # -- non-GUI modes are dispatched here (none yet) --------------------------------------------------
+    return _run_window(args, [sys.argv[0], *qt_args], started)
+
+
+def _run_window(args, qt_argv: list[str], started: float) -> int:  # type: ignore[no-untyped-def]
+    import logging
+    import os
+    import time
+
+    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.settings is not None:
+        os.environ["RETRIEVAL_EXPLORER_SETTINGS"] = str(args.settings)
+    app = QApplication.instance() or QApplication(qt_argv)
+    app.setOrganizationName("retrieval-explorer")
+    app.setApplicationName("Retrieval Explorer")
+    app.setDesktopFileName("retrieval-explorer")
+
+    from explorer.ui.main_window import MainWindow, app_icon
+    from explorer.ui.settings import Settings
+
+    app.setWindowIcon(app_icon())
+    settings = Settings()
+    query = None
+    if args.model is not None:
+        settings.model_path = args.model.resolve()
+    if args.path is not None:
+        if args.path.is_dir():
+            settings.remember_folder(args.path.resolve())
+        elif args.path.is_file():
+            query = args.path.resolve()
+    window = MainWindow(settings)
+
+    if args.exit_when_shown:
+
+        class _FirstPaint(QObject):
+            def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+                if event.type() == QEvent.Type.Paint and obj is window:
+                    print(f"window-shown {time.perf_counter() - started:.3f}", flush=True)
+                    window.removeEventFilter(self)
+                    QTimer.singleShot(0, window.close)
+                return False
+
+        probe = _FirstPaint(window)
+        window.installEventFilter(probe)
+    window.show()
+    if query is not None:
+        window.set_query_path(query)
+    return app.exec()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""Queries from every source (drop, local URL, pasted image data, pasted path) fill the grid in rank order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
+from PySide6.QtWidgets import QApplication
+
+from explorer.ui.results_view import ResultRole
+
+QUERY_TIMEOUT_MS = 60_000
+
+
+def _drop(widget, mime: QMimeData) -> None:  # type: ignore[no-untyped-def]
+    """Deliver drag-enter then drop, as a file manager does (Qt routes a drop to the widget that accepted
+    the drag)."""
+    args = (QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(*args)
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(*args)
+    QApplication.sendEvent(widget, drop)
+    assert drop.isAccepted()
+
+
+def _wait_query(qtbot, window, action):  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(
+        window.queryFinished, timeout=QUERY_TIMEOUT_MS, check_params_cb=lambda o: o.searched
+    ) as blocker:
+        action()
+    return blocker.args[0]
+
+
+def _row(r):  # type: ignore[no-untyped-def]
+    # Re-embedding the same picture on the CPU may move cosine distances by ~1e-6 (thread scheduling in
+    # the convolutions); ranks, files and Hamming distances must match exactly.
+    return (r.rank, r.relpath, pytest.approx(r.cosine_distance, abs=1e-5), r.hamming_distance)
+
+
+def _grid(window) -> list[tuple[int, str, float, int]]:  # type: ignore[no-untyped-def]
+    model = window.grid_model
+    rows = [model.index(i).data(ResultRole) for i in range(model.rowCount())]
+    return [(r.rank, r.relpath, r.cosine_distance, r.hamming_distance) for r in rows]
+
+
+def _expected(ranking) -> list[tuple[int, str, float, int]]:  # type: ignore[no-untyped-def]
+    return [_row(r) for r in ranking.results]
+
+
+def test_dropped_file_fills_the_grid_in_the_engines_rank_order(
+    qtbot, make_window, index_in, image_folder, ui_session, make_img, tmp_path
+):  # type: ignore[no-untyped-def]
+    window = make_window()
+    index_in(window, image_folder)
+    query = make_img(tmp_path / "query.jpg", seed=3)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(query))])
+
+    _wait_query(qtbot, window, lambda: _drop(window.query_area, mime))
+
+    k = window.k_spin.value()
+    expected = ui_session.query(query, image_folder, k=k)
+    assert len(expected.float_ranking.results) == 12  # k=20 > 12 images: the whole folder, ranked
+    assert _grid(window) == _expected(expected.float_ranking)
+    assert [rank for rank, *_ in _grid(window)] == list(range(1, 13))
+    assert window.query_area.caption.text() == "query.jpg"
+
+    # The binary ranking comes from the same outcome, without another query.
+    window.ranking_combo.setCurrentIndex(1)
+    assert _grid(window) == _expected(expected.binary_ranking)
+
+    # A smaller k searches again (with the kept embedding) and shows the top of the same ranking.
+    _wait_query(qtbot, window, lambda: window.k_spin.setValue(5))
+    assert _grid(window) == _expected(ui_session.query(query, image_folder, k=5).binary_ranking)
+
+
+def test_dropped_text_url_and_pasted_path_are_queries(qtbot, make_window, index_in, image_folder, ui_session):  # type: ignore[no-untyped-def]
+    window = make_window()
+    index_in(window, image_folder)
+    query = image_folder / "b" / "img_07.png"
+    expected = _expected(ui_session.query(query, image_folder, k=window.k_spin.value()).float_ranking)
+
+    mime = QMimeData()
+    mime.setText(QUrl.fromLocalFile(str(query)).toString())  # a browser or terminal drag: a file:// URL as text
+    outcome = _wait_query(qtbot, window, lambda: _drop(window.query_area, mime))
+    assert outcome.label == "img_07.png"
+    assert _grid(window)[0][1] == "b/img_07.png"  # the query itself is in the folder: rank 1
+    assert _grid(window) == expected
+
+    QGuiApplication.clipboard().setText(f"  {query}\n")
+    window.k_spin.setValue(3)
+    outcome = _wait_query(qtbot, window, window.paste_action.trigger)
+    assert outcome.k == 3
+    assert _grid(window) == expected[:3]
+
+
+def test_pasted_image_data_is_embedded_like_the_file(qtbot, make_window, index_in, image_folder, ui_session):  # type: ignore[no-untyped-def]
+    window = make_window()
+    index_in(window, image_folder)
+    source = image_folder / "a" / "img_01.png"  # PNG: Qt and Pillow decode it to the same pixels
+    QGuiApplication.clipboard().setImage(QImage(str(source)))
+
+    outcome = _wait_query(qtbot, window, window.paste_query)
+
+    assert outcome.label.startswith("pasted image 96×80")
+    expected = ui_session.query(Image.open(source).convert("RGB"), image_folder, k=window.k_spin.value())
+    assert [r[1] for r in _grid(window)] == [r.relpath for r in expected.float_ranking.results]
+
+
+def test_a_dropped_folder_is_opened_and_indexed(qtbot, make_window, image_folder):  # type: ignore[no-untyped-def]
+    window = make_window()
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(image_folder))])
+    with qtbot.waitSignal(window.indexFinished, timeout=120_000) as blocker:
+        _drop(window.query_area, mime)
+    assert blocker.args[0].count == 12
+    assert window.folder == image_folder.resolve()
+
+
+def test_an_unreadable_query_is_reported_not_raised(qtbot, make_window, index_in, image_folder, tmp_path):  # type: ignore[no-untyped-def]
+    window = make_window()
+    index_in(window, image_folder)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not a picture")
+    with qtbot.waitSignal(window.queryFailed, timeout=QUERY_TIMEOUT_MS) as blocker:
+        window.set_query_path(bad)
+    assert "not an image" in blocker.args[0]
+    assert window.grid_model.rowCount() == 0
+    assert "cannot be read" in window.query_area.caption.text()
+
+
+def test_query_before_choosing_a_folder_waits_for_one(qtbot, make_window, index_in, image_folder):  # type: ignore[no-untyped-def]
+    window = make_window()
+    query = image_folder / "a" / "img_00.jpg"
+    with qtbot.waitSignal(window.queryFinished, timeout=QUERY_TIMEOUT_MS) as blocker:
+        window.set_query_path(query)
+    assert not blocker.args[0].searched
+    assert window.grid_model.rowCount() == 0
+
+    with qtbot.waitSignal(window.queryFinished, timeout=120_000, check_params_cb=lambda o: o.searched):
+        window.open_folder(image_folder)
+    assert _grid(window)[0][1] == "a/img_00.jpg"
+
+
+def test_export_writes_the_shown_ranking(qtbot, make_window, index_in, image_folder, tmp_path):  # type: ignore[no-untyped-def]
+    import csv
+    import json
+
+    window = make_window()
+    index_in(window, image_folder)
+    query = image_folder / "a" / "img_02.jpg"
+    _wait_query(qtbot, window, lambda: window.set_query_path(query))
+    shown = _grid(window)
+
+    csv_path = window.export_results(tmp_path / "out.csv")
+    assert csv_path is not None
+    with open(csv_path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["rank"]), r["relpath"], float(r["cosine_distance"]), int(r["hamming_distance"])) for r in rows] == [
+        (rank, rel, pytest.approx(cos, abs=1e-6), ham) for rank, rel, cos, ham in shown
+    ]
+    window.ranking_combo.setCurrentIndex(1)
+    doc = json.loads(Path(window.export_results(tmp_path / "out.json")).read_text())
+    assert doc["ranking"] == "binary" and doc["query"] == str(query) and doc["dim"] == 1280
+    assert [r["relpath"] for r in doc["results"]] == [r[1] for r in _grid(window)]
