@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -47,13 +48,18 @@ def compute_trunk_cache(
     meter = RateMeter(len(samples) * views, "caching frozen stages")
     trunk.eval().to(device)
 
-    def load(i_view: tuple[int, int]) -> npt.NDArray[np.uint8]:
+    def load(i_view: tuple[int, int]) -> npt.NDArray[np.uint8] | Image.Image:
         i, view = i_view
         try:
             img = load_rgb(samples[i][0], min_side=resize)
         except ImageLoadError:
             return np.full((crop, crop, 3), 128, np.uint8)
-        return centre(img) if view == 0 else augment(img)
+        return centre(img) if view == 0 else img
+
+    def augmented(item: npt.NDArray[np.uint8] | Image.Image) -> npt.NDArray[np.uint8]:
+        # Random views are drawn here, in job order on this thread: drawn in the decoding threads, their
+        # crops would depend on thread timing and the seed would not reproduce the cache.
+        return item if isinstance(item, np.ndarray) else augment(item)
 
     jobs = [(i, v) for v in range(views) for i in range(len(samples))]
     with ThreadPoolExecutor(2) as pool:
@@ -61,7 +67,7 @@ def compute_trunk_cache(
             if cancel():
                 raise Cancelled("trunk caching cancelled")
             chunk = jobs[start : start + batch_size]
-            arrays = np.stack(list(pool.map(load, chunk)))
+            arrays = np.stack([augmented(item) for item in pool.map(load, chunk)])
             with torch.inference_mode(), autocast_for(device):
                 x = normalize(torch.from_numpy(arrays).to(device))
                 maps = trunk(x).to(torch.float16).cpu()

@@ -1,0 +1,221 @@
+"""`trainer fit | eval | methods` through `trainer.cli.main`: outputs, files written and exit codes."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import trainer.fit as fit_module
+from trainer.cli import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from trainer.model import load_model, model_paths
+from trainer.progress import Cancelled
+
+TINY_FIT = [
+    "--trainable-stages", "1", "--cache-trunk", "--crop-size", "64", "--epochs", "1", "--warmup-epochs", "0",
+    "--batches-per-epoch", "2", "--classes-per-batch", "2", "--per-class", "2", "--split", "none", "--dim", "64",
+    "--device", "cpu", "--workers", "0",
+]  # fmt: skip
+METRICS = {"R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI", "F1"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Several processes share two cores: more than one intra-op thread only spins against them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_image(path: Path, cls: int, seed: int, size: int = 64) -> Path:
+    """Random blobs with a colour cast per class (the conftest helper is not importable in importlib mode)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    img = np.zeros((size, size, 3), np.float32)
+    for c in range(3):
+        cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(5, 20)
+        img[..., c] = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    img[..., cls % 3] += 0.3
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((255 * img / img.max()).astype(np.uint8)).save(path)
+    return path
+
+
+def make_folder(root: Path, classes: int, per_class: int) -> Path:
+    for c in range(classes):
+        for i in range(per_class):
+            make_image(root / f"class_{c}" / f"{i}.png", c, 100 * c + i)
+    return root
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*argv: str | Path) -> Run:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return Run(code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("cli") / "data", classes=4, per_class=4)
+
+
+@pytest.fixture(scope="module")
+def fitted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Run, Path]:
+    out = tmp_path_factory.mktemp("models") / "tiny"
+    return run_cli("fit", data, "--out", out, *TINY_FIT), out
+
+
+# -- fit ------------------------------------------------------------------------------------------------
+
+
+def test_fit_writes_the_model(fitted: tuple[Run, Path]) -> None:
+    run, out = fitted
+    assert run.code == EXIT_OK, run.err
+    weights, card_path = model_paths(out)
+    assert weights.exists() and card_path.exists()
+    assert f"wrote {weights}" in run.out
+    last = json.loads(run.out.strip().splitlines()[-1])
+    assert last["epoch"] == 1 and last["loss"] > 0
+    model = load_model(out)
+    assert model.card.trained and model.card.dim == 64 and model.card.name == "tiny"
+    recipe = model.card.recipe
+    assert recipe["steps"] == 2 and recipe["epochs"] == 1 and recipe["batches_per_epoch"] == 2
+    assert recipe["trainable_stages"] == 1 and recipe["cache_trunk"] is True and recipe["crop_size"] == 64
+    assert (recipe["classes_per_batch"], recipe["per_class"]) == (2, 2)
+    assert "epoch 1/1" in run.err
+
+
+def test_fit_refuses_a_one_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = make_folder(tmp_path / "one", classes=1, per_class=3)
+    out = tmp_path / "model"
+    assert main(["fit", str(data), "--out", str(out), *TINY_FIT]) == EXIT_USAGE
+    captured = capsys.readouterr()
+    assert "cannot train on" in captured.err and "only one class ('class_0')" in captured.err
+    assert not model_paths(out)[0].exists() and not out.with_name("model.run").exists()
+    # With the default split by class, the reason is the split's.
+    assert main(["fit", str(data), "--out", str(out)]) == EXIT_USAGE
+    assert "at least 4" in capsys.readouterr().err
+
+
+def test_fit_refuses_a_class_with_one_image_and_a_missing_folder(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "d", classes=2, per_class=2)
+    (data / "class_1" / "1.png").unlink()
+    run = run_cli("fit", data, "--out", tmp_path / "m", *TINY_FIT)
+    assert run.code == EXIT_USAGE and "'class_1'" in run.err and "fewer than 2 images" in run.err
+    run = run_cli("fit", tmp_path / "nowhere", "--out", tmp_path / "m", *TINY_FIT)
+    assert run.code == EXIT_USAGE and "not a folder" in run.err
+
+
+def test_fit_reports_skipped_files(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "d", classes=1, per_class=2)
+    (data / "class_0" / "broken.jpg").write_bytes(b"nope")
+    run = run_cli("fit", data, "--out", tmp_path / "m", *TINY_FIT)
+    assert run.code == EXIT_USAGE  # one class: it cannot train, but the skipped file is still reported
+    assert "skipped" in run.err and "broken.jpg" in run.err
+
+
+@pytest.mark.parametrize(
+    ("param", "reason"),
+    [
+        ("temperature=warm", "expects float"),
+        ("no_such_knob=1", "unknown hyperparameter"),
+        ("temperature", "NAME=VALUE"),
+    ],
+)
+def test_fit_refuses_a_bad_param(data: Path, tmp_path: Path, param: str, reason: str) -> None:
+    run = run_cli("fit", data, "--out", tmp_path / "m", *TINY_FIT, "--param", param)
+    assert run.code == EXIT_USAGE
+    assert reason in run.err
+    assert not model_paths(tmp_path / "m")[0].exists()
+
+
+def test_fit_refuses_an_unknown_method(data: Path, tmp_path: Path) -> None:
+    run = run_cli("fit", data, "--out", tmp_path / "m", *TINY_FIT, "--method", "magic")
+    assert run.code == EXIT_USAGE and "unknown method 'magic'" in run.err
+
+
+def test_interrupted_fit_exits_130(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def cancelled(*_args: object, **_kwargs: object) -> None:
+        raise Cancelled("stop")
+
+    monkeypatch.setattr(fit_module, "fit", cancelled)
+    run = run_cli("fit", data, "--out", tmp_path / "m", *TINY_FIT)
+    assert run.code == EXIT_INTERRUPTED and "run the same command again to resume" in run.err
+
+
+def test_fit_without_out_is_a_usage_error(data: Path) -> None:
+    with pytest.raises(SystemExit) as info:
+        run_cli("fit", data)
+    assert info.value.code == 2
+
+
+# -- eval -----------------------------------------------------------------------------------------------
+
+
+def test_eval_json_maps_representation_dimension_metric(
+    fitted: tuple[Run, Path], data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, model = fitted
+    assert main(["eval", str(model), str(data), "--split", "all", "--json", "--device", "cpu"]) == EXIT_OK
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) == {"float", "binary"}
+    for per_dim in metrics.values():
+        assert set(per_dim) == {"64"}  # the card's nested dimensions, as strings
+        for values in per_dim.values():
+            assert set(values) == METRICS
+            assert all(0.0 <= v <= 1.0 for v in values.values()), values
+
+
+def test_eval_table_and_options(fitted: tuple[Run, Path], data: Path) -> None:
+    _, model = fitted
+    run = run_cli("eval", model, data, "--split", "all", "--no-clustering", "--dims", "64", "--max-images", "12")
+    assert run.code == EXIT_OK, run.err
+    lines = run.out.splitlines()
+    assert lines[0].startswith("### tiny on") and "(all: 4 classes, 16 images)" in lines[0]
+    header = next(line for line in lines if line.startswith("| repr"))
+    assert "R@1" in header and "MAP@R" in header and "NMI" not in header
+    assert any(line.startswith("| float | 64 | 256 |") for line in lines)
+    assert any(line.startswith("| binary | 64 | 8 |") for line in lines)
+
+
+def test_eval_with_a_missing_model_exits_5(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path / "absent"), str(data), "--split", "all"]) == EXIT_BAD_MODEL
+    assert "cannot load model" in capsys.readouterr().err
+
+
+def test_eval_needs_enough_classes(fitted: tuple[Run, Path], tmp_path: Path) -> None:
+    _, model = fitted
+    small = make_folder(tmp_path / "small", classes=2, per_class=2)
+    run = run_cli("eval", model, small)  # the default test split needs 4 classes
+    assert run.code == EXIT_USAGE and "at least 4" in run.err
+    one = make_folder(tmp_path / "one", classes=1, per_class=2)
+    run = run_cli("eval", model, one, "--split", "all")
+    assert run.code == EXIT_USAGE and "at least two classes" in run.err
+
+
+# -- methods --------------------------------------------------------------------------------------------
+
+
+def test_methods_lists_the_methods(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["methods"]) == EXIT_OK
+    out = capsys.readouterr().out
+    names = {line.split()[0] for line in out.splitlines() if line and not line.startswith(" ")}
+    assert {"normsoftmax", "multisimilarity-das", "arcface", "triplet"} <= names
+    assert "temperature=0.05" in out

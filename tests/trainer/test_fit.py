@@ -1,0 +1,413 @@
+"""The training loop on tiny generated data: it learns, resumes exactly, exports a usable model, guards NaNs.
+
+Speed: 64 px images and crops, only the last backbone stage trains (`trainable_stages=1`) and the frozen
+stages are cached (`cache_trunk=True`), so a run is a second or two on a CPU. Retrieval is measured at the
+training resolution (the model card is told to embed 64 px centre crops), on the training images.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from torch import nn
+
+import trainer.fit as fit_module
+from trainer.backbones import backbone_stages
+from trainer.data import LabelledFolder, scan_labelled_folder
+from trainer.evaluation import embed_folder
+from trainer.fit import FitCallbacks, FitConfig, FitError, fit
+from trainer.images import load_rgb, preprocess_pil
+from trainer.methods import NestedObjective
+from trainer.metrics import cosine_distance_matrix, recall_at_k
+from trainer.model import EmbeddingModel, ModelCard, load_model, model_paths
+from trainer.progress import Cancelled
+
+CROP = 64
+RESIZE = round(CROP * 256 / 224)  # what fit uses for crop_size=64 on EfficientNet-Lite0 (resize 256 @ 224)
+CLASSES, PER_CLASS = 4, 8
+# A faint colour cast per class on top of random blobs: ImageNet features mostly see the blobs (R@1 well
+# below 1 before training), while the cast is easy to learn for the trainable last stage.
+TINTS = np.array([[1, 0, -1], [-1, 1, 0], [0, -1, 1], [1, -1, 0]], np.float32) * 0.08
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Any:
+    """Several processes share two cores: more than one intra-op thread only spins against them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_class_image(path: Path, cls: int, seed: int, size: int = 64) -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    img = np.zeros((size, size, 3), np.float32)
+    for c in range(3):
+        for _ in range(3):
+            cx, cy = rng.uniform(0, size, 2)
+            r = rng.uniform(5, 20)
+            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    img = (0.8 * img / img.max() + 0.1 + TINTS[cls]).clip(0, 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((255 * img).astype(np.uint8)).save(path)
+    return path
+
+
+def make_labelled_folder(root: Path, classes: int = CLASSES, per_class: int = PER_CLASS, offset: int = 0) -> Path:
+    for c in range(classes):
+        for i in range(per_class):
+            make_class_image(root / f"class_{c + offset}" / f"{i:02d}.png", c % len(TINTS), 1000 * (c + offset) + i)
+    return root
+
+
+@pytest.fixture(scope="module")
+def train_folder(tmp_path_factory: pytest.TempPathFactory) -> LabelledFolder:
+    return scan_labelled_folder(make_labelled_folder(tmp_path_factory.mktemp("fit") / "train"))
+
+
+def config(**overrides: Any) -> FitConfig:
+    base: dict[str, Any] = dict(
+        dim=64, epochs=2, warmup_epochs=0, classes_per_batch=4, per_class=4, batches_per_epoch=8, lr=0.05,
+        trainable_stages=1, cache_trunk=True, crop_size=CROP, num_workers=0, device="cpu",
+    )  # fmt: skip
+    base.update(overrides)
+    return FitConfig(**base)
+
+
+def run_dir(out: Path) -> Path:
+    return out.with_name(out.name + ".run")
+
+
+def recall_at_1(model_path: Path, folder: LabelledFolder) -> float:
+    """R@1 of the exported model on `folder`, embedding 64 px centre crops (the training resolution)."""
+    model = load_model(model_path)
+    model.card.input_size, model.card.resize_size = CROP, RESIZE
+    _paths, labels, emb = embed_folder(model, folder, "cpu")
+    assert len(labels) == len(folder.samples)
+    return recall_at_k(cosine_distance_matrix(emb), labels, [1])[1]
+
+
+def embedding_weight(model: EmbeddingModel) -> torch.Tensor:
+    assert isinstance(model.embedding, nn.Linear)
+    return model.embedding.weight.detach()
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_paths(path)[0]))
+
+
+class Recorder:
+    """FitCallbacks that remember every call."""
+
+    def __init__(self) -> None:
+        self.steps: list[int] = []
+        self.losses: list[float] = []
+        self.epochs: list[tuple[int, dict[str, float]]] = []
+        self.messages: list[str] = []
+
+    def on_batch(self, step: int, _epoch: int, loss: float, _lr: float) -> None:
+        self.steps.append(step)
+        self.losses.append(loss)
+
+    def callbacks(self) -> FitCallbacks:
+        return FitCallbacks(
+            on_batch=self.on_batch,
+            on_epoch=lambda epoch, metrics: self.epochs.append((epoch, metrics)),
+            on_message=self.messages.append,
+        )
+
+
+# -- learning -------------------------------------------------------------------------------------------
+
+
+def test_two_epochs_raise_recall_on_the_training_images(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    start = fit(train_folder, tmp_path / "start", config(epochs=0))  # the starting model: PCA-initialised
+    # The control is the same run with lr=0. It is not the starting model: the trainable stage's batch-norm
+    # statistics still adapt to the data, which alone lifts R@1 a little; only the gradient steps differ.
+    control = fit(train_folder, tmp_path / "control", config(lr=0.0, batches_per_epoch=16))
+    trained = fit(train_folder, tmp_path / "trained", config(batches_per_epoch=16))
+
+    before = recall_at_1(start.model_path, train_folder)
+    after_control = recall_at_1(control.model_path, train_folder)
+    after = recall_at_1(trained.model_path, train_folder)
+    chance = (PER_CLASS - 1) / (CLASSES * PER_CLASS - 1)
+    assert chance < before < 0.6  # ImageNet features alone are far from solving it ...
+    assert after >= before + 0.4  # ... two epochs of training nearly do (about 0.97 over seeds 0-3) ...
+    assert after >= after_control + 0.25  # ... and it is the learning that does it (control at most 0.66)
+    losses = [h["loss"] for h in trained.history]
+    assert losses[-1] < losses[0]
+
+
+def test_warm_up_trains_only_the_new_layers(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    start = fit(train_folder, tmp_path / "start", config(epochs=0))
+    warm = fit(train_folder, tmp_path / "warm", config(epochs=1, warmup_epochs=1, batches_per_epoch=3))
+    before, after = weights(start.model_path), weights(warm.model_path)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"embedding.weight"}
+
+
+def test_fit_without_the_trunk_cache(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    rec = Recorder()
+    cfg = config(cache_trunk=False, epochs=1, batches_per_epoch=2, classes_per_batch=2, per_class=2)
+    result = fit(train_folder, tmp_path / "m", cfg, callbacks=rec.callbacks())
+    assert rec.steps == [1, 2]
+    assert all(math.isfinite(x) for x in rec.losses)
+    assert not list(run_dir(tmp_path / "m").glob("trunk-cache*"))
+
+    torch.manual_seed(0)
+    pretrained = EmbeddingModel(ModelCard.for_backbone("p", "efficientnet_lite0", 64), pretrained=True)
+    trained = load_model(result.model_path)
+    stages_before = backbone_stages(pretrained.backbone)
+    stages_after = backbone_stages(trained.backbone)
+    for frozen_before, frozen_after in zip(stages_before[:-1], stages_after[:-1], strict=True):
+        for (name, a), b in zip(frozen_before.state_dict().items(), frozen_after.state_dict().values(), strict=True):
+            assert torch.equal(a, b), f"frozen parameter {name} changed"
+    last_before, last_after = stages_before[-1].state_dict(), stages_after[-1].state_dict()
+    assert any(not torch.equal(last_before[k], last_after[k]) for k in last_before)
+    # PCA initialisation from the full pipeline's pooled features, then two steps: rows still near-orthonormal.
+    w = embedding_weight(trained)
+    torch.testing.assert_close(w @ w.T, torch.eye(64), atol=0.05, rtol=0)
+
+
+# -- PCA initialisation ---------------------------------------------------------------------------------
+
+
+def pooled_features(model: EmbeddingModel, folder: LabelledFolder) -> torch.Tensor:
+    arrays = np.stack([preprocess_pil(load_rgb(p, min_side=RESIZE), RESIZE, CROP) for p, _ in folder.samples])
+    with torch.inference_mode():
+        return model.pooled_features(model.normalize_uint8(torch.from_numpy(arrays))).double()
+
+
+def test_pca_init_is_a_rotation_ordered_by_variance(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    result = fit(train_folder, tmp_path / "m", config(epochs=0, dim=None))
+    model = load_model(result.model_path)
+    assert model.card.dim == model.card.feature_dim == 1280 and model.card.has_embedding_layer
+    w = embedding_weight(model).double()
+    torch.testing.assert_close(w @ w.T, torch.eye(1280, dtype=torch.float64), atol=1e-4, rtol=0)
+
+    x = pooled_features(model, train_folder)
+    projected = (x - x.mean(0)) @ w.T
+    var = projected.var(0)
+    n_informative = len(train_folder.samples) - 1  # the rank of the centred sample
+    top = var[:n_informative]
+    assert torch.all(top[1:] <= top[:-1] * 1.01 + 1e-6), "components not ordered by variance"
+    assert var[n_informative:].sum() < 1e-3 * var.sum()
+    # At full width the rotation keeps cosine retrieval of the pretrained backbone exactly.
+    emb = x @ w.T
+    np.testing.assert_allclose(cosine_distance_matrix(emb.numpy()), cosine_distance_matrix(x.numpy()), atol=1e-4)
+
+
+def test_pca_init_at_a_smaller_width_keeps_orthonormal_rows(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    result = fit(train_folder, tmp_path / "m", config(epochs=0, dim=64))
+    w = embedding_weight(load_model(result.model_path)).double()
+    assert w.shape == (64, 1280)
+    torch.testing.assert_close(w @ w.T, torch.eye(64, dtype=torch.float64), atol=1e-4, rtol=0)
+
+
+def test_without_pca_init_the_layer_keeps_its_seeded_initialisation(
+    train_folder: LabelledFolder, tmp_path: Path
+) -> None:
+    result = fit(train_folder, tmp_path / "m", config(epochs=0, pca_init=False, seed=3))
+    w = embedding_weight(load_model(result.model_path))
+    torch.manual_seed(3)
+    fresh = EmbeddingModel(ModelCard.for_backbone("x", "efficientnet_lite0", 64), pretrained=True)
+    assert torch.equal(w, embedding_weight(fresh))
+    assert (w @ w.T).diagonal().max() < 0.5  # default Linear init: rows far from unit length, unlike PCA
+
+
+# -- checkpoints and resume ------------------------------------------------------------------------------
+
+
+def test_cancelled_run_resumes_at_the_next_step_and_matches_an_uninterrupted_run(
+    train_folder: LabelledFolder, tmp_path: Path
+) -> None:
+    cfg = config(epochs=2, batches_per_epoch=3)
+    reference = fit(train_folder, tmp_path / "reference", cfg)
+
+    out = tmp_path / "model"
+    first = Recorder()
+    with pytest.raises(Cancelled):
+        fit(train_folder, out, cfg, callbacks=first.callbacks(), cancel=lambda: len(first.steps) >= 4)
+    assert first.steps == [1, 2, 3, 4]
+    assert not model_paths(out)[0].exists()  # nothing exported yet
+    state = torch.load(run_dir(out) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert (state["global_step"], state["epoch"], state["step_in_epoch"]) == (4, 1, 1)
+
+    second = Recorder()
+    result = fit(train_folder, out, cfg, callbacks=second.callbacks())
+    assert second.steps == [5, 6]
+    assert result.resumed_from_step == 4
+    assert any("resuming at epoch 2, batch 2 (step 4)" in m for m in second.messages)
+    assert result.card.recipe["steps"] == cfg.epochs * 3 == 6
+    assert [h["epoch"] for h in result.history] == [1, 2]
+    assert [e for e, _ in second.epochs] == [2]  # epoch 1 finished in the first run
+
+    # Same seed, same batches, same augmentation and optimizer state: the resumed model is the reference one.
+    expected, got = weights(reference.model_path), weights(result.model_path)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=key)
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    first = Recorder()
+    with pytest.raises(Cancelled):
+        fit(
+            train_folder,
+            out,
+            config(batches_per_epoch=3),
+            callbacks=first.callbacks(),
+            cancel=lambda: len(first.steps) >= 2,
+        )
+    assert (run_dir(out) / "checkpoint.pt").exists()
+
+    second = Recorder()
+    result = fit(train_folder, out, config(batches_per_epoch=3, lr=0.02), callbacks=second.callbacks())
+    assert any("other settings" in m for m in second.messages)
+    assert result.resumed_from_step == 0
+    assert second.steps == [1, 2, 3, 4, 5, 6]
+    assert result.card.recipe["steps"] == 6 and result.card.recipe["lr"] == 0.02
+
+
+def test_a_finished_run_is_not_trained_again(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    cfg = config(epochs=1, batches_per_epoch=2)
+    first = fit(train_folder, tmp_path / "m", cfg)
+    rec = Recorder()
+    again = fit(train_folder, tmp_path / "m", cfg, callbacks=rec.callbacks())
+    assert rec.steps == []
+    assert again.history == first.history and again.card.recipe["steps"] == 2
+
+
+# -- export ---------------------------------------------------------------------------------------------
+
+
+def test_exported_model_loads_and_its_card_tells_how_it_was_trained(
+    train_folder: LabelledFolder, tmp_path: Path
+) -> None:
+    validation = scan_labelled_folder(make_labelled_folder(tmp_path / "val", classes=2, per_class=4, offset=10))
+    rec = Recorder()
+    cfg = config(epochs=1, batches_per_epoch=2, method_params={"temperature": 0.1})
+    result = fit(train_folder, tmp_path / "my-model", cfg, validation=validation, callbacks=rec.callbacks())
+
+    weights_path, card_path = model_paths(tmp_path / "my-model")
+    assert result.model_path == weights_path and card_path.exists()
+    model = load_model(result.model_path)
+    card = model.card
+    assert card.trained is True
+    assert card.name == "my-model" and card.dim == 64 and card.backbone == "efficientnet_lite0"
+    assert card.recipe["method"] == "normsoftmax" and card.recipe["method_params"] == {"temperature": 0.1}
+    assert card.recipe["steps"] == 2 and card.recipe["skipped_steps"] == 0
+    assert card.recipe["trainable_stages"] == 1 and card.recipe["crop_size"] == CROP
+    assert card.recipe["device"] == "cpu" and "num_workers" not in card.recipe
+    assert json.dumps(card.recipe["history"]) == json.dumps(result.history)  # NaN-aware equality
+    assert str(train_folder.root) in card.trained_on[0] and "4 classes, 32 images" in card.trained_on[0]
+
+    # With a validation set, the history starts at the untrained model (epoch 0) and records R@1 per epoch.
+    assert [h["epoch"] for h in result.history] == [0, 1]
+    assert math.isnan(result.history[0]["loss"]) and math.isfinite(result.history[1]["loss"])
+    for record in result.history:
+        assert 0.0 <= record["R@1"] <= 1.0 and 0.0 <= record["binary R@1"] <= 1.0
+    assert [e for e, _ in rec.epochs] == [0, 1]
+
+    # The loaded model embeds like the model the card describes.
+    x = torch.randn(2, 3, CROP, CROP)
+    with torch.inference_mode():
+        assert model(x).shape == (2, 64)
+
+
+# -- guards ---------------------------------------------------------------------------------------------
+
+
+class NanOnce(nn.Module):
+    """Wraps the real objective; its `nan_at`-th call returns NaN."""
+
+    def __init__(self, inner: nn.Module, nan_at: int) -> None:
+        super().__init__()
+        self.inner = inner
+        self.nan_at = nan_at
+        self.calls = 0
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        loss = self.inner(embeddings, labels)
+        return loss * float("nan") if self.calls == self.nan_at else loss
+
+
+def test_non_finite_loss_skips_the_step(
+    train_folder: LabelledFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = fit_module.build_objective
+    built: list[NanOnce] = []
+
+    def build(*args: Any, **kwargs: Any) -> nn.Module:
+        built.append(NanOnce(real(*args, **kwargs), nan_at=2))
+        return built[-1]
+
+    monkeypatch.setattr(fit_module, "build_objective", build)
+    rec = Recorder()
+    result = fit(train_folder, tmp_path / "m", config(epochs=1, batches_per_epoch=4), callbacks=rec.callbacks())
+
+    assert built[0].calls == 4
+    assert result.skipped_steps == 1 and result.card.recipe["skipped_steps"] == 1
+    assert result.card.recipe["steps"] == 4
+    assert rec.steps == [1, 3, 4]  # step 2 was skipped, the others trained
+    assert any("non-finite loss at step 2" in m for m in rec.messages)
+    assert math.isfinite(result.history[-1]["loss"])
+    for name, tensor in weights(result.model_path).items():
+        assert torch.isfinite(tensor).all(), name
+
+
+def test_cache_trunk_needs_trainable_stages(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    with pytest.raises(FitError, match="trainable_stages"):
+        fit(train_folder, tmp_path / "m", config(trainable_stages=None, cache_trunk=True))
+    assert not run_dir(tmp_path / "m").exists()
+
+
+# -- nested dimensions ----------------------------------------------------------------------------------
+
+
+def test_every_nested_prefix_is_trained(
+    train_folder: LabelledFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = fit_module.build_objective
+    built: list[tuple[nn.Module, dict[str, torch.Tensor]]] = []
+
+    def build(*args: Any, **kwargs: Any) -> nn.Module:
+        objective = real(*args, **kwargs)
+        built.append((objective, {k: v.detach().clone() for k, v in objective.state_dict().items()}))
+        return objective
+
+    monkeypatch.setattr(fit_module, "build_objective", build)
+    result = fit(train_folder, tmp_path / "nested", config(epochs=1, batches_per_epoch=3, dim=256))
+    objective, initial = built[0]
+    assert result.card.nested_dims == [64, 128, 256]
+    assert isinstance(objective, NestedObjective)
+    assert list(objective.dims) == result.card.nested_dims
+    for d in objective.dims:
+        assert d in result.card.nested_dims
+        proxies = objective[d].get_parameter("proxies").detach()
+        assert proxies.shape == (CLASSES, d)
+        assert not torch.equal(proxies, initial[f"objectives.{d}.proxies"]), f"prefix {d} was not trained"
+
+    fit(train_folder, tmp_path / "flat", config(epochs=1, batches_per_epoch=1, dim=256, nested=False))
+    flat, _ = built[1]
+    assert not isinstance(flat, NestedObjective)
+    assert flat.get_parameter("proxies").shape == (CLASSES, 256)
+
+
+def test_config_key_ignores_only_the_volatile_settings() -> None:
+    cfg = config()
+    assert dataclasses.replace(cfg, device="cuda", num_workers=7, checkpoint_every=3).key() == cfg.key()
+    assert dataclasses.replace(cfg, lr=0.02).key() != cfg.key()
+    assert dataclasses.replace(cfg, seed=1).key() != cfg.key()
