@@ -46,7 +46,7 @@ def _run_window(args, qt_argv: list[str], started: float) -> int:  # type: ignor
     import os
     import time
 
-    from PySide6.QtCore import QEvent, QObject, QTimer
+    from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -78,8 +78,8 @@ def _run_window(args, qt_argv: list[str], started: float) -> int:  # type: ignor
             def eventFilter(self, obj: QObject, event: QEvent) -> bool:
                 if event.type() == QEvent.Type.Paint and obj is window:
                     print(f"window-shown {time.perf_counter() - started:.3f}", flush=True)
-                    window.removeEventFilter(self)
-                    QTimer.singleShot(0, window.close)
+                    # Leave at once: a normal close would wait for the model that is still loading.
+                    os._exit(0)
                 return False
 
         probe = _FirstPaint(window)

@@ -154,8 +154,8 @@ class MainWindow(QMainWindow):
         self._build_actions()
         self._refresh_folder_combo()
         self._restore()
-        QTimer.singleShot(0, self._start_background_imports)
-        self._load_session()
+        self._started = False  # background work starts after the first paint (see paintEvent)
+        self.model_label.setText("Loading the model…")
         if self.settings.last_folder is not None and self.settings.last_folder.is_dir():
             self.open_folder(self.settings.last_folder)
 
@@ -361,6 +361,23 @@ class MainWindow(QMainWindow):
         return QSize(1280, 800)
 
     # ================================================================================== background imports
+    def paintEvent(self, event: Any) -> None:
+        """Start the slow background work once the window has been painted.
+
+        Importing torch on a worker still takes the GIL for up to half a second at a time (loading its
+        shared libraries), which would delay the first paint if it started earlier.
+        """
+        super().paintEvent(event)
+        if not self._started:
+            self._started = True
+            QTimer.singleShot(0, self._start_background_work)
+
+    def _start_background_work(self) -> None:
+        if self._closing:
+            return
+        self._load_session()
+        self._start_background_imports()
+
     def _start_background_imports(self) -> None:
         """Import pyqtgraph on a plain thread (it costs about a second) and build the plots when done.
 
@@ -594,6 +611,11 @@ class MainWindow(QMainWindow):
             self.statusBar().clearMessage()
 
     @property
+    def summary(self) -> IndexSummary | None:
+        """The last finished indexing run of the current folder (None before one finished)."""
+        return self._summary
+
+    @property
     def indexing(self) -> bool:
         return self._index_job is not None
 
@@ -705,6 +727,7 @@ class MainWindow(QMainWindow):
             return
         if not summary.labelled:
             self._set_recall(None, "Recall@K needs a labelled folder: one sub-folder per class, two or more.")
+            self.recallFinished.emit(None)
             return
         key = (str(summary.folder), self.session.fingerprint)
         if key == self._recall_key and not summary.changed and self._recall[0] is not None:
@@ -1008,5 +1031,6 @@ class MainWindow(QMainWindow):
         self.settings.geometry = self.saveGeometry()
         self.settings.window_state = self.saveState()
         self.settings.sync()
+        self.hide()  # gone from the screen at once, even while the last jobs wind down
         self.shutdown()
         super().closeEvent(event)

@@ -1,0 +1,89 @@
+"""Indexing runs in the background with progress, can be cancelled and resumed, and lists what it skipped."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+INDEX_TIMEOUT_MS = 120_000
+
+
+def test_progress_cancel_and_resume(qtbot, make_window, make_img, tmp_path, ui_session):  # type: ignore[no-untyped-def]
+    folder = tmp_path / "many"
+    for i in range(40):  # ten batches of four: cancelling after the first leaves most of them undone
+        make_img(folder / f"p{i:02d}.png", seed=100 + i, size=(48, 40), fmt="PNG")
+    window = make_window()
+    seen = []
+    window.indexProgress.connect(seen.append)
+
+    with qtbot.waitSignal(window.indexProgress, timeout=INDEX_TIMEOUT_MS) as first:
+        window.open_folder(folder)
+    assert window.indexing
+    assert not window.progress_bar.isHidden() and not window.cancel_button.isHidden()
+    assert window.progress_bar.maximum() == 40
+    assert "images/s" in window.progress_label.text()
+    assert first.args[0].total == 40 and first.args[0].done >= 4
+
+    with qtbot.waitSignal(window.indexFinished, timeout=INDEX_TIMEOUT_MS) as cancelled:
+        qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    summary = cancelled.args[0]
+    assert summary.cancelled
+    assert 0 < summary.count < 40
+    assert not window.indexing and window.cancel_button.isHidden()
+    assert "(partial)" in window.stats_label.text()
+    assert window.reindex_button.isEnabled()
+
+    with qtbot.waitSignal(window.indexFinished, timeout=INDEX_TIMEOUT_MS) as resumed:
+        window.reindex_action.trigger()
+    summary2 = resumed.args[0]
+    assert not summary2.cancelled
+    assert summary2.count == 40
+    assert summary2.report.unchanged == summary.count  # resumed: what was done is not embedded again
+    assert summary2.report.embedded == 40 - summary.count
+    assert len(ui_session.collection(folder)) == 40
+    assert "40 images" in window.stats_label.text()
+    assert seen[-1].done == seen[-1].total
+
+
+def test_escape_cancels_indexing(qtbot, make_window, make_img, tmp_path):  # type: ignore[no-untyped-def]
+    folder = tmp_path / "esc"
+    for i in range(40):
+        make_img(folder / f"p{i:02d}.png", seed=300 + i, size=(48, 40), fmt="PNG")
+    window = make_window()
+    with qtbot.waitSignal(window.indexProgress, timeout=INDEX_TIMEOUT_MS):
+        window.open_folder(folder)
+    with qtbot.waitSignal(window.indexFinished, timeout=INDEX_TIMEOUT_MS) as blocker:
+        qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert blocker.args[0].cancelled
+
+
+def test_reopening_an_indexed_folder_embeds_nothing(qtbot, make_window, index_in, image_folder):  # type: ignore[no-untyped-def]
+    window = make_window()
+    first = index_in(window, image_folder)
+    assert first.report.embedded == 12
+    again = index_in(window, image_folder)
+    assert again.report.embedded == 0 and again.report.unchanged == 12
+
+
+def test_corrupt_files_are_listed_as_skipped_and_nothing_breaks(qtbot, make_window, index_in, image_folder):  # type: ignore[no-untyped-def]
+    (image_folder / "a" / "broken.jpg").write_text("this is not a picture")
+    whole = (image_folder / "b" / "img_06.jpg").read_bytes()
+    (image_folder / "b" / "truncated.jpg").write_bytes(whole[: len(whole) // 3])
+    window = make_window()
+
+    summary = index_in(window, image_folder)
+
+    assert summary.count == 12
+    skipped = dict(window.skipped_files())
+    assert set(skipped) == {"a/broken.jpg", "b/truncated.jpg"}
+    assert "not an image" in skipped["a/broken.jpg"]
+    assert "truncated" in skipped["b/truncated.jpg"]
+    assert window.skipped_button.text() == "2 skipped" and not window.skipped_button.isHidden()
+    assert "2 skipped" in window.folder_info.text()
+    qtbot.mouseClick(window.skipped_button, Qt.MouseButton.LeftButton)
+    assert window.skipped_dock.isVisible()
+
+    # The window still answers queries, and never lists a skipped file as a neighbour.
+    with qtbot.waitSignal(window.queryFinished, timeout=60_000, check_params_cb=lambda o: o.searched) as b:
+        window.set_query_path(image_folder / "a" / "img_00.jpg")
+    relpaths = {r.relpath for r in b.args[0].float_ranking.results}
+    assert len(relpaths) == 12 and "a/broken.jpg" not in relpaths

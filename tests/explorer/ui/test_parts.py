@@ -1,0 +1,170 @@
+"""The window's building blocks on their own: jobs, thumbnails, the query area, export, the entry point."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QUrl
+from PySide6.QtGui import QImage
+
+from explorer.ui.query_area import QueryArea, path_from_text
+from explorer.ui.thumbnails import ThumbnailCache, load_thumbnail, qimage_to_pil
+from explorer.ui.workers import Job, JobRunner
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_job_results_errors_and_cancellation_arrive_as_signals(qtbot) -> None:  # type: ignore[no-untyped-def]
+    runner = JobRunner("test", 2)
+    ok = Job("ok", lambda job: (job.report("half"), 42)[1])
+    progress: list[object] = []
+    ok.signals.progress.connect(lambda job, payload: progress.append(payload))
+    with qtbot.waitSignal(ok.signals.finished, timeout=5000) as blocker:
+        runner.start(ok)
+    assert blocker.args == [ok, 42] and progress == ["half"]
+
+    bad = Job("bad", lambda job: 1 / 0)
+    with qtbot.waitSignal(bad.signals.failed, timeout=5000) as blocker:
+        runner.start(bad)
+    assert blocker.args[1] == "ZeroDivisionError: division by zero"
+
+    release = threading.Event()
+
+    def long(job: Job) -> None:
+        while not release.wait(0.01):
+            job.check()
+
+    stoppable = Job("long", long)
+    with qtbot.waitSignal(stoppable.signals.cancelled, timeout=5000):
+        runner.start(stoppable)
+        stoppable.cancel()
+    assert runner.wait(5000)
+    qtbot.waitUntil(lambda: not runner._jobs, timeout=5000)  # released once their signals were delivered
+
+
+def test_queued_jobs_cancelled_before_they_start_still_report(qtbot) -> None:  # type: ignore[no-untyped-def]
+    runner = JobRunner("one", 1)
+    gate = threading.Event()
+    blocker_job = Job("blocker", lambda job: gate.wait(5))
+    queued = Job("queued", lambda job: "ran")
+    runner.start(blocker_job)
+    runner.start(queued)
+    with qtbot.waitSignal(queued.signals.cancelled, timeout=5000):
+        runner.cancel_all()
+    gate.set()
+    assert runner.wait(5000) and queued.result is None
+
+
+def test_thumbnails_are_upright_small_and_cached(qtbot, tmp_path, make_img) -> None:  # type: ignore[no-untyped-def]
+    src = make_img(tmp_path / "wide.png", seed=1, size=(120, 60), fmt="PNG")
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: rotate 90° clockwise to display
+    Image.open(src).save(rotated, exif=exif)
+    image = load_thumbnail(rotated, 64)
+    assert (image.width(), image.height()) == (32, 64)  # stored 120x60, shown upright 60x120
+
+    cache = ThumbnailCache(capacity=2)
+    assert cache.get(src, 64) is None
+    with qtbot.waitSignal(cache.ready, timeout=10_000) as blocker:
+        pass
+    assert blocker.args == [str(src)]
+    pixmap = cache.get(src, 64)
+    assert pixmap is not None and (pixmap.width(), pixmap.height()) == (64, 32)
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    with qtbot.waitSignal(cache.ready, timeout=10_000):
+        cache.get(bad, 64)
+    assert cache.get(bad, 64) is None and "not an image" in cache.error(bad)
+    for size in (16, 24, 32):  # capacity 2: the least recently used pixmaps go
+        with qtbot.waitSignal(cache.ready, timeout=10_000):
+            cache.get(src, size)
+    assert len(cache._pixmaps) == 2
+    cache.wait()
+
+
+def test_pasted_qimage_with_alpha_lands_on_white() -> None:
+    image = QImage(4, 2, QImage.Format.Format_ARGB32)
+    image.fill(0x00000000)  # fully transparent black
+    pil = qimage_to_pil(image)
+    assert pil.mode == "RGB" and pil.size == (4, 2) and pil.getpixel((0, 0)) == (255, 255, 255)
+
+
+def test_query_area_sorts_out_what_was_dropped(qtbot, tmp_path, make_img) -> None:  # type: ignore[no-untyped-def]
+    area = QueryArea()
+    qtbot.addWidget(area)
+    picture = make_img(tmp_path / "p.jpg", seed=2)
+    got: list[tuple[str, object]] = []
+    area.imageChosen.connect(lambda p: got.append(("image", p)))
+    area.folderChosen.connect(lambda p: got.append(("folder", p)))
+    area.imagePasted.connect(lambda i: got.append(("pasted", i.size().toTuple())))
+    area.rejected.connect(lambda why: got.append(("rejected", why)))
+
+    def mime(**kw: object) -> QMimeData:
+        m = QMimeData()
+        if "urls" in kw:
+            m.setUrls(kw["urls"])  # type: ignore[arg-type]
+        if "text" in kw:
+            m.setText(kw["text"])  # type: ignore[arg-type]
+        if "image" in kw:
+            m.setImageData(kw["image"])
+        return m
+
+    assert area.accept_mime(mime(urls=[QUrl.fromLocalFile(str(picture))]))
+    assert area.accept_mime(mime(urls=[QUrl.fromLocalFile(str(tmp_path))]))
+    assert area.accept_mime(mime(image=QImage(5, 3, QImage.Format.Format_RGB32)))
+    assert area.accept_mime(mime(text=f'"{picture}"'))
+    assert not area.accept_mime(mime(urls=[QUrl("https://example.com/cat.jpg")]))
+    assert not area.accept_mime(mime(text="hello"))
+    assert got[:4] == [("image", picture), ("folder", tmp_path), ("pasted", (5, 3)), ("image", picture)]
+    assert got[4][0] == "rejected" and "local files" in got[4][1]
+    assert got[5][0] == "rejected"
+
+    assert path_from_text(QUrl.fromLocalFile(str(picture)).toString()) == picture
+    assert path_from_text("") is None and path_from_text("file://host.example/x.jpg") is None
+
+
+def test_python_m_explorer_shows_the_window_without_importing_torch(tmp_path: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "RETRIEVAL_EXPLORER_SETTINGS": str(tmp_path / "s.ini")}
+    code = (
+        "import sys, explorer.__main__ as m\n"
+        "import explorer.ui.main_window as w\n"
+        "orig = w.MainWindow.show\n"
+        "def show(self):\n"
+        "    print('torch-before-show', 'torch' in sys.modules, flush=True)\n"
+        "    orig(self)\n"
+        "w.MainWindow.show = show\n"
+        "sys.exit(m.main(['--exit-when-shown']))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert "torch-before-show False" in out.stdout, out.stderr
+    assert "window-shown" in out.stdout, out.stderr
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_export_format_follows_the_suffix(tmp_path: Path, suffix: str) -> None:
+    from explorer.engine.search import Ranking, SearchResult
+    from explorer.ui.export import ExportContext, export_ranking
+
+    ranking = Ranking(64, True, [SearchResult(1, tmp_path / "a.jpg", "a.jpg", 0.25, 7, 3)])
+    path = export_ranking(tmp_path / f"out{suffix}", ranking, ExportContext("q.jpg", tmp_path, "m"))
+    text = path.read_text()
+    if suffix == ".json":
+        doc = json.loads(text)
+        assert doc["ranking"] == "binary" and doc["dim"] == 64 and doc["results"][0]["hamming_distance"] == 7
+    else:
+        assert text.splitlines() == [
+            "rank,path,relpath,cosine_distance,hamming_distance",
+            f"1,{tmp_path / 'a.jpg'},a.jpg,0.25,7",
+        ]
