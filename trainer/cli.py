@@ -98,6 +98,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         folder = scan_labelled_folder(args.data)
         for s in folder.skipped:
             print(f"trainer: skipped {s.path}: {s.reason}", file=sys.stderr)
+        require_trainable(folder)  # the folder's own problems first, before any split can hide them
         if args.test_dir is not None:
             train, val = folder, scan_labelled_folder(args.test_dir)
         elif args.split == "class":

@@ -137,7 +137,7 @@ def eval_transform(resize: int, crop: int) -> Transform:
     return lambda img: preprocess_pil(img, resize, crop)
 
 
-def train_transform(crop: int, scale: tuple[float, float] = (0.2, 1.0), seed: int | None = None) -> Transform:
+def train_transform(crop: int, scale: tuple[float, float] = (0.2, 1.0)) -> Transform:
     """Random resized crop + horizontal flip (the reference recipe), as uint8 HWC like the eval path."""
     from torchvision.transforms import v2
 

@@ -66,8 +66,10 @@ class FitConfig:
     trainable_stages: int | None = None  # None: the whole backbone trains; k: only its last k stages
     cache_trunk: bool = False  # compute the frozen stages once (needs trainable_stages)
     cache_views: int = 2
+    cache_dir: str | None = None  # share trunk caches between runs (keyed by content); default: the run folder
     crop_size: int | None = None  # training resolution; default the model's input size
     pca_init: bool = True  # initialise the embedding layer as a PCA rotation of the pooled features
+    proxy_init: bool = True  # start class proxies (NormSoftmax, ArcFace) at the class mean embeddings
     seed: int = 0
     device: str = "auto"
     num_workers: int = 2
@@ -77,7 +79,7 @@ class FitConfig:
     def key(self) -> str:
         """What must match for a checkpoint to be resumed (everything that shapes the run)."""
         fields = asdict(self)
-        for volatile in ("device", "num_workers", "checkpoint_every", "eval_max_images"):
+        for volatile in ("device", "num_workers", "checkpoint_every", "eval_max_images", "cache_dir"):
             fields.pop(volatile)
         return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -154,8 +156,10 @@ class _Trainer:
         self.device = pick_device(config.device)
         _seed_everything(config.seed)
         self.model, self.base_card = self._build_model(base, backbone, backbone_weights)
+        if not config.nested:
+            self.model.card = ModelCard(**{**asdict(self.model.card), "nested_dims": [self.model.card.dim]})
         self.card = self.model.card
-        dims = self.card.nested_dims if config.nested else [self.card.dim]
+        dims = self.card.nested_dims
         self.objective = build_objective(
             config.method, self.card.dim, len(train.classes), dims, **config.method_params
         )
@@ -277,7 +281,8 @@ class _Trainer:
                  self.card.backbone, cfg.seed, _state_digest(self.stages[: self.n_frozen])]
             ).encode()
         ).hexdigest()[:16]  # fmt: skip
-        path = self.run_dir / "trunk-cache.safetensors"
+        folder = Path(cfg.cache_dir) if cfg.cache_dir else self.run_dir
+        path = folder / f"trunk-cache-{key}.safetensors"
         cache = load_cache(path, key)
         if cache is None:
             self.cb.message(
@@ -350,29 +355,41 @@ class _Trainer:
         return int(state["epoch"]), int(state["step_in_epoch"])
 
     # -- the loop ---------------------------------------------------------------------------------------
-    def _init_embedding(self) -> None:
+    def _warm_start(self) -> None:
+        """PCA-initialise a new embedding layer and put each class proxy at its class's mean embedding.
+
+        Random proxies make the first steps pull the embedding layer (and, after warm-up, the backbone) towards
+        arbitrary directions, which costs the pretrained features some of their generality; proxies that start
+        where the classes already are leave the loss only the genuinely useful work.
+        """
+        cfg = self.config
         layer = self.model.embedding
-        if not (self.config.pca_init and isinstance(layer, nn.Linear)):
+        continuing = self.base_card is not None and self.base_card.has_embedding_layer
+        want_pca = cfg.pca_init and isinstance(layer, nn.Linear) and not continuing
+        if not (want_pca or cfg.proxy_init):
             return
-        if self.base_card is not None and self.base_card.has_embedding_layer:
-            return  # continuing from a trained embedding layer
-        feats = self._sample_pooled_features()
+        feats, labels = self._sample_pooled_features()
         if feats.shape[0] < 2:
             return
-        rotation = _pca_rotation(feats, min(self.card.dim, feats.shape[1]))
         with torch.no_grad():
-            layer.weight.zero_()
-            layer.weight[: rotation.shape[0]] = rotation.to(layer.weight.device)
+            if want_pca:
+                assert isinstance(layer, nn.Linear)
+                rotation = _pca_rotation(feats, min(self.card.dim, feats.shape[1]))
+                layer.weight.zero_()
+                layer.weight[: rotation.shape[0]] = rotation.to(layer.weight.device)
+            if cfg.proxy_init:
+                emb = self.model.embedding(feats.to(self.device)).float()
+                _proxies_to_class_means(self.objective, emb, labels.to(self.device))
 
-    def _sample_pooled_features(self) -> torch.Tensor:
-        """LayerNorm'd pooled backbone features of up to 2,000 training images (centre crops)."""
+    def _sample_pooled_features(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """LayerNorm'd pooled backbone features of up to 2,000 training images (centre crops), with labels."""
         if self.trunk_cache is None:
             from trainer.evaluation import embed_folder
 
-            _, _, feats = embed_folder(
+            _, labels, feats = embed_folder(
                 self.model, self.train_set, self.device, 2000, self.config.seed, pooled_features=True
             )
-            return torch.from_numpy(feats)
+            return torch.from_numpy(feats), torch.from_numpy(labels)
         rng = np.random.default_rng(self.config.seed)
         n = len(self.train_set.samples)
         pick = torch.from_numpy(np.sort(rng.choice(n, size=min(n, 2000), replace=False)))
@@ -384,7 +401,7 @@ class _Trainer:
                 for stage in self.stages[self.n_frozen :]:
                     maps = stage(maps)
                 out.append(self.model.norm(self.model.pool(maps).flatten(1)).float().cpu())
-        return torch.cat(out)
+        return torch.cat(out), torch.from_numpy(self.train_set.labels)[pick]
 
     def run(self) -> FitResult:
         cfg = self.config
@@ -399,7 +416,7 @@ class _Trainer:
                 f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})"
             )
         else:
-            self._init_embedding()
+            self._warm_start()
             start = self._validate()
             if start:
                 # Epoch 0: the starting point, so curves and the result page compare against it.
@@ -504,6 +521,23 @@ class _Trainer:
         self.model.card = self.card
         path, _ = save_model(self.model.cpu(), self.out, self.card)
         return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps)
+
+
+def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: torch.Tensor) -> None:
+    """Every proxy matrix (one per nested prefix) gets the normalised class means of its prefix."""
+    for module in objective.modules():
+        proxies = getattr(module, "proxies", None)
+        if proxies is None and module.__class__.__name__ == "ArcFaceLoss":
+            proxies = getattr(module, "weight", None)
+        if not isinstance(proxies, nn.Parameter) or proxies.dim() != 2:
+            continue
+        n_classes, d = proxies.shape
+        x = torch.nn.functional.normalize(emb[:, :d], dim=1)
+        sums = torch.zeros(n_classes, d, device=x.device).index_add_(0, labels, x)
+        counts = torch.bincount(labels, minlength=n_classes)
+        seen = counts > 0
+        means = torch.nn.functional.normalize(sums[seen], dim=1)
+        proxies.data[seen] = means.to(proxies.dtype) * proxies.data[seen].norm(dim=1, keepdim=True)
 
 
 def _state_digest(modules: list[nn.Module]) -> str:
