@@ -15,6 +15,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread() -> None:
+    """Tests run tiny batches, where torch's thread pool on 2 shared cores costs far more than it gains."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Every test gets its own cache directory so catalogs never leak between tests."""
