@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainer.progress import Progress
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_BAD_MODEL, EXIT_INTERRUPTED = (
     0,
@@ -36,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     idx.add_argument("folder", type=Path)
     idx.add_argument("--quiet", action="store_true", help="no progress bar")
     idx.add_argument("--json", action="store_true", help="print the report as JSON")
+    idx.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
 
     q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
     q.add_argument("image", type=Path)
@@ -56,8 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _progress_printer(quiet: bool):  # type: ignore[no-untyped-def]
-    from trainer.progress import Progress, format_progress
+def _progress_printer(quiet: bool) -> Callable[[Progress], None]:
+    from trainer.progress import format_progress
 
     if quiet or not sys.stderr.isatty():
         last = [-1]
@@ -93,6 +97,9 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 
 def cmd_index(session: Any, args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        print("explorer: --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     if not args.folder.is_dir():
         print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
         return EXIT_NO_FOLDER
@@ -212,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainer.model import ModelFileError
 
     try:
-        session = RetrievalSession(args.model, device=args.device)
+        session = RetrievalSession(args.model, device=args.device, batch_size=getattr(args, "batch_size", 32))
     except (ModelFileError, OSError) as exc:
         print(f"explorer: cannot load model: {exc}", file=sys.stderr)
         return EXIT_BAD_MODEL

@@ -92,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 def cmd_fit(args: argparse.Namespace) -> int:
     from trainer.data import DatasetError, require_trainable, scan_labelled_folder, split_by_class
     from trainer.fit import FitCallbacks, FitConfig, fit
-    from trainer.progress import format_progress
+    from trainer.progress import Progress, format_progress
 
     try:
         folder = scan_labelled_folder(args.data)
@@ -119,7 +119,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     )  # fmt: skip
     quiet = args.quiet
 
-    def progress(p):  # type: ignore[no-untyped-def]
+    def progress(p: Progress) -> None:
         if not quiet and sys.stderr.isatty():
             print("\r" + format_progress(p), end="", file=sys.stderr, flush=True)
 

@@ -102,6 +102,9 @@ class ModelFileError(RuntimeError):
 class EmbeddingModel(nn.Module):
     """Image batch (normalised float, NCHW) -> embedding (B, D); cosine on the L2-normalised output."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(
         self, card: ModelCard, pretrained: bool = False, backbone_weights: Path | None = None
     ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +21,9 @@ from explorer.engine.indexer import IndexReport, update_catalog
 from explorer.engine.search import Collection, Ranking
 from trainer.model import EmbeddingModel, ModelCard, load_card, load_model, model_fingerprint
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
+
+if TYPE_CHECKING:
+    from trainer.inference import BatchEmbedder
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
 
@@ -43,12 +47,12 @@ class RetrievalSession:
         self.fingerprint = model_fingerprint(self.model_path)
         self.device = device
         self.batch_size = batch_size
-        self._embedder = None
+        self._embedder: BatchEmbedder | None = None
         self._collections: dict[Path, Collection] = {}
         self._lock = threading.RLock()
 
     @property
-    def embedder(self):  # type: ignore[no-untyped-def]
+    def embedder(self) -> BatchEmbedder:
         """Built on first use: loading torch and the weights is the slow part of start-up."""
         with self._lock:
             if self._embedder is None:
