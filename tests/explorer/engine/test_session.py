@@ -1,0 +1,140 @@
+"""RetrievalSession: the one API the CLI and the GUI use (lazy model, per-folder catalogs, queries)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from explorer.engine.session import BUNDLED_MODEL, RetrievalSession
+from trainer.images import ImageLoadError
+from trainer.model import load_model, model_fingerprint, save_model
+
+
+@pytest.fixture
+def session(small_model_path: Path, reuse_small_model: list[Path]) -> Iterator[RetrievalSession]:
+    """A session on the small test model (loaded once per run, not once per test)."""
+    s = RetrievalSession(small_model_path, device="cpu", batch_size=4)
+    yield s
+    s.close()
+
+
+def test_bundled_model_is_found() -> None:
+    s = RetrievalSession()
+    assert s.model_path == BUNDLED_MODEL
+    assert s.card.dim == 1280 and s.card.input_size == 224
+    assert s.fingerprint == model_fingerprint(BUNDLED_MODEL)
+
+
+def test_model_is_loaded_on_first_use_only(
+    session: RetrievalSession, image_folder: Path, reuse_small_model: list[Path]
+) -> None:
+    assert session.card.name == "test-small-lite0"
+    assert not session.is_indexed(image_folder)
+    assert len(session.collection(image_folder)) == 0  # opening a catalog needs no model
+    assert reuse_small_model == []
+    session.index(image_folder)
+    session.query(image_folder / "a" / "img_00.jpg", image_folder, k=3)
+    assert reuse_small_model == [session.model_path]
+
+
+def test_index_and_query(session: RetrievalSession, image_folder: Path, isolated_cache: Path) -> None:
+    report = session.index(image_folder)
+    assert (report.embedded, report.indexed, report.skipped) == (12, 12, [])
+    catalog = session.catalog_path(image_folder)
+    assert session.is_indexed(image_folder)
+    assert catalog.is_relative_to(isolated_cache) and session.fingerprint in catalog.parts
+    assert not any(p.suffix == ".sqlite" for p in image_folder.rglob("*"))  # the photo folder is untouched
+
+    query = image_folder / "b" / "img_08.jpg"
+    result = session.query(query, image_folder, k=5)
+    assert result.embedding.shape == (1280,)
+    for binary in (False, True):
+        ranking = result.ranking(binary)
+        assert ranking.binary is binary and ranking.dim == 1280
+        assert [r.rank for r in ranking.results] == [1, 2, 3, 4, 5]
+        top = ranking.results[0]
+        assert top.path == query.resolve()
+        assert top.cosine_distance < 1e-4 and top.hamming_distance == 0
+
+    # The same query as a picture, and as an embedding, ranks the same.
+    from_image = session.query(Image.open(query), image_folder, k=5, dim=256)
+    from_vector = session.query(result.embedding, image_folder, k=5, dim=256)
+    assert from_image.float_ranking.dim == 256
+    assert [r.relpath for r in from_image.float_ranking.results] == [
+        r.relpath for r in from_vector.float_ranking.results
+    ]
+    np.testing.assert_allclose(from_image.embedding, result.embedding, atol=1e-4)
+
+    # Re-indexing an unchanged folder embeds nothing; the collection is refreshed after a change.
+    assert session.index(image_folder).embedded == 0
+    (image_folder / "a" / "img_00.jpg").unlink()
+    assert session.index(image_folder).removed == 1
+    assert len(session.collection(image_folder)) == 11
+
+
+def test_unreadable_query_raises_image_load_error(
+    session: RetrievalSession, image_folder: Path, tmp_path: Path
+) -> None:
+    session.index(image_folder)
+    bad = tmp_path / "query.jpg"
+    bad.write_text("<html><body>not a photo</body></html>")
+    with pytest.raises(ImageLoadError, match="HTML"):
+        session.query(bad, image_folder)
+    with pytest.raises(ImageLoadError, match="vanished"):
+        session.query(tmp_path / "missing.jpg", image_folder)
+
+
+def test_index_refuses_a_missing_folder(session: RetrievalSession, tmp_path: Path) -> None:
+    with pytest.raises(NotADirectoryError):
+        session.index(tmp_path / "nope")
+
+
+def test_cancel_then_resume(session: RetrievalSession, image_folder: Path) -> None:
+    checks: list[int] = []
+
+    def cancel_after_one_batch() -> bool:
+        checks.append(1)
+        return len(checks) > 1
+
+    report = session.index(image_folder, cancel=cancel_after_one_batch)
+    assert report.cancelled and report.embedded == 4
+    assert len(session.collection(image_folder)) == 4  # what was committed is searchable
+    resumed = session.index(image_folder)
+    assert (resumed.embedded, resumed.unchanged, resumed.cancelled) == (8, 4, False)
+    assert len(session.collection(image_folder)) == 12
+
+
+def test_folders_and_models_get_separate_catalogs(
+    session: RetrievalSession,
+    image_folder: Path,
+    tmp_path: Path,
+    small_model_path: Path,
+    make_img: Callable[..., Path],
+) -> None:
+    other = tmp_path / "other"
+    for i in range(3):
+        make_img(other / f"o{i}.jpg", seed=50 + i)
+    session.index(image_folder)
+    session.index(other)
+    assert session.catalog_path(image_folder) != session.catalog_path(other)
+    assert len(session.collection(other)) == 3 and len(session.collection(image_folder)) == 12
+    hit = session.query(other / "o1.jpg", other, k=10).float_ranking.results
+    assert [r.path.parent for r in hit] == [other.resolve()] * 3
+
+    # A retrained model (different weights) never reuses the first model's catalog.
+    model = load_model(small_model_path)
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.01)
+    retrained = save_model(model, tmp_path / "models" / "retrained")[0]
+    second = RetrievalSession(retrained, device="cpu")
+    try:
+        assert second.fingerprint != session.fingerprint
+        assert second.catalog_path(image_folder) != session.catalog_path(image_folder)
+        assert not second.is_indexed(image_folder)
+    finally:
+        second.close()

@@ -1,0 +1,190 @@
+"""`explorer` from the command line, end to end on a small generated folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from explorer.cli import (
+    EXIT_BAD_IMAGE,
+    EXIT_BAD_MODEL,
+    EXIT_NO_FOLDER,
+    EXIT_OK,
+    EXIT_USAGE,
+    main,
+)
+from explorer.engine.session import RetrievalSession
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(small_model_path: Path, reuse_small_model: list[Path], capsys: pytest.CaptureFixture[str]) -> Run:
+    """run(*args) -> (exit code, stdout, stderr) of `explorer --model <small> --device cpu *args`."""
+
+    def invoke(*args: Any) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--model", str(small_model_path), "--device", "cpu", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+@pytest.fixture
+def indexed(run: Run, image_folder: Path) -> Path:
+    code, out, _ = run("index", image_folder, "--quiet", "--batch-size", 5)
+    assert code == EXIT_OK
+    assert out.startswith("12 images indexed")
+    return image_folder
+
+
+def _query_json(run: Run, *args: Any) -> dict[str, Any]:
+    code, out, err = run("query", *args, "--json")
+    assert code == EXIT_OK, err
+    data: dict[str, Any] = json.loads(out)
+    return data
+
+
+def test_index_reports_progress_and_counts(run: Run, image_folder: Path) -> None:
+    code, out, err = run("index", image_folder, "--batch-size", 4)
+    assert code == EXIT_OK
+    assert "12 images indexed" in out and "(12 embedded, 0 unchanged, 0 removed, 0 skipped)" in out
+    assert "12/12" in err  # plain progress lines when stderr is not a terminal
+    code, out, _ = run("index", image_folder, "--json")
+    report = json.loads(out)
+    assert code == EXIT_OK
+    assert (report["embedded"], report["unchanged"], report["indexed"], report["skipped"]) == (0, 12, 12, [])
+
+
+def test_query_text(run: Run, indexed: Path) -> None:
+    query = indexed / "a" / "img_02.jpg"
+    code, out, _ = run("query", query, "--in", indexed, "-k", 4)
+    assert code == EXIT_OK
+    lines = out.strip().splitlines()
+    assert lines[0].startswith("4 nearest to") and "float 1280-d" in lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert [r[0] for r in rows] == ["1", "2", "3", "4"]
+    assert rows[0][1:] == ["0.0000", "0", "a/img_02.jpg"]
+    assert [float(r[1]) for r in rows] == sorted(float(r[1]) for r in rows)
+
+
+def test_query_json(run: Run, indexed: Path) -> None:
+    query = indexed / "b" / "img_09.png"
+    data = _query_json(run, query, "--in", indexed, "-k", 5)
+    assert data["ranking"] == "float" and data["dim"] == 1280 and data["model"] == "test-small-lite0"
+    results = data["results"]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
+    assert Path(results[0]["path"]) == query.resolve()
+    assert results[0]["cosine_distance"] == pytest.approx(0.0, abs=1e-4)
+    assert results[0]["hamming_distance"] == 0
+    distances = [r["cosine_distance"] for r in results]
+    assert distances == sorted(distances) and distances[1] > 1e-3
+    assert len({r["path"] for r in results}) == 5 and all(Path(r["path"]).is_file() for r in results)
+
+
+def test_query_binary_and_dim(run: Run, indexed: Path, small_model_path: Path) -> None:
+    query = indexed / "a" / "img_04.jpg"
+    binary = _query_json(run, query, "--in", indexed, "-k", 12, "--binary")
+    assert binary["ranking"] == "binary"
+    hamming = [r["hamming_distance"] for r in binary["results"]]
+    assert hamming == sorted(hamming) and hamming[0] == 0 and hamming[-1] > 0
+    assert Path(binary["results"][0]["path"]) == query.resolve()
+
+    small = _query_json(run, query, "--in", indexed, "-k", 6, "--dim", 128)
+    assert small["dim"] == 128
+    assert [r["rank"] for r in small["results"]] == list(range(1, 7))
+    # The command line ranks exactly as the session API does at that dimension.
+    session = RetrievalSession(small_model_path, device="cpu")
+    try:
+        expected = session.query(query, indexed, k=6, dim=128).float_ranking.results
+    finally:
+        session.close()
+    assert [r["path"] for r in small["results"]] == [str(r.path) for r in expected]
+    assert [r["cosine_distance"] for r in small["results"]] == pytest.approx(
+        [r.cosine_distance for r in expected], abs=1e-5
+    )
+
+    both = _query_json(run, query, "--in", indexed, "-k", 3, "--dim", 64, "--binary")
+    assert (both["dim"], both["ranking"]) == (64, "binary")
+    assert all(0 <= r["hamming_distance"] <= 64 for r in both["results"])
+
+
+def test_info_lists_skipped_files_with_reasons(run: Run, image_folder: Path, make_img: Callable) -> None:
+    code, out, _ = run("info", image_folder, "--json")
+    assert code == EXIT_OK
+    assert json.loads(out)["indexed"] is False
+
+    broken = image_folder / "b" / "broken.jpg"
+    data = make_img(broken, seed=40, size=(160, 120)).read_bytes()
+    broken.write_bytes(data[: len(data) // 2])
+    (image_folder / "notes.txt").write_text("trip notes\n")
+    (image_folder / "a" / "empty.png").write_bytes(b"")
+    code, out, _ = run("index", image_folder, "--quiet")
+    assert code == EXIT_OK
+    assert "3 skipped" in out and "skipped b/broken.jpg: truncated JPEG" in out
+
+    code, out, _ = run("info", image_folder, "--json")
+    info = json.loads(out)
+    assert code == EXIT_OK
+    assert info["indexed"] is True and info["images"] == 12
+    assert info["model"] == "test-small-lite0" and info["dim"] == 1280
+    assert info["nested_dims"] == [64, 128, 256, 512, 1024, 1280]
+    assert info["updated"]
+    assert sorted((s["path"], s["reason"]) for s in info["skipped"]) == [
+        ("a/empty.png", "zero-byte file"),
+        ("b/broken.jpg", "truncated JPEG"),
+        ("notes.txt", "not an image file type (.txt)"),
+    ]
+    code, out, _ = run("info", image_folder)
+    assert code == EXIT_OK
+    assert "12 images" in out and "b/broken.jpg: truncated JPEG" in out
+
+
+def test_exit_codes(run: Run, indexed: Path, tmp_path: Path, make_img: Callable) -> None:
+    other = tmp_path / "not_indexed"
+    query = make_img(other / "q.jpg", seed=3)
+    good = indexed / "a" / "img_00.jpg"
+
+    code, _, err = run("query", query, "--in", other)
+    assert code == EXIT_NO_FOLDER and "not indexed" in err
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("definitely text")
+    code, _, err = run("query", bad, "--in", indexed)
+    assert code == EXIT_BAD_IMAGE and "not an image (text file)" in err
+    code, _, err = run("query", tmp_path / "missing.jpg", "--in", indexed)
+    assert code == EXIT_BAD_IMAGE
+
+    missing = tmp_path / "no_such_folder"
+    assert run("index", missing)[0] == EXIT_NO_FOLDER
+    assert run("query", good, "--in", missing)[0] == EXIT_NO_FOLDER
+    assert run("info", missing)[0] == EXIT_NO_FOLDER
+
+    for dim in (0, 2048, -8):
+        code, _, err = run("query", good, "--in", indexed, "--dim", dim)
+        assert code == EXIT_USAGE and "--dim" in err
+    assert run("query", good, "--in", indexed, "--dim", 100, "--binary")[0] == EXIT_USAGE
+    assert run("query", good, "--in", indexed, "-k", 0)[0] == EXIT_USAGE
+    assert run("index", indexed, "--batch-size", 0)[0] == EXIT_USAGE
+    # A valid query still works after all of that.
+    assert run("query", good, "--in", indexed, "-k", 2)[0] == EXIT_OK
+
+
+def test_argument_errors_exit_2(run: Run) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run("frobnicate")
+    assert exc.value.code == EXIT_USAGE
+    with pytest.raises(SystemExit) as exc:
+        run("query", "x.jpg")  # --in is required
+    assert exc.value.code == EXIT_USAGE
+
+
+def test_unloadable_model_exits_5(tmp_path: Path, image_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--model", str(tmp_path / "nothing"), "info", str(image_folder)])
+    assert code == EXIT_BAD_MODEL
+    assert "cannot load model" in capsys.readouterr().err
