@@ -22,10 +22,10 @@ from torch import nn
 from trainer.backbones import backbone_stages
 from trainer.data import LabelledFolder, scan_labelled_folder, split_by_class
 from trainer.devices import pick_device
-from trainer.evaluation import metrics_table
 from trainer.fit import FitCallbacks, FitConfig, fit
 from trainer.metrics import evaluate
 from trainer.model import EmbeddingModel, ModelCard, load_model, save_model
+from trainer.model_card import metrics_table
 from trainer.progress import format_progress
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 
@@ -170,22 +170,8 @@ def main() -> int:
     card.recipe = {**card.recipe, "train_minutes": round(train_minutes, 1)}
     model.card = card
     save_model(model, args.out, card)
-    (args.out.with_suffix(".md")).write_text(model_card_markdown(card), encoding="utf-8")
     print(json.dumps({"wrote": str(args.out), "minutes": round(train_minutes, 1)}))
     return 0
-
-
-def model_card_markdown(card: ModelCard) -> str:
-    lines = [f"# {card.name}", "", card.description, "", "## Training data", ""]
-    lines += [f"- {t}" for t in card.trained_on]
-    recipe = {k: v for k, v in card.recipe.items() if k != "history"}
-    lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=2), "```", "", "## Metrics", ""]
-    lines.append(card.metrics.get("protocol", ""))
-    for who in ("trained", "untrained_backbone"):
-        for data, metrics in card.metrics.get(who, {}).items():
-            parsed = {rep: {int(d): v for d, v in per.items()} for rep, per in metrics.items()}
-            lines += ["", metrics_table(parsed, f"{who.replace('_', ' ')}: {data} test classes")]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -12,9 +12,11 @@ from trainer.data import LabelledFolder, split_by_class
 from trainer.inference import BatchEmbedder, embed_all
 from trainer.metrics import evaluate
 from trainer.model import EmbeddingModel
+from trainer.model_card import metrics_table
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
 Metrics = dict[str, dict[int, dict[str, float]]]
+__all__ = ["embed_folder", "evaluate_model", "metrics_table", "select_split"]
 
 
 def embed_folder(
@@ -65,20 +67,3 @@ def evaluate_model(
     n = len(labels)
     ks = [k for k in (1, 2, 4, 8, 10, 100, 1000) if k <= 8 or (n > 10 * k and k < n)]
     return evaluate(emb, labels, usable, ks=ks, with_clustering=with_clustering)
-
-
-def metrics_table(metrics: Metrics, title: str = "") -> str:
-    """A Markdown table: one row per (representation, dimension), one column per metric."""
-    names: list[str] = []
-    for per_dim in metrics.values():
-        for values in per_dim.values():
-            names.extend(n for n in values if n not in names)
-    lines = [f"### {title}", ""] if title else []
-    lines.append("| repr | dim | bytes | " + " | ".join(names) + " |")
-    lines.append("|---|---:|---:|" + "---:|" * len(names))
-    for rep, per_dim in metrics.items():
-        for d, values in sorted(per_dim.items()):
-            size = d // 8 if rep == "binary" else 4 * d
-            cells = " | ".join(f"{100 * values[n]:.1f}" if n in values else "" for n in names)
-            lines.append(f"| {rep} | {d} | {size} | {cells} |")
-    return "\n".join(lines)

@@ -145,12 +145,16 @@ def model_paths(path: Path) -> tuple[Path, Path]:
 
 
 def save_model(model: EmbeddingModel, path: Path, card: ModelCard | None = None) -> tuple[Path, Path]:
-    """Save weights (safetensors) and card (JSON) atomically; returns their paths."""
+    """Save weights (safetensors), card (JSON) and its Markdown rendering for people, each atomically."""
     card = card or model.card
     weights, card_path = model_paths(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write(weights, lambda p: save_file(state, str(p), metadata={"format": "pt", "name": card.name}))
     atomic_write(card_path, lambda p: p.write_text(card.to_json() + "\n", encoding="utf-8"))
+    from trainer.model_card import card_markdown
+
+    markdown = card_markdown(card)
+    atomic_write(card_path.with_suffix(".md"), lambda p: p.write_text(markdown, encoding="utf-8"))
     return weights, card_path
 
 
@@ -183,9 +187,16 @@ def load_model(path: Path) -> EmbeddingModel:
 
 
 def model_fingerprint(path: Path) -> str:
-    """A short content hash of the weights: catalogs are keyed by it, so a retrained model never reuses them."""
+    """A short hash of the weights and the card's input contract: catalogs are keyed by it.
+
+    A retrained model, or the same weights fed differently (input size, resize, mean/std), never reuses another
+    model's embeddings.
+    """
     weights, _ = model_paths(path)
+    card = load_card(path)
     digest = hashlib.sha256()
+    contract = [card.backbone, card.dim, card.input_size, card.resize_size, list(card.mean), list(card.std)]
+    digest.update(json.dumps(contract).encode())
     with open(weights, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)

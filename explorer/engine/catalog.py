@@ -86,6 +86,20 @@ class Catalog:
             )
         self.set_meta({"dim": str(dim), **(meta or {})})
 
+    @staticmethod
+    def peek_meta(path: Path) -> dict[str, str]:
+        """Metadata of a catalog file without creating or changing it (empty if absent or unreadable)."""
+        if not Path(path).exists():
+            return {}
+        try:
+            db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+            try:
+                return dict(db.execute("SELECT key, value FROM meta").fetchall())
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return {}
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -7,6 +7,7 @@ must show before that); catalogs are opened per folder and kept.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,7 +68,9 @@ class RetrievalSession:
         return catalog_dir(folder, self.fingerprint) / "catalog.sqlite"
 
     def is_indexed(self, folder: Path) -> bool:
-        return self.catalog_path(folder).exists()
+        """True once an indexing run has committed something (a cancelled run's partial catalog counts)."""
+        meta = Catalog.peek_meta(self.catalog_path(folder))
+        return "updated" in meta or "completed" in meta
 
     def _catalog(self, folder: Path) -> Catalog:
         meta = {"folder": str(folder), "model": self.card.name, "model_fingerprint": self.fingerprint}
@@ -92,6 +95,7 @@ class RetrievalSession:
         report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel)
         collection.reload()
         if not report.cancelled:
+            collection.catalog.set_meta({"completed": time.strftime("%Y-%m-%d %H:%M:%S")})
             collection.prepare()
         return report
 

@@ -172,7 +172,7 @@ def test_save_load_round_trip_gives_identical_outputs(tiny_saved: tuple[Embeddin
     assert load_card(weights) == load_card(card_path) == model.card
     assert model_fingerprint(weights) == model_fingerprint(path)
     # No temporary files are left beside the model.
-    assert sorted(p.name for p in weights.parent.iterdir()) == ["tiny.json", "tiny.safetensors"]
+    assert sorted(p.name for p in weights.parent.iterdir()) == ["tiny.json", "tiny.md", "tiny.safetensors"]
 
 
 def test_fingerprint_changes_with_the_weights(tmp_path: Path, tiny_saved: tuple[EmbeddingModel, Path]) -> None:

@@ -36,6 +36,7 @@ def test_model_is_loaded_on_first_use_only(
     assert session.card.name == "test-small-lite0"
     assert not session.is_indexed(image_folder)
     assert len(session.collection(image_folder)) == 0  # opening a catalog needs no model
+    assert not session.is_indexed(image_folder)  # ... and does not count as having indexed the folder
     assert reuse_small_model == []
     session.index(image_folder)
     session.query(image_folder / "a" / "img_00.jpg", image_folder, k=3)
@@ -138,3 +139,19 @@ def test_folders_and_models_get_separate_catalogs(
         assert not second.is_indexed(image_folder)
     finally:
         second.close()
+
+
+def test_an_indexed_empty_folder_counts_as_indexed(session: RetrievalSession, tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not session.is_indexed(empty)
+    report = session.index(empty)
+    assert report.indexed == 0 and session.is_indexed(empty)
+
+
+def test_the_same_weights_with_another_input_contract_get_their_own_catalog(tmp_path: Path) -> None:
+    model = load_model(BUNDLED_MODEL)
+    model.card.input_size, model.card.resize_size = 160, 182
+    other = tmp_path / "other"
+    save_model(model, other)
+    assert model_fingerprint(other) != model_fingerprint(BUNDLED_MODEL)

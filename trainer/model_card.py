@@ -1,0 +1,90 @@
+"""The model card for people: Markdown beside the JSON card, with the recipe and the metrics tables."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trainer.model import ModelCard
+
+Metrics = Mapping[str, Mapping[int, Mapping[str, float]]]
+
+
+def metrics_table(metrics: Metrics, title: str = "") -> str:
+    """A Markdown table: one row per (representation, dimension), one column per metric, in percent.
+
+    >>> print(metrics_table({"float": {64: {"R@1": 0.5}}, "binary": {64: {"R@1": 0.25}}}))
+    | repr | dim | bytes | R@1 |
+    |---|---:|---:|---:|
+    | float | 64 | 256 | 50.0 |
+    | binary | 64 | 8 | 25.0 |
+    """
+    names: list[str] = []
+    for per_dim in metrics.values():
+        for values in per_dim.values():
+            names.extend(n for n in values if n not in names)
+    lines = [f"### {title}", ""] if title else []
+    lines.append("| repr | dim | bytes | " + " | ".join(names) + " |")
+    lines.append("|---|---:|---:|" + "---:|" * len(names))
+    for rep, per_dim in metrics.items():
+        for d, values in sorted(per_dim.items(), key=lambda kv: int(kv[0])):
+            size = int(d) // 8 if rep == "binary" else 4 * int(d)
+            cells = " | ".join(f"{100 * values[n]:.1f}" if n in values else "" for n in names)
+            lines.append(f"| {rep} | {d} | {size} | {cells} |")
+    return "\n".join(lines)
+
+
+def _as_metrics(value: Any) -> Metrics | None:
+    """Card metrics are stored as JSON (string dimension keys); recognise a {repr: {dim: {metric: v}}} block."""
+    if isinstance(value, Mapping) and value and set(value) <= {"float", "binary"}:
+        return {rep: {int(d): v for d, v in per.items()} for rep, per in value.items()}
+    return None
+
+
+def _metric_sections(metrics: Mapping[str, Any], path: str = "") -> list[str]:
+    out: list[str] = []
+    for key, value in metrics.items():
+        label = f"{path} / {key}" if path else key
+        table = _as_metrics(value)
+        if table is not None:
+            out += ["", metrics_table(table, label)]
+        elif isinstance(value, Mapping):
+            out += _metric_sections(value, label)
+        else:
+            out += ["", f"{label}: {value}"]
+    return out
+
+
+def card_markdown(card: ModelCard) -> str:
+    status = "trained for retrieval" if card.trained else "UNTRAINED for retrieval"
+    lines = [
+        f"# {card.name}",
+        "",
+        card.description or f"{card.backbone} embedding model ({status}).",
+        "",
+        f"- backbone: {card.backbone}, {card.dim}-d embedding"
+        f"{' (embedding layer without bias)' if card.has_embedding_layer else ' (no embedding layer)'}",
+        f"- input: resize {card.resize_size}, centre crop {card.input_size}, "
+        f"mean {list(card.mean)}, std {list(card.std)}",
+        f"- nested dimensions: {', '.join(map(str, card.nested_dims))}; binary code: sign of each dimension",
+        f"- status: {status}",
+        "",
+        "## Training data",
+        "",
+    ]
+    lines += [f"- {t}" for t in card.trained_on] or ["- none"]
+    recipe = {k: v for k, v in card.recipe.items() if k != "history"}
+    lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=2, default=str), "```"]
+    history = card.recipe.get("history")
+    if history:
+        keys = [k for k in history[0] if k != "epoch"]
+        lines += ["", "## Training history", "", "| epoch | " + " | ".join(keys) + " |"]
+        lines.append("|---:|" + "---:|" * len(keys))
+        for row in history:
+            lines.append(f"| {row['epoch']} | " + " | ".join(f"{row.get(k, float('nan')):.4f}" for k in keys) + " |")
+    if card.metrics:
+        lines += ["", "## Metrics (in percent)"]
+        lines += _metric_sections(card.metrics)
+    return "\n".join(lines) + "\n"
