@@ -325,6 +325,7 @@ class MainWindow(QMainWindow):
         file_menu.addSeparator()
         action(file_menu, "&Model…", self.choose_model, "Ctrl+M", "Use a fine-tuned model")
         action(file_menu, "Use the &bundled model", lambda: self.set_model(None))
+        action(file_menu, "&Fine-tune…", self.fine_tune, "Ctrl+T", "Train a model on a labelled folder")
         file_menu.addSeparator()
         self.export_action = action(file_menu, "&Export results…", self.choose_export, "Ctrl+E")
         action(file_menu, "&Copy result paths", self.copy_result_paths, "Ctrl+Shift+C")
@@ -499,6 +500,26 @@ class MainWindow(QMainWindow):
         name, _ = QFileDialog.getOpenFileName(self, "Choose a model", start, "Models (*.safetensors *.json)")
         if name:
             self.set_model(Path(name))
+
+    def fine_tune(self) -> None:
+        """Open the fine-tune wizard (one at a time, non-modal: searching goes on meanwhile).
+
+        It starts on the open folder when that is labelled (one sub-folder per class); its "Use it now"
+        switches this window to the new model (`set_model`).
+        """
+        from shiboken6 import isValid
+
+        from explorer.ui.wizard import FineTuneWizard
+
+        wizard = getattr(self, "fine_tune_wizard", None)
+        if wizard is None or not isValid(wizard) or not wizard.isVisible():
+            labelled = self._summary is not None and self._summary.labelled
+            wizard = FineTuneWizard(self, folder=self.folder if labelled else None)
+            wizard.modelReady.connect(self.set_model)
+            self.fine_tune_wizard = wizard
+        wizard.show()
+        wizard.raise_()
+        wizard.activateWindow()
 
     def set_model(self, path: Path | None) -> None:
         """Switch models: a new session, and the folder indexed again under it (catalogs are per model)."""
@@ -1003,6 +1024,7 @@ class MainWindow(QMainWindow):
             ("Ctrl+1 / Ctrl+2", "neighbours / dimensions tab"),
             ("Ctrl+K", "skipped files"),
             ("Ctrl+M", "choose a model"),
+            ("Ctrl+T", "fine-tune a model on a labelled folder"),
         ]
         html = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
         QMessageBox.information(self, "Keyboard shortcuts", f"<table>{html}</table>")

@@ -1,0 +1,1414 @@
+"""The fine-tune wizard's five pages: folder, split, settings, training, result.
+
+Each page only turns worker results into widgets: scanning, measuring, training, evaluating and saving all
+run as `Job`s on the wizard's runners (explorer.ui.workers), and every update reaches the widgets through
+the jobs' queued signals. The pages share state through the wizard object (`FineTuneWizard`), not through
+QWizard's string-keyed fields, so types survive.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QSizePolicy,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+    QWizardPage,
+)
+
+from explorer.ui.plots import BINARY_COLOR, FLOAT_COLOR
+from explorer.ui.wizard_jobs import (
+    BUNDLED_MODEL,
+    DEFAULT_BACKBONE,
+    MIN_SPLIT_CLASSES,
+    Environment,
+    FolderReport,
+    TrainingPlan,
+    Workload,
+    card_summary,
+    check_folder,
+    default_num_workers,
+    estimate_seconds,
+    evaluate_both,
+    evaluation_problems,
+    format_duration,
+    held_out_recall,
+    safe_name,
+    save_model_as,
+    stage_seconds,
+    train,
+)
+from explorer.ui.workers import Job, JobRunner
+
+if TYPE_CHECKING:
+    from explorer.ui.wizard import FineTuneWizard
+    from trainer.data import LabelledFolder
+    from trainer.fit import FitResult
+    from trainer.progress import Progress
+
+ERROR_COLOR = "#b00020"
+WARN_COLOR = "#b36b00"
+OK_COLOR = "#1b7a3a"
+BAR_COLOR = "#1f6fb4"
+SMALL_BAR_COLOR = "#d0453a"
+MIN_PER_CLASS = 2  # trainer.data.MIN_IMAGES_PER_CLASS (not imported: that module imports torch)
+
+
+# -- small widgets ---------------------------------------------------------------------------------------
+
+
+def help_label(text: str = "") -> QLabel:
+    """The one line of help under a setting: small and grey, so the settings themselves stay scannable."""
+    label = QLabel(text)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setStyleSheet("color: #5f6368; font-size: 11px;")
+    return label
+
+
+def colored(text: str, color: str) -> str:
+    return f"<span style='color:{color}'>{text}</span>"
+
+
+def format_left(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d} left" if s >= 3600 else f"{s // 60}:{s % 60:02d} left"
+
+
+class FolderRow(QWidget):
+    """A path field with a Choose… button; `chosen` fires on a pick or on Enter/focus-out after an edit."""
+
+    chosen = Signal(object)  # Path
+
+    def __init__(self, caption: str, placeholder: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.caption = caption
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        self.edit.editingFinished.connect(self._edited)
+        button = QPushButton("Choose…")
+        button.clicked.connect(self._browse)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.edit, 1)
+        layout.addWidget(button)
+        self._last = ""
+
+    def path(self) -> Path | None:
+        text = self.edit.text().strip()
+        return Path(text).expanduser() if text else None
+
+    def set_path(self, path: Path | None, emit: bool = True) -> None:
+        self.edit.setText(str(path) if path else "")
+        self.edit.deselect()
+        self._last = self.edit.text()
+        if emit and path is not None:
+            self.chosen.emit(path)
+
+    def _edited(self) -> None:
+        if self.edit.text() != self._last:
+            self._last = self.edit.text()
+            path = self.path()
+            if path is not None:
+                self.chosen.emit(path)
+
+    def _browse(self) -> None:
+        start = str(self.path() or Path.home())
+        name = QFileDialog.getExistingDirectory(self, self.caption, start)
+        if name:
+            self.set_path(Path(name))
+
+
+class FolderCheck(QObject):
+    """The latest check of one chosen folder, run in a worker; `changed` whenever its state changes.
+
+    A check that is overtaken by a newer choice is dropped when it ends (scanning cannot be interrupted
+    mid-way, but its answer is no longer anyone's).
+    """
+
+    changed = Signal()
+
+    def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self.path: Path | None = None
+        self.report: FolderReport | None = None
+        self.error = ""
+        self._job: Job | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def check(self, path: Path, force: bool = False) -> None:
+        path = Path(path).expanduser()
+        if not force and path == self.path and (self._job is not None or self.report is not None):
+            return
+        if self._job is not None:
+            self._job.cancel()
+        self.path, self.report, self.error, self._job = path, None, "", None
+        if not path.is_dir():
+            self.error = f"{path} is not a folder."
+            self.changed.emit()
+            return
+        job = Job(f"check {path}", lambda _job: check_folder(path))
+        job.signals.finished.connect(self._finished)
+        job.signals.failed.connect(self._failed)
+        job.signals.cancelled.connect(self._ended)
+        self._job = job
+        self.runner.start(job)
+        self.changed.emit()
+
+    def adopt(self, report: FolderReport) -> None:
+        """Use a check made elsewhere (the folder page's) instead of scanning the same folder again."""
+        if self._job is not None:
+            self._job.cancel()
+        self.path, self.report, self.error, self._job = report.folder.root, report, "", None
+        self.changed.emit()
+
+    def _finished(self, job: Job, report: FolderReport) -> None:
+        if job is self._job:
+            self._job, self.report = None, report
+            self.changed.emit()
+
+    def _failed(self, job: Job, message: str) -> None:
+        if job is self._job:
+            self._job, self.error = None, message.split(": ", 1)[-1]
+            self.changed.emit()
+
+    def _ended(self, job: Job) -> None:
+        if job is self._job:
+            self._job = None
+            self.changed.emit()
+
+
+def style_plot(plot: pg.PlotItem, title: str, x: str, y: str) -> None:
+    plot.setTitle(title, size="10pt")
+    plot.setLabel("bottom", x)
+    plot.setLabel("left", y)
+    plot.showGrid(x=True, y=True, alpha=0.15)
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+    for axis in ("bottom", "left"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
+
+
+class ClassChart(pg.PlotWidget):
+    """Images per class as bars; classes too small to train are red."""
+
+    MAX_LABELS = 16
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        style_plot(self.getPlotItem(), "Images per class", "", "images")
+        self.getPlotItem().showGrid(x=False, y=True, alpha=0.15)  # no grid lines through the bars
+        self.setMouseEnabled(x=False, y=False)
+        self.bars: pg.BarGraphItem | None = None
+        self.setMinimumHeight(170)
+
+    def show_counts(self, counts: dict[str, int]) -> None:
+        if self.bars is not None:
+            self.removeItem(self.bars)
+        names = list(counts)
+        heights = np.array([counts[n] for n in names], np.float64)
+        brushes = [pg.mkBrush(SMALL_BAR_COLOR if h < MIN_PER_CLASS else BAR_COLOR) for h in heights]
+        self.bars = pg.BarGraphItem(x=np.arange(len(names)), height=heights, width=0.7, brushes=brushes, pen=None)
+        self.addItem(self.bars)
+        step = max(1, math.ceil(len(names) / self.MAX_LABELS))
+        ticks = [(i, self._short(n)) for i, n in enumerate(names) if i % step == 0]
+        self.getPlotItem().getAxis("bottom").setTicks([ticks, []])
+        self.getPlotItem().setLabel("bottom", "class" if step == 1 else f"class (every {step}th named)")
+        self.setXRange(-0.6, max(len(names), 1) - 0.4, padding=0)
+        self.setYRange(0, max(float(heights.max()) if len(heights) else 1.0, 1.0) * 1.1, padding=0)
+
+    @staticmethod
+    def _short(name: str, width: int = 12) -> str:
+        return name if len(name) <= width else name[: width - 1] + "…"
+
+
+class Page(QWizardPage):
+    """A page that knows its wizard's type (QWizardPage.wizard() returns a plain QWizard)."""
+
+    def fw(self) -> FineTuneWizard:
+        return cast("FineTuneWizard", self.wizard())
+
+
+# -- 1. folder -------------------------------------------------------------------------------------------
+
+
+class FolderPage(Page):
+    """Choose the labelled folder; it is checked at once, and Next waits until it can train."""
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("1 · Labelled folder")
+        self.setSubTitle(
+            "A folder with one sub-folder per class (for example photos/cats, photos/dogs). "
+            "Every image is opened once now, so unreadable files show up here instead of mid-training."
+        )
+        self.check = FolderCheck(runner, self)
+        self.check.changed.connect(self._update)
+        self.row = FolderRow("Choose the labelled folder", "a folder of class sub-folders")
+        self.row.chosen.connect(self.check.check)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)
+        self.busy.setMaximumHeight(10)
+        self.busy.setTextVisible(False)
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
+        self.problems = QLabel()
+        self.problems.setWordWrap(True)
+        self.problems.setTextFormat(Qt.TextFormat.RichText)
+        self.problems.setObjectName("problems")
+        self.chart = ClassChart()
+        self.skipped_title = QLabel()
+        self.skipped = QTableWidget(0, 2)
+        self.skipped.setHorizontalHeaderLabels(["File", "Why it cannot be used"])
+        self.skipped.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.skipped.horizontalHeader().setStretchLastSection(True)
+        self.skipped.verticalHeader().hide()
+        self.skipped.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.row)
+        layout.addWidget(self.busy)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.problems)
+        layout.addWidget(self.chart, 1)
+        layout.addWidget(self.skipped_title)
+        layout.addWidget(self.skipped)
+        self._update()
+
+    @property
+    def report(self) -> FolderReport | None:
+        return self.check.report
+
+    def set_folder(self, folder: Path) -> None:
+        self.row.set_path(folder)
+
+    def isComplete(self) -> bool:
+        return self.check.report is not None and self.check.report.can_train and not self.check.busy
+
+    def _update(self) -> None:
+        check, report = self.check, self.check.report
+        self.busy.setVisible(check.busy)
+        self.chart.setVisible(report is not None and bool(report.folder.classes))
+        skipped = report.folder.skipped if report is not None else []
+        self.skipped.setVisible(bool(skipped))
+        self.skipped_title.setVisible(bool(skipped))
+        self.problems.setText("")
+        if check.busy:
+            self.summary.setText(f"Checking every image in <b>{check.path}</b>…")
+        elif check.error:
+            self.summary.setText("")
+            self.problems.setText(colored(check.error, ERROR_COLOR))
+        elif report is None:
+            self.summary.setText(colored("No folder chosen yet.", "gray"))
+        else:
+            counts = report.counts
+            n_images = sum(counts.values())
+            where = ""
+            if report.test_folder is not None:
+                where = (
+                    f"<br>It holds <b>{report.folder.root.name}/</b> and <b>{report.test_folder.name}/</b> "
+                    f"folders: training uses {report.folder.root.name}/, the next page offers "
+                    f"{report.test_folder.name}/ as the held-out test set."
+                )
+            verdict = (
+                colored("✔ ready to train", OK_COLOR) if report.can_train else colored("cannot train", ERROR_COLOR)
+            )
+            smallest = min(counts.values()) if counts else 0
+            self.summary.setText(
+                f"<b>{len(counts)}</b> classes, <b>{n_images:,}</b> images"
+                + (f" (smallest class: {smallest})" if counts else "")
+                + f" · {verdict}{where}"
+            )
+            if report.problems:
+                items = "".join(f"<li>{p}</li>" for p in report.problems)
+                self.problems.setText(colored(f"This folder cannot train:<ul>{items}</ul>", ERROR_COLOR))
+            if report.folder.classes:
+                self.chart.show_counts(counts)
+            self._show_skipped(report)
+        self.problems.setVisible(bool(self.problems.text()))
+        self.completeChanged.emit()
+
+    def _show_skipped(self, report: FolderReport) -> None:
+        skipped = report.folder.skipped
+        self.skipped_title.setText(f"{len(skipped)} file(s) cannot be used and will be left out:")
+        self.skipped.setRowCount(len(skipped))
+        for row, s in enumerate(skipped):
+            try:
+                name = str(Path(s.path).relative_to(report.path))
+            except ValueError:
+                name = str(s.path)
+            self.skipped.setItem(row, 0, QTableWidgetItem(name))
+            self.skipped.setItem(row, 1, QTableWidgetItem(s.reason))
+        rows = min(len(skipped), 4)
+        header = self.skipped.horizontalHeader().sizeHint().height()
+        self.skipped.setFixedHeight(header + rows * self.skipped.verticalHeader().defaultSectionSize() + 4)
+
+
+# -- 2. split --------------------------------------------------------------------------------------------
+
+
+class SplitPage(Page):
+    """Which classes train and which are held out: a seeded split by class, or existing train/test folders."""
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("2 · Train and test classes")
+        self.setSubTitle(
+            "Retrieval is judged on classes the model never saw, so the split is by class: the test classes "
+            "are held out from training and measure how well the model generalises."
+        )
+        self.auto = QRadioButton("Split the classes automatically (seeded)")
+        self.existing = QRadioButton("Use existing train and test folders")
+        group = QButtonGroup(self)
+        group.addButton(self.auto)
+        group.addButton(self.existing)
+        self.auto.setChecked(True)
+        self.auto.toggled.connect(self._refresh)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 99_999)
+        self.seed.setToolTip("Another seed draws another split of the classes")
+        self.seed.valueChanged.connect(self._refresh)
+        self.auto_note = help_label()
+        self.train_title, self.test_title = QLabel(), QLabel()
+        self.train_list, self.test_list = QListWidget(), QListWidget()
+        for lst in (self.train_list, self.test_list):
+            lst.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+
+        self.train_check = FolderCheck(runner, self)
+        self.test_check = FolderCheck(runner, self)
+        self.train_row = FolderRow("Choose the training folder", "training folder: one sub-folder per class")
+        self.test_row = FolderRow("Choose the test folder", "test folder: one sub-folder per held-out class")
+        self.train_row.chosen.connect(self.train_check.check)
+        self.test_row.chosen.connect(self.test_check.check)
+        self.train_check.changed.connect(self._refresh)
+        self.test_check.changed.connect(self._refresh)
+        self.problems = QLabel()
+        self.problems.setWordWrap(True)
+        self.problems.setTextFormat(Qt.TextFormat.RichText)
+
+        seed_row = QHBoxLayout()
+        seed_row.addSpacing(24)
+        seed_row.addWidget(QLabel("Seed"))
+        seed_row.addWidget(self.seed)
+        seed_row.addWidget(self.auto_note, 1)
+        self.folders_box = QWidget()
+        folders = QFormLayout(self.folders_box)
+        folders.setContentsMargins(24, 0, 0, 0)
+        folders.addRow("Train", self.train_row)
+        folders.addRow("Test", self.test_row)
+        lists = QGridLayout()
+        lists.addWidget(self.train_title, 0, 0)
+        lists.addWidget(self.test_title, 0, 1)
+        lists.addWidget(self.train_list, 1, 0)
+        lists.addWidget(self.test_list, 1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.auto)
+        layout.addLayout(seed_row)
+        layout.addWidget(self.existing)
+        layout.addWidget(self.folders_box)
+        layout.addWidget(self.problems)
+        layout.addLayout(lists, 1)
+        self._source: FolderReport | None = None
+        self._split: tuple[LabelledFolder, LabelledFolder] | None = None
+        self._problems: list[str] = []
+
+    def initializePage(self) -> None:
+        report = self.fw().folder_page.report
+        if report is None or report is self._source:
+            self._refresh()
+            return  # back and forth over the same folder keeps the choices made here
+        self._source = report
+        n = len(report.folder.classes)
+        self.auto.setEnabled(n >= MIN_SPLIT_CLASSES)
+        self.auto_note.setText(
+            f"{n} classes: about half train, the others are held out."
+            if n >= MIN_SPLIT_CLASSES
+            else colored(
+                f"Needs at least {MIN_SPLIT_CLASSES} classes (2 to train, 2 to test); this folder has {n}.", WARN_COLOR
+            )
+        )
+        self.train_check.adopt(report)
+        self.train_row.set_path(report.folder.root, emit=False)
+        if report.test_folder is not None:
+            self.test_row.set_path(report.test_folder)
+        use_existing = report.test_folder is not None or n < MIN_SPLIT_CLASSES
+        (self.existing if use_existing else self.auto).setChecked(True)
+        self._refresh()
+
+    def split(self) -> tuple[LabelledFolder, LabelledFolder] | None:
+        return self._split if not self._problems else None
+
+    def isComplete(self) -> bool:
+        return self.split() is not None
+
+    def _refresh(self) -> None:
+        self.seed.setEnabled(self.auto.isChecked())
+        self.folders_box.setEnabled(self.existing.isChecked())
+        self._split, self._problems, warnings = None, [], []
+        busy = False
+        if self.auto.isChecked():
+            report = self._source
+            if report is not None:
+                from trainer.data import DatasetError, split_by_class  # loaded by the folder check already
+
+                try:
+                    self._split = split_by_class(report.folder, seed=self.seed.value())
+                except DatasetError as exc:
+                    self._problems.append(str(exc))
+        else:
+            busy = self.train_check.busy or self.test_check.busy
+            train_r, test_r = self.train_check.report, self.test_check.report
+            for check, role in ((self.train_check, "training"), (self.test_check, "test")):
+                if check.error:
+                    self._problems.append(f"The {role} folder: {check.error}")
+            if self.test_row.path() is None:
+                self._problems.append("Choose the test folder: its classes are held out to judge the model.")
+            if train_r is not None and test_r is not None:
+                self._problems += [f"Training folder: {p}" for p in train_r.problems]
+                self._problems += [f"Test folder: {p}" for p in evaluation_problems(test_r.folder)]
+                shared = sorted(set(train_r.folder.classes) & set(test_r.folder.classes))
+                if shared:
+                    shown = ", ".join(repr(c) for c in shared[:4]) + (" …" if len(shared) > 4 else "")
+                    warnings.append(
+                        f"{len(shared)} class(es) are in both folders ({shown}): the test numbers will say how "
+                        "well it knows these classes, not how well it generalises to new ones."
+                    )
+                self._split = (train_r.folder, test_r.folder)
+            elif not self._problems:
+                busy = True
+        self._show_lists()
+        text = "".join(f"<p>{colored(p, ERROR_COLOR)}</p>" for p in self._problems)
+        text += "".join(f"<p>{colored(w, WARN_COLOR)}</p>" for w in warnings)
+        if busy:
+            text += "<p>Checking the folders…</p>"
+        self.problems.setText(text)
+        self.completeChanged.emit()
+
+    def _show_lists(self) -> None:
+        for lst, title, part, role in (
+            (self.train_list, self.train_title, 0, "Train"),
+            (self.test_list, self.test_title, 1, "Test (held out)"),
+        ):
+            lst.clear()
+            if self._split is None:
+                title.setText(f"<b>{role}</b>")
+                continue
+            folder = self._split[part]
+            counts = folder.counts()
+            title.setText(f"<b>{role}</b>: {len(counts)} classes, {sum(counts.values()):,} images")
+            lst.addItems([f"{name}  ({n})" for name, n in counts.items()])
+
+
+# -- 3. settings -----------------------------------------------------------------------------------------
+
+
+class SettingsPage(Page):
+    """The run's settings, each with one line of help, and an honest estimate of how long it will take."""
+
+    DIMS = (64, 128, 256, 512, 1024)
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("3 · Settings")
+        self.setSubTitle("The defaults follow the recipe the bundled model was trained with.")
+        self.runner = runner
+        self.environment: Environment | None = None
+        self._timings: dict[tuple[str, int, str], list[float] | str] = {}
+        self._timing_job: Job | None = None
+        self._shown = False  # measure the machine only once someone looks at this page
+
+        self.model = QComboBox()
+        bundled = card_summary(BUNDLED_MODEL) if Path(str(BUNDLED_MODEL) + ".json").exists() else None
+        if bundled is not None:
+            self.model.addItem(f"Bundled model: {bundled['name']}", str(BUNDLED_MODEL))
+        self.model.addItem("ImageNet backbone (EfficientNet-Lite0, no retrieval training)", None)
+        self.method = QComboBox()
+        self.method.addItem("normsoftmax", "normsoftmax")
+        self.epochs = QSpinBox()
+        self.epochs.setRange(1, 500)
+        self.epochs.setValue(10)
+        self.classes_per_batch = QSpinBox()
+        self.classes_per_batch.setRange(2, 1000)
+        self.classes_per_batch.setValue(25)
+        self.per_class = QSpinBox()
+        self.per_class.setRange(2, 64)
+        self.per_class.setValue(3)
+        self.dim = QComboBox()
+        self.device = QComboBox()
+        self.device.addItem("CPU", "cpu")
+        self.cached = QCheckBox("CPU-friendly: train only the last")
+        self.stages = QSpinBox()
+        self.stages.setRange(1, 8)
+        self.stages.setValue(2)
+        self.stages.valueChanged.connect(lambda n: self.stages.setSuffix(" stage" if n == 1 else " stages"))
+        self.stages.setSuffix(" stages")
+
+        for spin in (self.epochs, self.classes_per_batch, self.per_class):
+            spin.setMinimumWidth(70)
+        epochs = QHBoxLayout()
+        epochs.addWidget(self.epochs)
+        epochs.addStretch(1)
+        batch = QHBoxLayout()
+        batch.setSpacing(8)
+        batch.addWidget(self.classes_per_batch)
+        batch.addWidget(QLabel("classes ×"))
+        batch.addWidget(self.per_class)
+        batch.addWidget(QLabel("images of each"))
+        batch.addStretch(1)
+        cpu = QHBoxLayout()
+        cpu.setSpacing(8)
+        cpu.addWidget(self.cached)
+        cpu.addWidget(self.stages)
+        cpu.addWidget(QLabel("(the frozen ones cached)"))
+        cpu.addStretch(1)
+
+        self.model_help, self.method_help, self.epochs_help, self.batch_help = (help_label() for _ in range(4))
+        self.dim_help = help_label(
+            "Every power-of-two prefix is trained too (nested), so the explorer can search with fewer "
+            "dimensions; a binary code takes dimension/8 bytes."
+        )
+        self.cached_help = help_label(
+            "The first stages stay frozen and run once per image; only the last N train. Far faster on a "
+            "CPU, usually a little less accurate than training the whole network."
+        )
+        self.estimate = QLabel("Looking at this computer…")
+        self.estimate.setWordWrap(True)
+        self.estimate.setTextFormat(Qt.TextFormat.RichText)
+
+        grid = QGridLayout(self)
+        grid.setVerticalSpacing(2)
+        grid.setHorizontalSpacing(12)
+        grid.setColumnStretch(1, 1)
+        rows: list[tuple[str, QWidget | QHBoxLayout, QLabel]] = [
+            ("Starting model", self.model, self.model_help),
+            ("Method", self.method, self.method_help),
+            ("Epochs", epochs, self.epochs_help),
+            ("Batches", batch, self.batch_help),
+            ("Embedding dimension", self.dim, self.dim_help),
+            ("Device", self.device, help_label("The GPU when there is one; a CPU works too, more slowly.")),
+            ("", cpu, self.cached_help),
+        ]
+        for i, (label, field, help_) in enumerate(rows):
+            # Label, field, and the help line under the field in a grid row of its own: wrapped labels
+            # nested in form fields get clipped, grid rows give them their height.
+            grid.addWidget(QLabel(label), 3 * i, 0)
+            if isinstance(field, QHBoxLayout):
+                grid.addLayout(field, 3 * i, 1)
+            else:
+                grid.addWidget(field, 3 * i, 1)
+            grid.addWidget(help_, 3 * i + 1, 1)
+            grid.setRowMinimumHeight(3 * i + 2, 8)
+        time_label = QLabel("Time")
+        grid.addWidget(time_label, 3 * len(rows), 0, Qt.AlignmentFlag.AlignTop)
+        grid.addWidget(self.estimate, 3 * len(rows), 1)
+        grid.setRowStretch(3 * len(rows) + 1, 1)
+
+        self.model.currentIndexChanged.connect(self._model_changed)
+        self.method.currentIndexChanged.connect(self._method_changed)
+        self.device.currentIndexChanged.connect(self._device_changed)
+        self.cached.toggled.connect(self._cached_changed)
+        for spin in (self.epochs, self.classes_per_batch, self.per_class, self.stages):
+            spin.valueChanged.connect(self._update_help)
+        self._model_changed()
+        self._cached_changed()
+
+    # -- the machine, probed once by the wizard ------------------------------------------------------------
+    def set_environment(self, env: Environment) -> None:
+        self.environment = env
+        current = self.method.currentData() or "normsoftmax"
+        self.method.blockSignals(True)
+        self.method.clear()
+        for name, summary in env.methods:
+            self.method.addItem(name, name)
+            self.method.setItemData(self.method.count() - 1, summary, Qt.ItemDataRole.ToolTipRole)
+        self.method.setCurrentIndex(max(0, self.method.findData(current)))
+        self.method.blockSignals(False)
+        self.device.blockSignals(True)
+        self.device.clear()
+        if env.gpu is not None:
+            self.device.addItem(f"GPU: {env.gpu_name or env.gpu}", env.gpu)
+        threads = env.cpu_threads
+        self.device.addItem(f"CPU ({threads} thread{'s' if threads != 1 else ''})", "cpu")
+        self.device.setCurrentIndex(0)
+        self.device.blockSignals(False)
+        self._method_changed()
+        self._device_changed()
+        self.completeChanged.emit()
+
+    def add_starting_model(self, label: str, path: Path | None, select: bool = True) -> None:
+        """Offer another model to start from (tests, and models saved earlier)."""
+        self.model.addItem(label, str(path) if path is not None else None)
+        if select:
+            self.model.setCurrentIndex(self.model.count() - 1)
+
+    def isComplete(self) -> bool:
+        return self.environment is not None
+
+    def initializePage(self) -> None:
+        split = self.fw().split_page.split()
+        if split is not None:
+            # A batch cannot hold more classes than there are: show the composition the trainer will use.
+            n = max(2, len(split[0].classes))
+            clamped = self.classes_per_batch.value() == self.classes_per_batch.maximum()
+            self.classes_per_batch.setMaximum(n)
+            if clamped:
+                self.classes_per_batch.setValue(min(25, n))
+        self._shown = True
+        self._update_help()
+
+    # -- the chosen settings --------------------------------------------------------------------------------
+    def base(self) -> Path | None:
+        data = self.model.currentData()
+        return Path(data) if data else None
+
+    def backbone(self) -> str:
+        return str(self._card().get("backbone") or DEFAULT_BACKBONE)
+
+    def config_fields(self) -> dict[str, Any]:
+        """FitConfig arguments (trainer.fit.FitConfig) for these settings."""
+        epochs = self.epochs.value()
+        cached = self.cached.isChecked()
+        return {
+            "method": self.method.currentData() or "normsoftmax",
+            "dim": self.dim.currentData(),
+            "epochs": epochs,
+            "warmup_epochs": 1 if epochs > 1 else 0,
+            "classes_per_batch": self.classes_per_batch.value(),
+            "per_class": self.per_class.value(),
+            "trainable_stages": self.stages.value() if cached else None,
+            "cache_trunk": cached,
+            "device": self.device.currentData() or "cpu",
+            "num_workers": default_num_workers(),
+        }
+
+    def _card(self) -> dict[str, Any]:
+        try:
+            return card_summary(self.base())
+        except (OSError, ValueError):
+            return card_summary(None)
+
+    # -- reactions ------------------------------------------------------------------------------------------
+    def _model_changed(self) -> None:
+        card = self._card()
+        full = int(card.get("dim") or 1280)
+        current = self.dim.currentData()
+        self.dim.blockSignals(True)
+        self.dim.clear()
+        self.dim.addItem(f"{full} (the starting model's)", None)
+        for d in self.DIMS:
+            if d < full:
+                self.dim.addItem(str(d), d)
+        self.dim.setCurrentIndex(max(0, self.dim.findData(current)))
+        self.dim.blockSignals(False)
+        if self.base() is None:
+            text = "Starts from ImageNet classification features: more to learn, so more epochs help."
+        elif card.get("trained"):
+            text = "Already trained for retrieval on other photos: adapting it to yours needs few epochs."
+        elif self.base() == BUNDLED_MODEL:
+            text = "The bundled weights (not yet trained for retrieval): the same start as the ImageNet backbone."
+        else:
+            text = "Not trained for retrieval yet: ImageNet features, like the backbone."
+        self.model_help.setText(text)
+        self._update_help()
+
+    def _method_changed(self) -> None:
+        tip = self.method.currentData(Qt.ItemDataRole.ToolTipRole)
+        self.method_help.setText(tip or "Softmax over cosine similarity to one learned proxy per class.")
+
+    def _device_changed(self) -> None:
+        self.cached.setChecked(self.device.currentData() == "cpu")
+        self._update_help()
+
+    def _cached_changed(self) -> None:
+        self.stages.setEnabled(self.cached.isChecked())
+        self._update_help()
+
+    def _update_help(self) -> None:
+        epochs = self.epochs.value()
+        self.epochs_help.setText(
+            "Passes over the training images; the first one trains only the new layers (warm-up)."
+            if epochs > 1
+            else "One pass over the training images (no warm-up epoch)."
+        )
+        split = self.fw().split_page.split() if self.wizard() is not None else None
+        n_classes = len(split[0].classes) if split else None
+        c, k = self.classes_per_batch.value(), self.per_class.value()
+        used = min(c, n_classes) if n_classes else c
+        note = f" Only {n_classes} training classes: batches hold {used}." if n_classes and c > n_classes else ""
+        self.batch_help.setText(
+            f"Each batch holds {used} classes × {k} images = <b>{used * k}</b> images; two or more per class "
+            f"give every image a positive.{note}"
+        )
+        self._update_estimate()
+
+    # -- the estimate ---------------------------------------------------------------------------------------
+    def _crop(self) -> int:
+        overrides = self.fw().fit_overrides if self.wizard() is not None else {}
+        return int(overrides.get("crop_size") or self._card().get("input_size") or 224)
+
+    def _update_estimate(self) -> None:
+        if self.wizard() is None or self.environment is None or not self._shown:
+            self.estimate.setText("Looking at this computer…")
+            return
+        device = self.device.currentData() or "cpu"
+        key = (self.backbone(), self._crop(), device)
+        timing = self._timings.get(key)
+        if timing is None:
+            self.estimate.setText("Estimating the time: measuring this computer's speed on the model…")
+            self._measure(key)
+            return
+        if isinstance(timing, str):
+            self.estimate.setText(colored(f"No time estimate: {timing}", WARN_COLOR))
+            return
+        work = self.workload()
+        if work is None:
+            self.estimate.setText("")
+            return
+        seconds = estimate_seconds(work, timing)
+        where = "on this CPU" if device == "cpu" else "on the GPU"
+        rate = 1.0 / max(sum(timing), 1e-9)
+        text = (
+            f"<b>Estimate: about {format_duration(seconds)}</b> {where}, for {work.train_images:,} training "
+            f"images × {work.epochs} epochs and {work.test_images:,} test images checked each epoch. Based on "
+            f"{rate:.0f} images/s through the model, measured here just now, and training costing about 3× "
+            "that; the real time left shows once training runs."
+        )
+        if device == "cpu" and not work.cache_trunk:
+            faster = estimate_seconds(Workload(**{**work.__dict__, "trainable_stages": 2, "cache_trunk": True}), timing)
+            text += f" With CPU-friendly training of the last 2 stages: about {format_duration(faster)}."
+        self.estimate.setText(text)
+
+    def workload(self) -> Workload | None:
+        split = self.fw().split_page.split()
+        if split is None:
+            return None
+        train_set, test_set = split
+        cfg = {**self.config_fields(), **self.fw().fit_overrides}
+        return Workload(
+            train_images=len(train_set.samples), train_classes=len(train_set.classes),
+            test_images=len(test_set.samples), epochs=cfg["epochs"], warmup_epochs=cfg["warmup_epochs"],
+            classes_per_batch=cfg["classes_per_batch"], per_class=cfg["per_class"],
+            batches_per_epoch=cfg.get("batches_per_epoch"), trainable_stages=cfg["trainable_stages"],
+            cache_trunk=cfg["cache_trunk"],
+        )  # fmt: skip
+
+    def _measure(self, key: tuple[str, int, str]) -> None:
+        if self._timing_job is not None:
+            return  # one at a time; the next starts when it ends if the settings moved on
+        backbone, crop, device = key
+        job = Job("measure", lambda _job: stage_seconds(backbone, crop, device))
+        job.key = key  # type: ignore[attr-defined]
+        job.signals.finished.connect(self._measured)
+        job.signals.failed.connect(lambda j, msg: self._measured(j, msg))
+        self._timing_job = job
+        self.runner.start(job)
+
+    def _measured(self, job: Job, timing: list[float] | str) -> None:
+        self._timing_job = None
+        self._timings[job.key] = timing  # type: ignore[attr-defined]
+        self._update_estimate()
+
+
+# -- 4. training -----------------------------------------------------------------------------------------
+
+
+class TrainingPage(Page):
+    """Live curves, time left, Cancel and Resume over one `fit` run in a worker."""
+
+    finished = Signal(object)  # FitResult
+    batchFinished = Signal(int, int, float)  # step, epoch, loss: on the GUI thread, after each batch
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("4 · Training")
+        self.setSubTitle(
+            "Loss should fall; Recall@1 on the held-out classes should rise. Cancelling keeps the last "
+            "checkpoint, and Resume continues from it."
+        )
+        self.runner = runner
+        self.plan: TrainingPlan | None = None
+        self.result: FitResult | None = None
+        self.job: Job | None = None
+        self.state = "idle"  # idle, running, cancelled, failed, done
+        self.started_at = 0.0
+
+        self.status = QLabel()
+        self.status.setTextFormat(Qt.TextFormat.RichText)
+        self.status.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(12)
+        self.cancel_button = QPushButton("Cancel training")
+        self.cancel_button.setToolTip("Stop after the current batch; the checkpoint is kept")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip("Continue the same run from its last checkpoint")
+        self.resume_button.clicked.connect(self.start)
+
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setMinimumHeight(220)
+        self.loss_plot = self.canvas.addPlot(row=0, col=0)
+        style_plot(self.loss_plot, "Training loss", "step", "loss")
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#888888", width=1))
+        self.loss_mean = self.loss_plot.plot(pen=pg.mkPen("#333333", width=2))
+        self.recall_plot = self.canvas.addPlot(row=0, col=1)
+        style_plot(self.recall_plot, "Recall@1 on held-out classes", "epoch (0 = start)", "R@1 (%)")
+        self.recall_plot.addLegend(offset=(-8, -8), labelTextSize="8pt", brush=(255, 255, 255, 210))
+        self.float_curve = self.recall_plot.plot(
+            pen=pg.mkPen(FLOAT_COLOR, width=2), symbol="o", symbolSize=7, symbolBrush=FLOAT_COLOR, name="float"
+        )
+        self.binary_curve = self.recall_plot.plot(
+            pen=pg.mkPen(BINARY_COLOR, width=2), symbol="t", symbolSize=8, symbolBrush=BINARY_COLOR, name="binary"
+        )
+        self.recall_plot.setYRange(0, 100, padding=0.02)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(5000)
+        self.log.setMaximumHeight(110)
+        self.log.setPlaceholderText("Messages from the trainer appear here.")
+
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.status, 1)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.resume_button)
+        layout = QVBoxLayout(self)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.log)
+
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(150)  # redraw at most ~7 times a second, however fast the steps
+        self._refresh_timer.timeout.connect(self._redraw)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.steps: list[float] = []
+        self.losses: list[float] = []
+        self.epochs: list[tuple[int, dict[str, float]]] = []
+        self.last_step = 0
+        self.total_steps = 0
+        self.result = None
+        self.state = "idle"
+        self.log.clear()
+        self._redraw()
+        self._show_buttons()
+
+    def initializePage(self) -> None:
+        plan = self.fw().plan()
+        if self.plan is not None and plan.out == self.plan.out and self.state in ("running", "done"):
+            return
+        self.plan = plan
+        self._reset()
+        self.start()
+
+    def isComplete(self) -> bool:
+        return self.state == "done" and self.result is not None
+
+    # -- the run --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Run `fit` for the plan; with a checkpoint on disk (after Cancel), it resumes from there."""
+        if self.plan is None or self.state == "running":
+            return
+        plan = self.plan
+        resuming = plan.checkpoint.exists()
+        if not resuming:  # a fresh start (after a failure, or a cancel before the first checkpoint)
+            self.steps, self.losses, self.epochs = [], [], []
+        self.state = "running"
+        self.started_at = time.monotonic()
+        cfg = plan.config
+        self._say(
+            ("Resuming" if resuming else "Training")
+            + f" {cfg.method} for {cfg.epochs} epoch(s) on {cfg.device}: {len(plan.train.classes)} classes, "
+            f"{len(plan.train.samples):,} images; judged on {len(plan.test.classes)} held-out classes."
+        )
+        self._say(f"Run folder: {plan.run_dir}")
+        self.status.setText("Loading the starting model…" if not resuming else "Resuming from the checkpoint…")
+        self.progress.setRange(0, 0)
+
+        def work(job: Job) -> FitResult:
+            from trainer.fit import FitCallbacks
+
+            callbacks = FitCallbacks(
+                on_batch=lambda step, epoch, loss, _lr: job.report(("batch", step, epoch, loss)),
+                on_epoch=lambda epoch, metrics: job.report(("epoch", epoch, dict(metrics))),
+                on_progress=lambda p: job.report(("progress", p)),
+                on_message=lambda text: job.report(("message", text)),
+            )
+            return train(plan, callbacks, job.cancelled)
+
+        job = Job("train", work)
+        job.signals.progress.connect(self._on_report)
+        job.signals.finished.connect(self._on_finished)
+        job.signals.failed.connect(self._on_failed)
+        job.signals.cancelled.connect(self._on_cancelled)
+        self.job = job
+        self._show_buttons()
+        self.runner.start(job)
+
+    def cancel(self) -> None:
+        if self.job is not None and self.state == "running":
+            self.job.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling after the current batch…")
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def seconds_running(self) -> float:
+        return time.monotonic() - self.started_at if self.running else 0.0
+
+    def _on_report(self, job: Job, payload: tuple[Any, ...]) -> None:
+        if job is not self.job:
+            return
+        kind = payload[0]
+        if kind == "batch":
+            _, step, epoch, loss = payload
+            self.last_step = step
+            self.steps.append(float(step))
+            self.losses.append(float(loss))
+            self.batchFinished.emit(step, epoch, loss)
+        elif kind == "epoch":
+            _, epoch, metrics = payload
+            self.epochs = [e for e in self.epochs if e[0] != epoch] + [(epoch, metrics)]
+            self._say(self._epoch_line(epoch, metrics))
+        elif kind == "progress":
+            self._show_progress(payload[1])
+        elif kind == "message":
+            self._say(str(payload[1]))
+        if not self._refresh_timer.isActive():
+            self._refresh_timer.start()
+
+    def _epoch_line(self, epoch: int, metrics: dict[str, float]) -> str:
+        recall = ""
+        if "R@1" in metrics:
+            recall = f"R@1 {100 * metrics['R@1']:.1f}% (binary {100 * metrics.get('binary R@1', math.nan):.1f}%)"
+        if epoch == 0:
+            return f"Starting model on the held-out classes: {recall}"
+        loss = metrics.get("loss", math.nan)
+        cfg_epochs = self.plan.config.epochs if self.plan else "?"
+        return f"Epoch {epoch}/{cfg_epochs}: mean loss {loss:.4f}" + (f", {recall}" if recall else "")
+
+    def _show_progress(self, p: Progress) -> None:
+        self.progress.setRange(0, max(1, p.total))
+        self.progress.setValue(p.done)
+        left = format_left(p.seconds_left)
+        if p.stage == "training":
+            self.total_steps = p.total
+            per_epoch = max(1, p.total // max(1, self.plan.config.epochs if self.plan else 1))
+            epoch = min((p.done - 1) // per_epoch + 1, self.plan.config.epochs if self.plan else 1)
+            text = f"Epoch {epoch} of {self.plan.config.epochs if self.plan else '?'} · step {p.done:,} of {p.total:,}"
+        else:
+            text = f"{p.stage.capitalize()}: {p.done:,} of {p.total:,} images"
+        if self.job is not None and self.job.cancelled():
+            text = "Cancelling after the current batch… " + text
+        self.status.setText(text + (f" · <b>{left}</b>" if left else ""))
+
+    def _on_finished(self, job: Job, result: FitResult) -> None:
+        if job is not self.job:
+            return
+        self.job, self.result, self.state = None, result, "done"
+        for record in result.history:  # a resumed run reports only its own epochs: take the whole history
+            self.epochs = [e for e in self.epochs if e[0] != record.get("epoch")] + [(int(record["epoch"]), record)]
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        self.status.setText(colored("<b>Finished.</b> Next shows how it compares with the starting model.", OK_COLOR))
+        self._say(f"Finished after {result.card.recipe.get('steps', '?')} steps; model written to {result.model_path}")
+        self._redraw()
+        self._show_buttons()
+        self.finished.emit(result)
+
+    def _on_failed(self, job: Job, message: str) -> None:
+        if job is not self.job:
+            return
+        self.job, self.state = None, "failed"
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.status.setText(colored(f"<b>Training failed:</b> {message}", ERROR_COLOR))
+        self._say(f"Failed: {message}")
+        self._show_buttons()
+
+    def _on_cancelled(self, job: Job) -> None:
+        if job is not self.job:
+            return
+        self.job, self.state = None, "cancelled"
+        plan = self.plan
+        kept = plan is not None and plan.checkpoint.exists()
+        where = f"the checkpoint in {plan.run_dir} is kept" if kept and plan else "no checkpoint had been written yet"
+        self.status.setText(
+            f"<b>Cancelled</b> at step {self.last_step:,}: {where}. Resume continues the same run."
+            if kept
+            else f"<b>Cancelled</b> before training started ({where}); Resume starts it again."
+        )
+        self._say(f"Cancelled at step {self.last_step}; {where}.")
+        self._show_buttons()
+
+    # -- widgets --------------------------------------------------------------------------------------------
+    def _say(self, text: str) -> None:
+        self.log.appendPlainText(text)
+
+    def _show_buttons(self) -> None:
+        running = self.state == "running"
+        self.cancel_button.setVisible(running)
+        self.cancel_button.setEnabled(running)
+        self.resume_button.setVisible(self.state in ("cancelled", "failed"))
+        self.resume_button.setText("Try again" if self.state == "failed" else "Resume")
+        # Going back while a run is training would leave it orphaned: the settings page acts as a commit
+        # page (Back disabled) exactly while this page's run is going.
+        wizard = self.wizard()
+        if wizard is not None:
+            self.fw().settings_page.setCommitPage(running)
+        self.completeChanged.emit()
+
+    def _redraw(self) -> None:
+        if self.steps:
+            steps, losses = np.array(self.steps), np.array(self.losses)
+            few = len(losses) <= 40  # a short run is a handful of points: show them
+            self.loss_curve.setData(steps, losses, symbol="o" if few else None, symbolSize=5, symbolBrush="#666")
+            window = max(1, min(25, len(losses) // 5))
+            if window > 1:
+                mean = np.convolve(losses, np.ones(window) / window, mode="valid")
+                self.loss_mean.setData(steps[window - 1 :], mean)
+            else:
+                self.loss_mean.setData([], [])
+            if self.total_steps:
+                self.loss_plot.setXRange(0, self.total_steps, padding=0.02)
+        else:
+            self.loss_curve.setData([], [])
+            self.loss_mean.setData([], [])
+        measured = sorted(((e, m) for e, m in self.epochs if "R@1" in m), key=lambda em: em[0])
+        x = np.array([e for e, _ in measured], np.float64)
+        self.float_curve.setData(x, np.array([100 * m["R@1"] for _, m in measured], np.float64))
+        self.binary_curve.setData(x, np.array([100 * m.get("binary R@1", math.nan) for _, m in measured], np.float64))
+        if self.plan is not None:
+            n = max(1, self.plan.config.epochs)
+            self.recall_plot.setXRange(0, n, padding=0.04)
+            step = max(1, math.ceil(n / 10))
+            self.recall_plot.getAxis("bottom").setTicks([[(e, str(e)) for e in range(0, n + 1, step)], []])
+
+
+def verdict(recall: dict[str, tuple[float, float]]) -> str:
+    """One sentence on whether the new model is the better one, float and binary (rich text)."""
+    float_change = recall["R@1"][1] - recall["R@1"][0]
+    start, end = recall.get("binary R@1", recall["R@1"])
+    binary_change = end - start
+    if float_change >= 0 and binary_change >= 0 and (float_change > 0 or binary_change > 0):
+        return colored("The fine-tuned model retrieves better than the starting model.", OK_COLOR)
+    if float_change > 0:
+        return colored(
+            f"The fine-tuned model retrieves better with float embeddings, but its binary codes lost "
+            f"{-100 * binary_change:.1f} points: keep the float ranking for it, or train longer.",
+            WARN_COLOR,
+        )
+    if float_change == 0 and binary_change == 0:
+        return "Both models find a same-class nearest neighbour about equally often on these classes."
+    return colored(
+        "The fine-tuned model is worse on these classes: more epochs, another method or more images per class "
+        "may help; until then the starting model is the better choice.",
+        WARN_COLOR,
+    )
+
+
+# -- 5. result -------------------------------------------------------------------------------------------
+
+
+class ResultPage(Page):
+    """The new model against the starting one on the held-out classes; save it, or use it at once."""
+
+    def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setTitle("5 · Result")
+        self.setSubTitle("Recall@1 on the held-out classes: the share of test images whose nearest neighbour "
+                         "(among the other test images) is of the same class.")  # fmt: skip
+        self.runner = runner
+        self.saved: Path | None = None
+        self._save_job: Job | None = None
+        self._eval_job: Job | None = None
+        self._then: Any = None
+
+        self.table = QTableWidget(2, 3)
+        self.table.setHorizontalHeaderLabels(["Starting model", "Fine-tuned", "Change"])
+        header = self.table.horizontalHeaderItem(0)
+        if header is not None:
+            header.setToolTip(
+                "The run's starting point (epoch 0): the starting weights, with the new embedding layer initialised"
+            )
+        self.table.setVerticalHeaderLabels(["Float (cosine)", "Binary (Hamming)"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.table.setFixedHeight(
+            self.table.horizontalHeader().sizeHint().height() + 2 * self.table.verticalHeader().defaultSectionSize() + 4
+        )
+        self.verdict = QLabel()
+        self.verdict.setWordWrap(True)
+        self.verdict.setTextFormat(Qt.TextFormat.RichText)
+
+        self.detail_button = QPushButton("Evaluate every dimension")
+        self.detail_button.setToolTip("Recall@1 of both models at every nested dimension, float and binary")
+        self.detail_button.clicked.connect(self.evaluate_details)
+        self.detail_status = help_label()
+        self.details = QTableWidget(0, 5)
+        self.details.setHorizontalHeaderLabels(["Dimension", "Start float", "New float", "Start binary", "New binary"])
+        self.details.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.details.verticalHeader().hide()
+        self.details.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.details.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.details.hide()
+
+        self.name = QLineEdit()
+        self.name.textEdited.connect(self._name_edited)
+        self.save_button = QPushButton("Save")
+        self.save_button.clicked.connect(lambda: self.save())
+        self.save_as_button = QPushButton("Save as…")
+        self.save_as_button.clicked.connect(self.save_as)
+        self.use_button = QPushButton("Use it now")
+        self.use_button.setToolTip("Save it and switch the explorer to it: the open folder is indexed again")
+        self.use_button.setDefault(True)
+        self.use_button.setStyleSheet("font-weight: bold; padding: 4px 14px;")
+        self.use_button.clicked.connect(self.use_now)
+        self.save_status = help_label()
+
+        detail_row = QHBoxLayout()
+        detail_row.addWidget(self.detail_button)
+        detail_row.addWidget(self.detail_status, 1)
+        save_box = QGroupBox("Save the model")
+        save_layout = QGridLayout(save_box)
+        save_layout.addWidget(QLabel("Name"), 0, 0)
+        save_layout.addWidget(self.name, 0, 1)
+        save_layout.addWidget(self.save_button, 0, 2)
+        save_layout.addWidget(self.save_as_button, 0, 3)
+        save_layout.addWidget(self.save_status, 1, 1, 1, 3)
+        use_row = QHBoxLayout()
+        use_row.addStretch(1)
+        use_row.addWidget(self.use_button)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table)
+        layout.addWidget(self.verdict)
+        layout.addLayout(detail_row)
+        layout.addWidget(self.details)
+        layout.addStretch(1)
+        layout.addWidget(save_box)
+        layout.addLayout(use_row)
+        self.use_button.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+
+    def initializePage(self) -> None:
+        result = self.fw().training_page.result
+        plan = self.fw().training_page.plan
+        if result is None or plan is None:
+            return
+        self.saved = None
+        self.details.hide()
+        self.details.setRowCount(0)
+        self.detail_status.setText("")
+        recall = held_out_recall(result.history)
+        self.recall = recall
+        for row, key in enumerate(("R@1", "binary R@1")):
+            start, end = recall.get(key, (math.nan, math.nan)) if recall else (math.nan, math.nan)
+            change = end - start
+            cells = [f"{100 * start:.1f}%", f"{100 * end:.1f}%", f"{100 * change:+.1f} points"]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text if math.isfinite(start if col == 0 else end) else "n/a")
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if col == 2 and math.isfinite(change):
+                    item.setForeground(pg.mkColor(OK_COLOR if change > 0 else ERROR_COLOR if change < 0 else "#333"))
+                self.table.setItem(row, col, item)
+        test = plan.test
+        judged = f"{len(test.classes)} held-out classes ({len(test.samples):,} images) from {test.root}"
+        if recall and "R@1" in recall:
+            self.verdict.setText(f"Judged on {judged}. {verdict(recall)}")
+        else:
+            self.verdict.setText(f"No held-out measurement was recorded for this run ({judged}).")
+        name = f"{safe_name(plan.train.root.name) or 'model'}-{plan.config.method}"
+        self.name.setText(self._unique(name))
+        self._show_saved()
+
+    # -- saving ---------------------------------------------------------------------------------------------
+    def _unique(self, name: str) -> str:
+        folder = self.fw().models_dir
+        candidate, n = name, 2
+        while Path(str(folder / candidate) + ".json").exists():
+            candidate, n = f"{name}-{n}", n + 1
+        return candidate
+
+    def _name_edited(self, _text: str) -> None:
+        self.saved = None
+        self._show_saved()
+
+    def _show_saved(self) -> None:
+        busy = self._save_job is not None
+        self.save_button.setEnabled(not busy and self.saved is None and bool(safe_name(self.name.text())))
+        self.save_button.setText("Saved" if self.saved is not None else "Save")
+        self.save_as_button.setEnabled(not busy)
+        self.use_button.setEnabled(not busy)
+        if busy:
+            self.save_status.setText("Saving…")
+        elif self.saved is not None:
+            self.save_status.setText(
+                f"Saved as <b>{self.saved.name}</b> in {self.saved.parent}. Choose it any time with "
+                "File ▸ Model… (Ctrl+M)."
+            )
+        else:
+            self.save_status.setText(f"Saved in {self.fw().models_dir}, or anywhere with Save as….")
+
+    def target(self) -> Path | None:
+        name = safe_name(self.name.text())
+        return self.fw().models_dir / name if name else None
+
+    def save(self, target: Path | None = None, then: Any = None) -> bool:
+        """Save (in a worker) to `target` (default: the models folder under the name); then call `then(path)`."""
+        result, plan = self.fw().training_page.result, self.fw().training_page.plan
+        if result is None or plan is None or self._save_job is not None:
+            return False
+        if target is None:
+            target = self.target()
+            if target is None:
+                self.save_status.setText(colored("Give the model a name first.", ERROR_COLOR))
+                return False
+            if Path(str(target) + ".json").exists() and self.saved != target:
+                answer = QMessageBox.question(self, "Replace the model?", f"{target.name} exists. Replace it?")
+                if answer != QMessageBox.StandardButton.Yes:
+                    return False
+        notes = self._notes(plan)
+        source, cleanup = result.model_path.with_suffix(""), plan.run_dir
+        name = target.name
+        job = Job("save model", lambda _job: save_model_as(source, target, name, notes, cleanup))
+        job.signals.finished.connect(self._saved)
+        job.signals.failed.connect(self._save_failed)
+        self._save_job, self._then = job, then
+        self.runner.start(job)
+        self._show_saved()
+        return True
+
+    def save_as(self) -> None:
+        start = str(self.target() or self.fw().models_dir)
+        name, _ = QFileDialog.getSaveFileName(self, "Save the model", start, "Models (*.safetensors)")
+        if name:
+            target = Path(name)
+            target = target.with_suffix("") if target.suffix in (".safetensors", ".json") else target
+            self.name.setText(target.name)
+            self.save(target)
+
+    def use_now(self) -> None:
+        """Save if needed, then hand the model to whoever listens (the main window switches to it)."""
+        if self.saved is not None:
+            self.fw().use_model(self.saved)
+        else:
+            self.save(then=self.fw().use_model)
+
+    def _notes(self, plan: TrainingPlan) -> dict[str, Any]:
+        recall = getattr(self, "recall", None) or {}
+        held_out = {
+            "test_folder": str(plan.test.root), "classes": len(plan.test.classes), "images": len(plan.test.samples),
+        }  # fmt: skip
+        for key, (start, end) in recall.items():
+            held_out[key] = end
+            held_out[f"starting model {key}"] = start
+        return {"held_out": held_out}
+
+    def _saved(self, job: Job, path: Path) -> None:
+        if job is not self._save_job:
+            return
+        self._save_job, self.saved = None, path
+        self._show_saved()
+        then, self._then = self._then, None
+        if then is not None:
+            then(path)
+
+    def _save_failed(self, job: Job, message: str) -> None:
+        if job is not self._save_job:
+            return
+        self._save_job, self._then = None, None
+        self._show_saved()
+        self.save_status.setText(colored(f"Cannot save: {message}", ERROR_COLOR))
+
+    def validatePage(self) -> bool:
+        """Finish saves the model first (in a worker) and closes the wizard when it is written."""
+        if self.saved is not None:
+            return True
+        if self._save_job is None:
+            self.save(then=lambda _path: self.fw().accept())
+        return False
+
+    # -- every dimension ------------------------------------------------------------------------------------
+    def evaluate_details(self) -> None:
+        result, plan = self.fw().training_page.result, self.fw().training_page.plan
+        if result is None or plan is None or self._eval_job is not None:
+            return
+        base, test, device = plan.base, plan.test, plan.config.device
+        new, limit = result.model_path.with_suffix(""), plan.config.eval_max_images
+        job = Job("evaluate", lambda j: evaluate_both(base, new, test, device, limit, j.cancelled))
+        job.signals.finished.connect(self._evaluated)
+        job.signals.failed.connect(self._evaluate_failed)
+        self._eval_job = job
+        self.detail_button.setEnabled(False)
+        self.detail_status.setText(f"Embedding {min(len(test.samples), limit):,} test images with both models…")
+        self.runner.start(job)
+
+    def _evaluated(self, job: Job, metrics: dict[str, Any]) -> None:
+        self._eval_job = None
+        self.detail_button.setEnabled(True)
+        self.detail_status.setText(
+            "Recall@1 (%) at every nested dimension, both models on the same held-out images. Here the starting "
+            "model is judged as it was, with its own dimensions (the table above starts from it after the new "
+            "embedding layer was initialised)."
+        )
+        dims = sorted({d for m in metrics.values() for per in m.values() for d in per})
+        self.details.setRowCount(len(dims))
+        for row, d in enumerate(dims):
+            values = [str(d)]
+            for label, rep in (("start", "float"), ("new", "float"), ("start", "binary"), ("new", "binary")):
+                r = metrics[label].get(rep, {}).get(d, {}).get("R@1")
+                values.append(f"{100 * r:.1f}" if r is not None else "")
+            for col, text in enumerate(values):
+                item = QTableWidgetItem(text)
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                self.details.setItem(row, col, item)
+        rows_height = len(dims) * self.details.verticalHeader().defaultSectionSize()
+        self.details.setFixedHeight(self.details.horizontalHeader().sizeHint().height() + rows_height + 4)
+        self.details.show()
+
+    def _evaluate_failed(self, job: Job, message: str) -> None:
+        self._eval_job = None
+        self.detail_button.setEnabled(True)
+        self.detail_status.setText(colored(f"Evaluation failed: {message}", ERROR_COLOR))

@@ -1,0 +1,390 @@
+"""The fine-tune wizard end to end on tiny generated folders: every page, refusals, cancel/resume, "use it now".
+
+Speed: 64 px images, the test model with a 64 px input contract (from the explorer conftest), one trainable
+stage with the frozen ones cached, two batches per epoch and one epoch: a run takes seconds on one core.
+
+Set WIZARD_SCREENSHOTS=<folder> to save a picture of every page there (docs/screenshots is where the
+committed ones live): `WIZARD_SCREENSHOTS=docs/screenshots pytest tests/explorer/ui/test_wizard.py -k screenshots`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import shiboken6
+from PIL import Image
+from PySide6.QtWidgets import QTableWidget, QWizard
+from pytestqt.qtbot import QtBot
+
+from explorer.engine.session import RetrievalSession
+from explorer.ui.main_window import MainWindow
+from explorer.ui.settings import Settings
+from explorer.ui.wizard import FineTuneWizard
+from explorer.ui.wizard_jobs import TrainingPlan
+
+SCAN_MS = 60_000
+TRAIN_MS = 180_000
+COLOURS = {"red": (0.9, 0.2, 0.2), "green": (0.2, 0.8, 0.3), "blue": (0.2, 0.3, 0.9), "yellow": (0.9, 0.85, 0.2)}
+FAST = {"batches_per_epoch": 2, "num_workers": 0, "cache_views": 1}
+
+
+def draw(path: Path, colour: tuple[float, float, float], seed: int, size: int = 64) -> Path:
+    """Random grey blobs tinted with the class colour: the classes differ, the images within one vary."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    shade = np.zeros((size, size), np.float32)
+    for _ in range(4):
+        cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(5, 18)
+        shade += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
+    shade = 0.35 + 0.65 * shade / max(float(shade.max()), 1e-6)
+    img = shade[..., None] * np.array(colour, np.float32)[None, None, :]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((255 * img).clip(0, 255).astype(np.uint8)).save(path)
+    return path
+
+
+def labelled_folder(root: Path, classes: dict[str, tuple[float, float, float]] = COLOURS, per_class: int = 6) -> Path:
+    for c, (name, colour) in enumerate(classes.items()):
+        for i in range(per_class):
+            draw(root / name / f"{name}_{i}.png", colour, seed=100 * c + i)
+    return root
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The wizard's models and training runs go to the test's own folder."""
+    folder = tmp_path / "data"
+    monkeypatch.setenv("RETRIEVAL_EXPLORER_DATA", str(folder))
+    return folder
+
+
+def finish_wizard(wizard: FineTuneWizard, qtbot: QtBot) -> None:
+    """Close the wizard and wait for its workers, so no run outlives its test."""
+    if not shiboken6.isValid(wizard):
+        return
+    if wizard.training_page.running:
+        wizard.training_page.cancel()
+    qtbot.waitUntil(lambda: not shiboken6.isValid(wizard) or not wizard.busy, timeout=TRAIN_MS)
+    if shiboken6.isValid(wizard):
+        wizard.close()
+
+
+@pytest.fixture
+def make_wizard(qtbot: QtBot, data_dir: Path) -> Iterator[Callable[..., FineTuneWizard]]:
+    made: list[FineTuneWizard] = []
+
+    def make(folder: Path | None = None, **overrides: Any) -> FineTuneWizard:
+        wizard = FineTuneWizard(None, folder, fit_overrides={**FAST, **overrides})
+        wizard.resize(940, 720)
+        wizard.show()
+        made.append(wizard)
+        return wizard
+
+    yield make
+    for wizard in made:
+        finish_wizard(wizard, qtbot)
+
+
+def shot(widget: Any, name: str) -> None:
+    folder = os.environ.get("WIZARD_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        assert widget.grab().save(str(Path(folder) / f"wizard-{name}.png"))
+
+
+def choose_fast_settings(wizard: FineTuneWizard, qtbot: QtBot, model: Path) -> None:
+    """On the settings page: the 64 px test model, 64-d, one epoch, 2 classes × 3 images, last stage only."""
+    page = wizard.settings_page
+    qtbot.waitUntil(page.isComplete, timeout=SCAN_MS)
+    page.add_starting_model("Test model (ImageNet weights, 64 px input)", model)
+    page.epochs.setValue(1)
+    page.dim.setCurrentIndex(page.dim.findData(64))
+    page.classes_per_batch.setValue(2)
+    page.per_class.setValue(3)
+    page.device.setCurrentIndex(page.device.findData("cpu"))
+    page.cached.setChecked(True)
+    page.stages.setValue(1)
+
+
+def cell(table: QTableWidget, row: int, col: int) -> str:
+    item = table.item(row, col)
+    assert item is not None, (row, col)
+    return item.text()
+
+
+def next_enabled(wizard: QWizard) -> bool:
+    return wizard.button(QWizard.WizardButton.NextButton).isEnabled()
+
+
+# -- the whole way through ------------------------------------------------------------------------------
+
+
+def test_walks_through_every_page_and_saves_the_model(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path, data_dir: Path
+) -> None:
+    folder = labelled_folder(tmp_path / "colours")
+    (folder / "red" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    wizard = make_wizard(folder)
+
+    # 1. The folder is checked in a worker; Next opens when it can train.
+    page1 = wizard.folder_page
+    qtbot.waitUntil(page1.isComplete, timeout=SCAN_MS)
+    assert next_enabled(wizard)
+    assert "<b>4</b> classes, <b>24</b> images" in page1.summary.text()
+    assert page1.report is not None and page1.report.counts == dict.fromkeys(COLOURS, 6)
+    assert page1.skipped.rowCount() == 1 and cell(page1.skipped, 0, 0) == "red/broken.jpg"
+    assert page1.chart.bars is not None
+
+    # 2. Split by class, seeded: two classes train, two are held out, none in both.
+    wizard.next()
+    page2 = wizard.split_page
+    assert page2.auto.isChecked() and page2.isComplete()
+    split = page2.split()
+    assert split is not None
+    train, test = split
+    assert len(train.classes) == len(test.classes) == 2 and not set(train.classes) & set(test.classes)
+    assert page2.train_list.count() == 2 and "12 images" in page2.test_title.text()
+    page2.seed.setValue(7)  # another seed, another (still valid) split
+    assert page2.split() is not None
+
+    # 3. Settings, with a measured time estimate.
+    wizard.next()
+    choose_fast_settings(wizard, qtbot, small_model_path)
+    page3 = wizard.settings_page
+    assert page3.method.count() >= 5 and page3.method.currentData() == "normsoftmax"
+    assert page3.method_help.text()
+    qtbot.waitUntil(lambda: "Estimate" in page3.estimate.text(), timeout=SCAN_MS)
+    assert "measured here" in page3.estimate.text()
+    plan = wizard.plan()
+    assert (plan.config.trainable_stages, plan.config.cache_trunk, plan.config.dim) == (1, True, 64)
+
+    # 4. Training in a worker: live curves, then Next.
+    wizard.next()
+    page4 = wizard.training_page
+    assert not wizard.button(QWizard.WizardButton.BackButton).isEnabled()  # no going back mid-run
+    qtbot.waitUntil(page4.isComplete, timeout=TRAIN_MS)
+    assert page4.losses and all(np.isfinite(page4.losses))
+    assert [e for e, _ in page4.epochs] == [0, 1]
+    assert "Starting model on the held-out classes" in page4.log.toPlainText()
+    assert wizard.button(QWizard.WizardButton.BackButton).isEnabled()
+
+    # 5. The result against the starting model, saved under a name.
+    wizard.next()
+    page5 = wizard.result_page
+    cells = [cell(page5.table, r, c) for r in range(2) for c in range(3)]
+    assert all(c.endswith("%") for c in cells[0:2] + cells[3:5]) and "points" in cells[2]
+    assert page5.name.text() == "colours-normsoftmax"
+    page5.evaluate_details()
+    qtbot.waitUntil(page5.details.isVisible, timeout=TRAIN_MS)
+    assert cell(page5.details, 0, 0) == "64"
+    page5.save()
+    qtbot.waitUntil(lambda: page5.saved is not None, timeout=SCAN_MS)
+    saved = data_dir / "models" / "colours-normsoftmax"
+    assert page5.saved == saved
+    assert Path(f"{saved}.safetensors").exists() and Path(f"{saved}.json").exists()
+    assert '"name": "colours-normsoftmax"' in Path(f"{saved}.json").read_text()
+    assert not plan.run_dir.exists()  # checkpoint and trunk cache are gone once the model is saved
+
+
+# -- refusals --------------------------------------------------------------------------------------------
+
+
+def test_refuses_a_folder_with_one_class_and_says_why(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path
+) -> None:
+    folder = labelled_folder(tmp_path / "pets", {"cats": COLOURS["red"]}, per_class=3)
+    wizard = make_wizard(folder)
+    page = wizard.folder_page
+    qtbot.waitUntil(lambda: page.report is not None, timeout=SCAN_MS)
+    text = page.problems.text()
+    assert "only one class ('cats')" in text and "metric learning needs at least two" in text
+    assert page.problems.isVisible()
+    assert not page.isComplete() and not next_enabled(wizard)
+
+    # Fixing the folder (a second class) opens the way.
+    labelled_folder(folder, {"dogs": COLOURS["blue"]}, per_class=3)
+    page.check.check(folder, force=True)
+    qtbot.waitUntil(page.isComplete, timeout=SCAN_MS)
+    assert next_enabled(wizard) and page.problems.text() == ""
+    # Two classes cannot be split by class: the split page asks for a test folder instead.
+    wizard.next()
+    assert not wizard.split_page.auto.isEnabled() and wizard.split_page.existing.isChecked()
+    assert not wizard.split_page.isComplete()
+    assert "Choose the test folder" in wizard.split_page.problems.text()
+
+
+def test_a_dataset_with_train_and_test_folders_uses_them(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path
+) -> None:
+    root = tmp_path / "dataset"
+    labelled_folder(root / "train", {"red": COLOURS["red"], "green": COLOURS["green"]}, per_class=2)
+    labelled_folder(root / "test", {"blue": COLOURS["blue"], "yellow": COLOURS["yellow"]}, per_class=2)
+    wizard = make_wizard(root)
+    qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
+    assert "It holds <b>train/</b> and <b>test/</b>" in wizard.folder_page.summary.text()
+    wizard.next()
+    page = wizard.split_page
+    assert page.existing.isChecked() and page.test_row.path() == root / "test"
+    qtbot.waitUntil(page.isComplete, timeout=SCAN_MS)
+    split = page.split()
+    assert split is not None
+    assert (split[0].classes, split[1].classes) == (["green", "red"], ["blue", "yellow"])
+
+
+# -- cancel and resume -----------------------------------------------------------------------------------
+
+
+def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path
+) -> None:
+    wizard = make_wizard(labelled_folder(tmp_path / "colours"), batches_per_epoch=4)
+    qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
+    wizard.next()
+    wizard.next()
+    choose_fast_settings(wizard, qtbot, small_model_path)
+    page = wizard.training_page
+    page.batchFinished.connect(lambda step, _epoch, _loss: page.cancel() if step == 1 else None)
+    wizard.next()
+    plan: TrainingPlan | None = page.plan
+    assert plan is not None
+    qtbot.waitUntil(lambda: page.state == "cancelled", timeout=TRAIN_MS)
+    assert plan.checkpoint.exists()
+    assert page.resume_button.isVisible() and not page.isComplete()
+    assert "checkpoint" in page.status.text()
+    assert wizard.button(QWizard.WizardButton.BackButton).isEnabled()  # settings may change after a cancel
+
+    page.batchFinished.disconnect()
+    page.resume_button.click()
+    qtbot.waitUntil(page.isComplete, timeout=TRAIN_MS)
+    assert "resuming at epoch 1, batch 2 (step 1)" in page.log.toPlainText()
+    assert page.result is not None and page.result.resumed_from_step == 1
+    assert page.result.card.recipe["steps"] == 4
+    assert [e for e, _ in page.epochs] == [0, 1]
+
+
+# -- use it now ------------------------------------------------------------------------------------------
+
+
+def test_use_it_now_switches_the_window_to_the_new_model_and_queries_again(
+    qtbot: QtBot, tmp_path: Path, small_model_path: Path, ui_session: RetrievalSession, data_dir: Path
+) -> None:
+    folder = labelled_folder(tmp_path / "colours")
+
+    def factory(path: Path | None) -> RetrievalSession:
+        if path is None:
+            return ui_session
+        session = RetrievalSession(path, device="cpu", batch_size=4)
+        _ = session.embedder
+        return session
+
+    window = MainWindow(Settings.at(tmp_path / "settings.ini"), session_factory=factory)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: window.session is not None, timeout=SCAN_MS)
+    with qtbot.waitSignal(window.indexFinished, timeout=TRAIN_MS):
+        window.open_folder(folder)
+    query = folder / "blue" / "blue_0.png"
+    with qtbot.waitSignal(window.queryFinished, timeout=SCAN_MS, check_params_cb=lambda o: o.searched):
+        window.set_query_path(query)
+
+    action = next(a for a in window.actions() if a.shortcut().toString() == "Ctrl+T")
+    action.trigger()
+    wizard: FineTuneWizard = window.fine_tune_wizard
+    wizard.fit_overrides.update(FAST)
+    try:
+        qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)  # the window's folder, already chosen
+        assert wizard.folder_page.row.path() == folder.resolve()
+        wizard.next()
+        wizard.next()
+        choose_fast_settings(wizard, qtbot, small_model_path)
+        wizard.next()
+        qtbot.waitUntil(wizard.training_page.isComplete, timeout=TRAIN_MS)
+        wizard.next()
+        with qtbot.waitSignal(wizard.modelReady, timeout=SCAN_MS) as ready:
+            wizard.result_page.use_button.click()
+    finally:
+        finish_wizard(wizard, qtbot)
+    new_model = ready.args[0]
+    assert new_model == data_dir / "models" / "colours-normsoftmax"
+
+    # The window loads the new model, indexes the folder again under it, and searches the query again.
+    def requeried() -> bool:
+        s, o = window.session, window.outcome
+        return s is not None and s.model_path == new_model and o is not None and o.searched
+
+    qtbot.waitUntil(requeried, timeout=TRAIN_MS)
+    session = window.session
+    assert session is not None and session.card.name == "colours-normsoftmax" and session.card.dim == 64
+    assert window.settings.model_path == new_model
+    expected = session.query(query, folder, k=window.k_spin.value())
+    assert window.outcome is not None and window.outcome.float_ranking is not None
+    got = [(r.relpath, r.hamming_distance) for r in window.outcome.float_ranking.results]
+    assert got == [(r.relpath, r.hamming_distance) for r in expected.float_ranking.results]
+    assert len(window.outcome.embedding) == 64
+    window.close()
+
+
+# -- screenshots -----------------------------------------------------------------------------------------
+
+
+def striped_folder(root: Path, classes: int = 8, per_class: int = 10) -> Path:
+    """Stripes at one angle per class in random colours: a class is an orientation, colour is a nuisance.
+
+    ImageNet features care about colour, so the starting model confuses the classes; training on some
+    angles teaches it to ignore colour, which carries over to the held-out angles (a visible gain).
+    """
+    names = ["amber", "basalt", "coral", "dune", "fern", "glacier", "heather", "indigo", "jade", "kelp"]
+    yy, xx = np.mgrid[0:64, 0:64].astype(np.float32)
+    for c in range(classes):
+        theta = np.pi * c / classes
+        for i in range(per_class):
+            rng = np.random.default_rng(1000 * c + i)
+            wave = np.sin(rng.uniform(0.18, 0.24) * (xx * np.cos(theta) + yy * np.sin(theta)) + rng.uniform(0, 6.3))
+            t = (0.5 + 0.5 * wave)[..., None]
+            img = t * rng.uniform(0, 1, 3) + (1 - t) * rng.uniform(0, 1, 3) + rng.normal(0, 0.05, (64, 64, 3))
+            path = root / names[c] / f"{names[c]}_{i:02d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((255 * img.clip(0, 1)).astype(np.uint8)).save(path)
+    return root
+
+
+@pytest.mark.skipif(not os.environ.get("WIZARD_SCREENSHOTS"), reason="set WIZARD_SCREENSHOTS=<folder> to take them")
+def test_screenshots_of_every_page(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path
+) -> None:
+    refused = striped_folder(tmp_path / "refused", classes=3, per_class=6)
+    for extra in list((refused / "coral").iterdir())[1:]:
+        extra.unlink()
+    wizard = make_wizard(refused, batches_per_epoch=None, cache_views=2)
+    qtbot.waitUntil(lambda: wizard.folder_page.report is not None, timeout=SCAN_MS)
+    shot(wizard, "1-folder-refused")
+
+    folder = striped_folder(tmp_path / "stripes")
+    (folder / "coral" / "scan_0042.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    (folder / "dune" / "notes.jpg").write_text("not a picture")
+    wizard.folder_page.set_folder(folder)
+    qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
+    shot(wizard, "1-folder")
+    wizard.next()
+    shot(wizard, "2-split")
+    wizard.next()
+    page3 = wizard.settings_page
+    qtbot.waitUntil(lambda: "Estimate" in page3.estimate.text(), timeout=SCAN_MS)
+    shot(wizard, "3-settings")  # the defaults, with the bundled model
+
+    choose_fast_settings(wizard, qtbot, small_model_path)
+    page3.epochs.setValue(6)
+    page3.classes_per_batch.setValue(4)
+    page3.stages.setValue(2)
+    wizard.next()
+    qtbot.waitUntil(wizard.training_page.isComplete, timeout=TRAIN_MS)
+    shot(wizard, "4-training")
+    wizard.next()
+    wizard.result_page.evaluate_details()
+    qtbot.waitUntil(wizard.result_page.details.isVisible, timeout=TRAIN_MS)
+    shot(wizard, "5-result")
