@@ -1,0 +1,45 @@
+"""The Markdown model card and the doctest examples of the small pure modules."""
+
+from __future__ import annotations
+
+import doctest
+
+import pytest
+
+import trainer.binary
+import trainer.model
+import trainer.model_card
+from trainer.model import ModelCard
+from trainer.model_card import card_markdown, metrics_table
+
+
+@pytest.mark.parametrize("module", [trainer.binary, trainer.model, trainer.model_card])
+def test_docstring_examples_hold(module: object) -> None:
+    failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
+    assert tried > 0 and failures == 0
+
+
+def test_metrics_table_orders_dimensions_numerically_and_sizes_bytes() -> None:
+    table = metrics_table({"float": {1024: {"R@1": 0.9}, 128: {"R@1": 0.8}}, "binary": {1024: {"R@1": 0.85}}})
+    rows = table.splitlines()[2:]
+    assert rows == [
+        "| float | 128 | 512 | 80.0 |",
+        "| float | 1024 | 4096 | 90.0 |",
+        "| binary | 1024 | 128 | 85.0 |",
+    ]
+
+
+def test_card_markdown_shows_recipe_history_and_every_metrics_block() -> None:
+    card = ModelCard.for_backbone("demo", "efficientnet_lite0", 256, trained_on=["birds (3 classes)"])
+    card.trained = True
+    card.recipe = {"method": "normsoftmax", "history": [{"epoch": 0, "R@1": 0.5}, {"epoch": 1, "R@1": 0.75}]}
+    card.metrics = {
+        "protocol": "held-out classes",
+        "held_out": {"birds": {"float": {"256": {"R@1": 0.75}}, "binary": {"256": {"R@1": 0.7}}}},
+    }
+    text = card_markdown(card)
+    assert text.startswith("# demo\n")
+    assert "- birds (3 classes)" in text and '"method": "normsoftmax"' in text
+    assert "| 1 | 0.7500 |" in text  # the history table
+    assert "### held_out / birds" in text and "| binary | 256 | 32 | 70.0 |" in text
+    assert "protocol: held-out classes" in text and "status: trained for retrieval" in text
