@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QScrollArea,
     QSplitter,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -33,6 +34,14 @@ if TYPE_CHECKING:
     from explorer.ui.analysis import DimStrip, QueryOutcome, RecallTable
 
 STRIP_THUMB = 64
+
+
+def _message() -> QLabel:
+    label = QLabel()
+    label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+    label.setWordWrap(True)
+    label.setStyleSheet("color: gray; padding: 24px")
+    return label
 
 
 def human_bytes(n: int) -> str:
@@ -91,11 +100,15 @@ class DimensionsPanel(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(self.grid_host)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.strip_header)
-        left_layout.addWidget(scroll, 1)
+        strips = QWidget()
+        strips_layout = QVBoxLayout(strips)
+        strips_layout.setContentsMargins(0, 0, 0, 0)
+        strips_layout.addWidget(self.strip_header)
+        strips_layout.addWidget(scroll, 1)
+        self.strips_placeholder = _message()
+        self.left = QStackedWidget()
+        self.left.addWidget(self.strips_placeholder)
+        self.left.addWidget(strips)
 
         self.recall_plot = pg.PlotWidget()
         plot = self.recall_plot.getPlotItem()
@@ -122,18 +135,22 @@ class DimensionsPanel(QWidget):
                 )
         self.recall_note = QLabel()
         self.recall_note.setWordWrap(True)
+        self.recall_placeholder = _message()
+        self.recall_stack = QStackedWidget()
+        self.recall_stack.addWidget(self.recall_placeholder)
+        self.recall_stack.addWidget(self.recall_plot)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addWidget(self.recall_plot, 1)
+        right_layout.addWidget(self.recall_stack, 1)
         right_layout.addWidget(self.recall_note)
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
+        splitter.addWidget(self.left)
         splitter.addWidget(right)
-        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(0, 5)
         splitter.setStretchFactor(1, 2)
-        splitter.setSizes([640, 380])
+        splitter.setSizes([720, 300])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
@@ -169,10 +186,16 @@ class DimensionsPanel(QWidget):
     def strip_model(self, dim: int, binary: bool) -> RankingModel:
         return self.strips[(dim, binary)].model
 
-    def clear_query(self, message: str = "Run a query to compare its neighbours at every dimension.") -> None:
+    def clear_query(
+        self,
+        message: str = "Dimension against dimension\n\nAfter a query, this shows its neighbours when only the "
+        "first 64, 128, … dimensions of the embedding are kept, as floats and as bits, and what each costs "
+        "to store.",
+    ) -> None:
         for strip in self.strips.values():
             strip.show_strip(None)
-        self.strip_header.setText(f"<span style='color:gray'>{message}</span>")
+        self.strips_placeholder.setText(message)
+        self.left.setCurrentWidget(self.strips_placeholder)
 
     def show_outcome(self, outcome: QueryOutcome) -> None:
         if not outcome.strips:
@@ -184,9 +207,11 @@ class DimensionsPanel(QWidget):
             strip.show_strip(by_key.get(key))
         full = max(self.dims)
         self.strip_header.setText(
-            f"Top {outcome.k} at each nested dimension. Overlap counts neighbours shared with the "
-            f"full {full}-d float ranking; storage is 4 bytes per float dimension, 1 bit per binary one."
+            f"The top {outcome.k} of “{outcome.label}” using only the first d dimensions. “Keeps” counts the "
+            f"neighbours shared with the full {full}-d float ranking. Storage: 4 bytes per float dimension, "
+            "1 bit per binary one."
         )
+        self.left.setCurrentWidget(self.left.widget(1))
 
     # -- recall -----------------------------------------------------------------------------------------
     def show_recall(self, table: RecallTable | None, message: str) -> None:
@@ -196,13 +221,17 @@ class DimensionsPanel(QWidget):
         if table is None or not table.dims:
             for curve in self.recall_curves.values():
                 curve.setData([], [])
-            self.recall_note.setText(message)
+            self.recall_note.setText("")
+            self.recall_placeholder.setText(message)
+            self.recall_stack.setCurrentWidget(self.recall_placeholder)
             return
-        x = np.log2(np.asarray(table.dims, np.float64))
+        self.recall_stack.setCurrentWidget(self.recall_plot)
+        # Evenly spaced, labelled with the dimension: on a log axis 1024 and 1280 would collide.
+        x = np.arange(len(table.dims), dtype=np.float64)
         for (kind, k), curve in self.recall_curves.items():
             curve.setData(x, table.series(kind == "binary", k))
         plot.getAxis("bottom").setTicks([[(float(v), str(d)) for v, d in zip(x, table.dims, strict=True)]])
-        plot.setXRange(float(x.min()) - 0.2, float(x.max()) + 0.2, padding=0)
+        plot.setXRange(-0.4, float(x.max()) + 0.6, padding=0)  # room for the last tick's label
         sample = f" (a random {table.items:,} of {table.sampled_from:,})" if table.sampled_from else ""
         full = table.dims[-1]
         f1, b1 = table.float[full][1], table.binary[full][1]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QImage, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -77,6 +77,9 @@ SessionFactory = Callable[[Path | None], "RetrievalSession"]
 
 def default_session_factory(model_path: Path | None) -> RetrievalSession:
     """Build a session with its model loaded (runs on a worker: importing torch takes seconds)."""
+    from explorer.ui.preload import preload_torch_libraries
+
+    preload_torch_libraries()
     from explorer.engine.session import RetrievalSession
 
     session = RetrievalSession(model_path)
@@ -130,6 +133,8 @@ class MainWindow(QMainWindow):
         self.query_runner = JobRunner("query", 1, self)
         self.analysis_runner = JobRunner("analysis", 1, self)
         self.thumbnails = ThumbnailCache(parent=self)
+        # Large previews in a cache of their own, so a few of them never push out hundreds of thumbnails.
+        self.previews = ThumbnailCache(capacity=6, threads=1, parent=self)
 
         self._session_job: Job | None = None
         self._index_job: Job | None = None
@@ -150,6 +155,7 @@ class MainWindow(QMainWindow):
 
         self.setWindowTitle(APP_TITLE)
         self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
         self._build_widgets()
         self._build_actions()
         self._refresh_folder_combo()
@@ -361,6 +367,13 @@ class MainWindow(QMainWindow):
     def sizeHint(self) -> QSize:
         return QSize(1280, 800)
 
+    # Dropping anywhere in the window (on the grid, on a plot) means the same as dropping on the query area.
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        self.query_area.dragEnterEvent(event)
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        self.query_area.dropEvent(event)
+
     # ================================================================================== background imports
     def paintEvent(self, event: Any) -> None:
         """Start the slow background work once the window has been painted.
@@ -533,6 +546,7 @@ class MainWindow(QMainWindow):
         self._summary = None
         self._recall_key = None
         self._index_wanted = self.folder is not None
+        self._query_generation += 1  # an answer from the old model must not be shown under the new one
         self._clear_results("Loading the model…")
         self._load_session()
 
@@ -645,9 +659,10 @@ class MainWindow(QMainWindow):
             w.setVisible(on)
         if busy:
             self.progress_bar.setRange(0, 0)
-        self.reindex_button.setEnabled(not on)
+        can_reindex = not on and self.folder is not None
+        self.reindex_button.setEnabled(can_reindex)
         if hasattr(self, "reindex_action"):
-            self.reindex_action.setEnabled(not on)
+            self.reindex_action.setEnabled(can_reindex)
 
     def _index_progress(self, job: Job, progress: Progress) -> None:
         if job is not self._index_job:
@@ -858,7 +873,8 @@ class MainWindow(QMainWindow):
         session = self.session
         query: Any = self._embedding if self._embedding is not None else self._query_source
         # Search only a folder whose index is settled (see the module docstring); embed meanwhile.
-        folder = self.folder if (self.folder is not None and self._index_job is None and self._summary) else None
+        settled = self._index_job is None and self._summary is not None
+        folder = self.folder if settled else None
         k = self.k_spin.value()
         dim = self.dim_combo.currentData()
         label = self._query_label
@@ -963,7 +979,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================================== results
     def preview(self, result: SearchResult) -> None:
-        dialog = PreviewDialog(result, self.thumbnails, self)
+        dialog = PreviewDialog(result, self.previews, self)
         dialog.queryRequested.connect(self.set_query_path)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
@@ -1043,11 +1059,13 @@ class MainWindow(QMainWindow):
         self._closing = True
         for runner in (self.index_runner, self.query_runner, self.analysis_runner):
             runner.cancel_all()
-        self.thumbnails.cancel_pending()
+        for cache in (self.thumbnails, self.previews):
+            cache.cancel_pending()
         for runner in (self.index_runner, self.query_runner, self.analysis_runner, self.model_runner):
             if not runner.wait(wait_ms):
                 log.warning("%s jobs still running at shutdown", runner.objectName())
-        self.thumbnails.wait(wait_ms)
+        for cache in (self.thumbnails, self.previews):
+            cache.wait(wait_ms)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.settings.geometry = self.saveGeometry()

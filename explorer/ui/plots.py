@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
     from explorer.ui.analysis import QueryOutcome
@@ -25,16 +25,25 @@ if TYPE_CHECKING:
 FLOAT_COLOR = "#1f6fb4"
 BINARY_COLOR = "#e8710a"
 ALL_COLOR = (120, 120, 120, 110)
+MAX_SCATTER_POINTS = 20_000
+"""Above this many images the scatter draws a fixed random sample (plus every top-k image): a million
+points would take the GUI thread seconds to paint and look the same."""
 
 pg.setConfigOptions(background="w", foreground="#333333", antialias=True)
+
+
+def scatter_sample(n: int, limit: int = MAX_SCATTER_POINTS) -> np.ndarray:
+    """Rows to draw in the scatter: all of them, or the same seeded random subset for every query."""
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
 
 
 def _style_plot(plot: pg.PlotItem, title: str, x: str, y: str) -> None:
     plot.setTitle(title, size="10pt")
     plot.setLabel("bottom", x)
     plot.setLabel("left", y)
-    plot.showGrid(x=True, y=True, alpha=0.15)
-    plot.setMenuEnabled(False)
+    plot.setMenuEnabled(False)  # no grid lines: they triple the paint time, and the GUI thread pays it
     for axis in ("bottom", "left"):
         plot.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" on a distance axis only confuses
 
@@ -74,24 +83,43 @@ class FloatBinaryPanel(QWidget):
         self.cos_plot = self.canvas.addPlot(row=1, col=0)
         _style_plot(self.cos_plot, "Float ranking", "rank", "cosine distance")
         self.cos_curve = self.cos_plot.plot(pen=pg.mkPen(FLOAT_COLOR, width=2))
+        self.cos_curve.setDownsampling(auto=True)
+        self.cos_curve.setClipToView(True)
         self.ham_plot = self.canvas.addPlot(row=1, col=1)
         _style_plot(self.ham_plot, "Binary ranking", "rank", "Hamming (bits)")
-        self.ham_curve = self.ham_plot.plot(pen=pg.mkPen(BINARY_COLOR, width=2), stepMode=None)
+        self.ham_curve = self.ham_plot.plot(pen=pg.mkPen(BINARY_COLOR, width=2))
+        self.ham_curve.setDownsampling(auto=True)
+        self.ham_curve.setClipToView(True)
         self.k_lines = [pg.InfiniteLine(angle=90, pen=pg.mkPen("#888", style=Qt.PenStyle.DashLine)) for _ in range(2)]
         self.cos_plot.addItem(self.k_lines[0])
         self.ham_plot.addItem(self.k_lines[1])
         self.canvas.ci.layout.setRowStretchFactor(0, 3)
         self.canvas.ci.layout.setRowStretchFactor(1, 2)
 
+        # Empty axes look broken: until there is something to plot, a sentence says what will be here.
+        self.placeholder = QLabel()
+        self.placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setStyleSheet("color: gray; padding: 24px")
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.placeholder)
+        self.stack.addWidget(self.canvas)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.header)
-        layout.addWidget(self.canvas, 1)
+        layout.addWidget(self.stack, 1)
         self.clear()
 
-    def clear(self, message: str = "Run a query to compare the float and the binary ranking.") -> None:
+    def clear(
+        self,
+        message: str = "Float against binary\n\nAfter a query, this shows how the binary codes "
+        "(1 bit per dimension) rank the folder compared with the float embeddings.",
+    ) -> None:
         self.overlap = None
-        self.header.setText(f"<span style='color:gray'>{message}</span>")
+        self.header.setText("")
+        self.header.hide()
+        self.placeholder.setText(message)
+        self.stack.setCurrentWidget(self.placeholder)
         for item in (self.all_points, self.float_top, self.binary_top):
             item.setData(x=[], y=[])
         self.cos_curve.setData([], [])
@@ -105,7 +133,10 @@ class FloatBinaryPanel(QWidget):
             return
         cos = np.asarray(outcome.cosine, np.float64)
         ham = np.asarray(outcome.hamming, np.float64)
-        self.all_points.setData(x=cos, y=ham)
+        sample = scatter_sample(len(cos))
+        self.all_points.setData(x=cos[sample], y=ham[sample])
+        sampled = f" (a sample of {len(sample):,})" if len(sample) < len(cos) else ""
+        self.scatter.setTitle(f"Every image{sampled}: float against binary distance", size="10pt")
         self.float_top.setData(x=cos[outcome.float_rows], y=ham[outcome.float_rows])
         self.binary_top.setData(x=cos[outcome.binary_rows], y=ham[outcome.binary_rows])
         ranks = np.arange(1, len(cos) + 1, dtype=np.float64)
@@ -123,6 +154,8 @@ class FloatBinaryPanel(QWidget):
             top = values[: int(shown)]
             plot.setYRange(float(top.min()), float(top.max()) if top.max() > top.min() else float(top.min()) + 1)
         self.scatter.enableAutoRange()
+        self.stack.setCurrentWidget(self.canvas)
+        self.header.show()
         self.overlap = outcome.overlap
         share = self.overlap / k if k else 0.0
         self.header.setText(

@@ -125,14 +125,17 @@ class RankingModel(QAbstractListModel):
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Thumbnail, rank badge and, unless compact, the file name and both distances under it."""
+    """Thumbnail, rank badge and, unless compact, the file name, its folder and both distances under it.
+
+    The folder line matters in labelled folders: it is the class, which is how a person judges a neighbour.
+    """
 
     def __init__(self, thumb_size: int, compact: bool = False, parent: Any = None) -> None:
         super().__init__(parent)
         self.thumb_size = thumb_size
         self.compact = compact
         self.pad = 4 if compact else 6
-        self.text_lines = 0 if compact else 2
+        self.text_lines = 0 if compact else 3
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         line = option.fontMetrics.height()
@@ -187,9 +190,12 @@ class ResultDelegate(QStyledItemDelegate):
             name = fm.elidedText(result.path.name, Qt.TextElideMode.ElideMiddle, text_rect.width())
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, name)
             painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            folder = result.relpath.rpartition("/")[0]
+            folder = fm.elidedText(folder, Qt.TextElideMode.ElideMiddle, text_rect.width())
+            painter.drawText(text_rect.translated(0, line), Qt.AlignmentFlag.AlignHCenter, folder)
             dist = f"cos {result.cosine_distance:.3f} · ham {result.hamming_distance}"
             dist = fm.elidedText(dist, Qt.TextElideMode.ElideRight, text_rect.width())
-            painter.drawText(text_rect.translated(0, line), Qt.AlignmentFlag.AlignHCenter, dist)
+            painter.drawText(text_rect.translated(0, 2 * line), Qt.AlignmentFlag.AlignHCenter, dist)
         painter.restore()
 
 
@@ -202,6 +208,7 @@ class ResultsView(QListView):
     def __init__(self, model: RankingModel, compact: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.placeholder = ""
+        self.compact = compact
         self.setModel(model)
         self.setItemDelegate(ResultDelegate(model.thumb_size, compact, self))
         self.setViewMode(QListView.ViewMode.IconMode)
@@ -227,6 +234,23 @@ class ResultsView(QListView):
         copy.setShortcutContext(Qt.ShortcutContext.WidgetShortcut)
         copy.triggered.connect(self.copy_selected)
         self.addAction(copy)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        if not self.compact:
+            self._justify()
+
+    def _justify(self) -> None:
+        """Spread the free width evenly between the columns instead of leaving it all on the right.
+
+        Computed from the widget width less a scroll bar's, whether or not one shows, so that the scroll
+        bar appearing cannot change the column count and re-trigger the layout.
+        """
+        hint = self.itemDelegate().sizeHint(self.viewOptions(), QModelIndex())
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        width = self.width() - 2 * self.frameWidth() - bar - 2
+        columns = max(1, width // (hint.width() + 8))
+        self.setGridSize(QSize(max(hint.width(), width // columns), hint.height() + 8))
 
     def viewOptions(self) -> QStyleOptionViewItem:
         option = QStyleOptionViewItem()

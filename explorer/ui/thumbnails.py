@@ -9,6 +9,7 @@ to build off the GUI thread; the QPixmap is made on the GUI thread when the imag
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -61,11 +62,13 @@ class ThumbnailCache(QObject):
 
     ready = Signal(str)
 
-    def __init__(self, capacity: int = 1500, threads: int = 2, parent: QObject | None = None) -> None:
+    def __init__(self, capacity: int = 1500, threads: int | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.capacity = capacity
         self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(threads)
+        # Leave a core to the GUI thread (painting) and the model: decoding small thumbnails is not the
+        # bottleneck, starving the event loop is.
+        self.pool.setMaxThreadCount(threads or min(2, max(1, (os.cpu_count() or 2) - 1)))
         self._pixmaps: OrderedDict[Key, QPixmap] = OrderedDict()
         self._errors: dict[str, str] = {}
         self._pending: set[Key] = set()

@@ -47,8 +47,8 @@ def test_scatter_and_curves_are_the_collections_distances(queried, ui_session, i
     np.testing.assert_allclose(fx, [r.cosine_distance for r in result.float_ranking.results], atol=1e-6)
     np.testing.assert_array_equal(by, [r.hamming_distance for r in result.binary_ranking.results])
 
-    _, cos_curve = plots.cos_curve.getData()
-    _, ham_curve = plots.ham_curve.getData()
+    _, cos_curve = plots.cos_curve.getOriginalDataset()  # getData() is what is on screen, clipped to the view
+    _, ham_curve = plots.ham_curve.getOriginalDataset()
     np.testing.assert_allclose(cos_curve, np.sort(cos), atol=1e-7)
     np.testing.assert_array_equal(ham_curve, np.sort(ham))
 
@@ -100,7 +100,9 @@ def test_recall_plot_is_the_folders_recall_per_dimension(queried, ui_session, im
             want = [expected[kind][d][f"R@{k}"] for d in ui_session.card.nested_dims]
             x, y = window.dims.recall_curves[(kind, k)].getData()
             np.testing.assert_allclose(y, want)
-            np.testing.assert_allclose(2.0**x, ui_session.card.nested_dims)
+            np.testing.assert_array_equal(x, np.arange(len(want)))
+    ticks = window.dims.recall_plot.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [label for _, label in ticks] == [str(d) for d in ui_session.card.nested_dims]
     assert "12 images" in window.dims.recall_note.text() and "2 classes" in window.dims.recall_note.text()
 
 
@@ -114,7 +116,16 @@ def test_unlabelled_folder_explains_why_there_is_no_recall(qtbot, make_window, i
     assert blocker.args[0] is None
     qtbot.waitUntil(lambda: window.dims is not None, timeout=60_000)
     assert window.dims.recall is None
-    assert "sub-folder" in window.dims.recall_note.text()
+    assert "sub-folder" in window.dims.recall_placeholder.text()
+
+
+def test_huge_collections_scatter_a_fixed_sample() -> None:
+    from explorer.ui.plots import scatter_sample
+
+    assert list(scatter_sample(5, limit=10)) == [0, 1, 2, 3, 4]
+    big = scatter_sample(1000, limit=100)
+    assert len(big) == 100 and len(set(big)) == 100 and list(big) == sorted(big)
+    assert list(big) == list(scatter_sample(1000, limit=100))  # the same points for every query
 
 
 def test_folder_labels_and_sampled_recall() -> None:

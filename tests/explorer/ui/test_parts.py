@@ -168,3 +168,17 @@ def test_export_format_follows_the_suffix(tmp_path: Path, suffix: str) -> None:
             "rank,path,relpath,cosine_distance,hamming_distance",
             f"1,{tmp_path / 'a.jpg'},a.jpg,0.25,7",
         ]
+
+
+def test_torch_loads_normally_after_its_libraries_were_preloaded() -> None:
+    code = (
+        "import sys\n"
+        "from explorer.ui.preload import preload_torch_libraries\n"
+        "loaded = preload_torch_libraries()\n"
+        "import torch\n"
+        "assert float(torch.ones(3) @ torch.ones(3)) == 3.0\n"
+        "print('loaded' if loaded else 'skipped', sys.platform)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == ("loaded" if sys.platform.startswith("linux") else "skipped")

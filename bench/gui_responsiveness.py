@@ -1,0 +1,220 @@
+"""How responsive the explorer window stays: event-loop stalls while indexing, drop-to-grid time, cold start.
+
+    .venv/bin/python bench/gui_responsiveness.py [--images 2000] [--folder DIR] [--queries 10] [--json]
+
+1. Cold start: `python -m explorer --exit-when-shown` in a subprocess, timed from launch to the line the
+   app prints on its first paint (interpreter start, Qt, the window; torch is not imported before it).
+2. Stalls: a 10 ms QTimer on the GUI thread records the gaps between its ticks, first while the model
+   loads (torch is imported on a worker), then while a folder of N generated pictures (or --folder) is
+   indexed, including the folder's Recall@K job that follows. The longest gap is the worst freeze a
+   person would feel.
+3. Drop to grid: on the indexed folder, after a first warm-up query, each query image is dropped on the
+   query area (the real drop handler, with file URLs) and timed until the grid holds the results and has
+   been repainted.
+
+Targets: no stall over 100 ms; drop to grid under 300 ms; cold start under 2 s. Everything runs offscreen
+with settings and caches in a temporary directory. Timings depend on the machine and on what else runs
+on it; the report says how many CPUs were available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def generate_folder(dest: Path, n: int, classes: int = 20) -> Path:
+    """n small JPEGs (160x120 colour blobs) in `classes` sub-folders, as a camera folder would hold."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:120, 0:160].astype(np.float32)
+    for i in range(n):
+        img = np.zeros((120, 160, 3), np.float32)
+        for _ in range(3):
+            cx, cy, r = rng.uniform(0, 160), rng.uniform(0, 120), rng.uniform(10, 40)
+            img += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))[..., None] * rng.uniform(0.2, 1, 3)
+        img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
+        target = dest / f"class_{i % classes:02d}" / f"img_{i:05d}.jpg"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(target, quality=85)
+    return dest
+
+
+def cold_start(runs: int, work: Path) -> list[float]:
+    """Seconds from launching `python -m explorer` to its first painted window, per run."""
+    env = {
+        **os.environ,
+        "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen"),
+        "RETRIEVAL_EXPLORER_SETTINGS": str(work / "cold.ini"),
+        "RETRIEVAL_EXPLORER_CACHE": str(work / "cold-cache"),
+    }
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "explorer", "--exit-when-shown"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("window-shown"):
+                times.append(time.perf_counter() - start)
+                break
+        proc.wait(timeout=120)
+    return times
+
+
+class StallMeter:
+    """Gaps between ticks of a 10 ms timer on the GUI thread."""
+
+    def __init__(self) -> None:
+        from PySide6.QtCore import Qt, QTimer
+
+        self.gaps: list[float] = []
+        self._last = time.perf_counter()
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.timeout.connect(self._tick)
+        self.timer.start(10)
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.gaps.append(now - self._last)
+        self._last = now
+
+    def reset(self) -> None:
+        self.gaps = []
+        self._last = time.perf_counter()
+
+    def summary(self) -> dict[str, float]:
+        g = sorted(self.gaps) or [0.0]
+        return {
+            "ticks": len(self.gaps),
+            "max_ms": 1000 * g[-1],
+            "p99_ms": 1000 * g[min(len(g) - 1, int(0.99 * len(g)))],
+            "over_100ms": sum(1 for x in g if x > 0.1),
+            "over_50ms": sum(1 for x in g if x > 0.05),
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2000, help="generated pictures to index (default 2000)")
+    parser.add_argument("--folder", type=Path, default=None, help="index this folder instead of generated ones")
+    parser.add_argument("--queries", type=int, default=10, help="timed drops (default 10)")
+    parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    work = Path(tempfile.mkdtemp(prefix="explorer-bench-"))
+    os.environ["RETRIEVAL_EXPLORER_CACHE"] = str(work / "cache")
+    os.environ["RETRIEVAL_EXPLORER_SETTINGS"] = str(work / "settings.ini")
+    results: dict[str, object] = {"cpus": os.cpu_count(), "platform": os.environ["QT_QPA_PLATFORM"]}
+
+    cold = cold_start(args.cold_runs, work)
+    results["cold_start_s"] = {"runs": [round(t, 3) for t in cold], "median": round(statistics.median(cold), 3)}
+    print(f"cold start to first paint: {', '.join(f'{t:.2f}' for t in cold)} s", flush=True)
+
+    if args.folder is not None:
+        folder = args.folder.resolve()
+    else:
+        t = time.perf_counter()
+        folder = generate_folder(work / "pictures", args.images)
+        print(f"generated {args.images} pictures in {time.perf_counter() - t:.1f} s", flush=True)
+
+    from PySide6.QtCore import QMimeData, QUrl
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    meter = StallMeter()
+    from explorer.ui.main_window import MainWindow
+    from explorer.ui.settings import Settings
+
+    def wait(cond: Callable[[], bool], timeout: float = 3600.0) -> None:
+        end = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > end:
+                raise TimeoutError
+            app.processEvents()
+            time.sleep(0.002)
+
+    window = MainWindow(Settings())
+    window.show()
+    meter.reset()
+    t = time.perf_counter()
+    wait(lambda: window.session is not None and window.plots is not None)
+    results["model_load"] = {"seconds": round(time.perf_counter() - t, 2), **meter.summary()}
+    print(f"model load: {results['model_load']}", flush=True)
+
+    meter.reset()
+    t = time.perf_counter()
+    window.open_folder(folder)
+    wait(lambda: window.summary is not None and window._recall_job is None)
+    seconds = time.perf_counter() - t
+    summary = window.summary
+    assert summary is not None
+    results["indexing"] = {
+        "images": summary.count,
+        "seconds": round(seconds, 1),
+        "images_per_s": round(summary.report.embedded / seconds, 1),
+        **meter.summary(),
+    }
+    print(f"indexing: {results['indexing']}", flush=True)
+
+    queries = sorted(folder.rglob("*.jpg"))[:: max(1, summary.count // (args.queries + 1))][: args.queries + 1]
+
+    def drop(path: Path) -> float:
+        mime = QMimeData()
+        mime.setUrls([QUrl.fromLocalFile(str(path))])
+        before = window.outcome
+        start = time.perf_counter()
+        window.query_area.accept_mime(mime)  # what dropEvent calls
+        wait(lambda: window.outcome is not before and window.outcome is not None and window.grid_model.rowCount())
+        window.grid.viewport().repaint()
+        return time.perf_counter() - start
+
+    drop(queries[0])  # warm-up: first inference after load, allocator and caches
+    meter.reset()
+    times = [drop(q) for q in queries[1:]]
+    results["drop_to_grid_ms"] = {
+        "runs": [round(1000 * x) for x in times],
+        "median": round(1000 * statistics.median(times)),
+        "max": round(1000 * max(times)),
+        "stalls": meter.summary(),
+    }
+    print(f"drop to grid: {results['drop_to_grid_ms']}", flush=True)
+    window.close()
+
+    targets = {
+        "no stall over 100 ms while indexing": results["indexing"]["max_ms"] <= 100,  # type: ignore[index]
+        "drop to grid under 300 ms": results["drop_to_grid_ms"]["max"] < 300,  # type: ignore[index]
+        "cold start under 2 s": results["cold_start_s"]["median"] < 2.0,  # type: ignore[index]
+    }
+    results["targets_met"] = targets
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for name, ok in targets.items():
+            print(f"{'PASS' if ok else 'MISS'}  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
