@@ -387,10 +387,10 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self._start_background_work)
 
     def _start_background_work(self) -> None:
-        if self._closing:
-            return
-        self._load_session()
-        self._start_background_imports()
+        """pyqtgraph first, then the model (see `_build_analysis_panels`): two threads importing at once
+        fight each other and the GUI thread for the GIL, and the window stutters."""
+        if not self._closing:
+            self._start_background_imports()
 
     def _start_background_imports(self) -> None:
         """Import pyqtgraph on a plain thread (it costs about a second) and build the plots when done.
@@ -417,6 +417,7 @@ class MainWindow(QMainWindow):
     def _build_analysis_panels(self, error: str) -> None:
         if self._closing:
             return
+        QTimer.singleShot(0, self._load_first_session)  # once the panels are built and painted
         if error:
             log.error("plots are unavailable: %s", error)
             self.neighbours_split.replaceWidget(1, self._placeholder(f"Plots are unavailable: {error}"))
@@ -445,6 +446,10 @@ class MainWindow(QMainWindow):
         self.analysisReady.emit()
 
     # ================================================================================== model
+    def _load_first_session(self) -> None:
+        if self._session_job is None and not self._closing:
+            self._load_session()
+
     def _load_session(self) -> None:
         model_path = self.model_path
         if model_path is not None and not self._model_exists(model_path):
@@ -628,6 +633,7 @@ class MainWindow(QMainWindow):
         job.signals.failed.connect(self._index_failed)
         self._index_job = job
         self.progress_label.setText(f"Indexing {folder.name}: scanning…")
+        self.folder_info.setText(f"<b>Indexing…</b><br><small>{folder}</small>")
         self._show_indexing(True, busy=True)
         self.index_runner.start(job)
 
