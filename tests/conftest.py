@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+
+def _register_imagegen() -> None:
+    """Makes `tests/imagegen.py` importable as `imagegen` from every test file.
+
+    Under `--import-mode=importlib` test files cannot import conftest files or each other. Putting this
+    directory on sys.path would do it, but would also turn `tests/explorer` and `tests/trainer` into namespace
+    packages that shadow the real (editable-installed) `explorer` and `trainer`; so only this one module is
+    loaded and entered in sys.modules.
+    """
+    spec = importlib.util.spec_from_file_location("imagegen", Path(__file__).with_name("imagegen.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["imagegen"] = module
+    spec.loader.exec_module(module)
+
+
+_register_imagegen()
+
+from imagegen import make_image  # noqa: E402
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -29,23 +49,6 @@ def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("RETRIEVAL_EXPLORER_CACHE", str(cache))
     return cache
-
-
-def make_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: str | None = None) -> Path:
-    """A deterministic, textured RGB picture (smooth blobs) so that embeddings differ between seeds."""
-    rng = np.random.default_rng(seed)
-    h, w = size[1], size[0]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-            r = rng.uniform(8, 30)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, format=fmt)
-    return path
 
 
 @pytest.fixture

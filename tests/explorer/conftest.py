@@ -8,13 +8,15 @@ discriminative features at about a tenth of the cost; that saved copy is what th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from imagegen import make_image
 from PIL import Image
 
+from explorer.engine.catalog import Catalog
 from trainer.inference import BatchEmbedder
 from trainer.model import EmbeddingModel, load_model, save_model
 
@@ -27,28 +29,10 @@ SMALL_RESIZE = 72
 ImageMaker = Callable[..., Path]
 
 
-def draw_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: str | None = None) -> Path:
-    """A deterministic, textured RGB picture (smooth blobs); a copy of the root conftest's `make_image`,
-    which `--import-mode=importlib` does not make importable."""
-    rng = np.random.default_rng(seed)
-    h, w = size[1], size[0]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-            r = rng.uniform(8, 30)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, format=fmt)
-    return path
-
-
 @pytest.fixture(scope="session")
 def make_img() -> ImageMaker:
     """`make_img(path, seed, size=(96, 80), fmt=None) -> path` for tests that need extra pictures."""
-    return draw_image
+    return make_image
 
 
 @pytest.fixture(scope="session")
@@ -93,6 +77,14 @@ def reuse_small_model(
 
 
 @pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    """An empty catalog for 1280-d embeddings (the bundled model's), closed after the test."""
+    c = Catalog(tmp_path / "cache" / "catalog.sqlite", 1280)
+    yield c
+    c.close()
+
+
+@pytest.fixture
 def embedder(small_model: EmbeddingModel) -> BatchEmbedder:
     """A CPU embedder over the shared small model, in batches of 4 (so a folder of 12 is three batches)."""
     return BatchEmbedder(small_model, "cpu", batch_size=4, decode_workers=2)
@@ -108,10 +100,10 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     root.mkdir(parents=True, exist_ok=True)
     expected: dict[str, str | None] = {}
 
-    draw_image(root / "good.jpg", seed=1)
+    make_image(root / "good.jpg", seed=1)
     expected["good.jpg"] = None
 
-    full = draw_image(root / "tmp_full.jpg", seed=2, size=(160, 120)).read_bytes()
+    full = make_image(root / "tmp_full.jpg", seed=2, size=(160, 120)).read_bytes()
     (root / "tmp_full.jpg").unlink()
     (root / "truncated.jpg").write_bytes(full[: len(full) // 2])
     expected["truncated.jpg"] = "truncated"
@@ -125,7 +117,7 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
     (root / "notes.txt").write_text("shopping list\n")
     expected["notes.txt"] = "not an image file type (.txt)"
 
-    rgb = np.asarray(Image.open(draw_image(root / "tmp.png", seed=3, fmt="PNG")).convert("RGB"))
+    rgb = np.asarray(Image.open(make_image(root / "tmp.png", seed=3, fmt="PNG")).convert("RGB"))
     (root / "tmp.png").unlink()
     Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.jpg", "JPEG")
     expected["cmyk.jpg"] = None
@@ -141,7 +133,7 @@ def write_bad_corpus(root: Path) -> dict[str, str | None]:
 
     (root / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(100))
     expected[".DS_Store"] = ""
-    draw_image(root / ".hidden.jpg", seed=4)
+    make_image(root / ".hidden.jpg", seed=4)
     expected[".hidden.jpg"] = ""
     return expected
 

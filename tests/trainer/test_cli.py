@@ -5,14 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
+from imagegen import make_cast_image, make_labelled_folder
 
 import trainer.fit as fit_module
 from trainer.cli import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
@@ -27,34 +24,9 @@ TINY_FIT = [
 METRICS = {"R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI", "F1"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Several processes share two cores: more than one intra-op thread only spins against them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_image(path: Path, cls: int, seed: int, size: int = 64) -> Path:
-    """Random blobs with a colour cast per class (the conftest helper is not importable in importlib mode)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    img = np.zeros((size, size, 3), np.float32)
-    for c in range(3):
-        cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(5, 20)
-        img[..., c] = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img[..., cls % 3] += 0.3
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((255 * img / img.max()).astype(np.uint8)).save(path)
-    return path
-
-
 def make_folder(root: Path, classes: int, per_class: int) -> Path:
-    for c in range(classes):
-        for i in range(per_class):
-            make_image(root / f"class_{c}" / f"{i}.png", c, 100 * c + i)
-    return root
+    """`root/class_{c}/{i}.png`: one blob per channel and a strong cast per class."""
+    return make_labelled_folder(root, classes, per_class, draw=make_cast_image, name="{i}.png", seed_step=100)
 
 
 @dataclass

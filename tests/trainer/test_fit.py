@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from imagegen import make_labelled_folder
 from safetensors.torch import load_file
 from torch import nn
 
@@ -34,45 +34,11 @@ from trainer.progress import Cancelled
 CROP = 64
 RESIZE = round(CROP * 256 / 224)  # what fit uses for crop_size=64 on EfficientNet-Lite0 (resize 256 @ 224)
 CLASSES, PER_CLASS = 4, 8
-# A faint colour cast per class on top of random blobs: ImageNet features mostly see the blobs (R@1 well
-# below 1 before training), while the cast is easy to learn for the trainable last stage.
-TINTS = np.array([[1, 0, -1], [-1, 1, 0], [0, -1, 1], [1, -1, 0]], np.float32) * 0.08
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Several processes share two cores: more than one intra-op thread only spins against them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_class_image(path: Path, cls: int, seed: int, size: int = 64) -> Path:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    img = np.zeros((size, size, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy = rng.uniform(0, size, 2)
-            r = rng.uniform(5, 20)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (0.8 * img / img.max() + 0.1 + TINTS[cls]).clip(0, 1)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((255 * img).astype(np.uint8)).save(path)
-    return path
-
-
-def make_labelled_folder(root: Path, classes: int = CLASSES, per_class: int = PER_CLASS, offset: int = 0) -> Path:
-    for c in range(classes):
-        for i in range(per_class):
-            make_class_image(root / f"class_{c + offset}" / f"{i:02d}.png", c % len(TINTS), 1000 * (c + offset) + i)
-    return root
 
 
 @pytest.fixture(scope="module")
 def train_folder(tmp_path_factory: pytest.TempPathFactory) -> LabelledFolder:
-    return scan_labelled_folder(make_labelled_folder(tmp_path_factory.mktemp("fit") / "train"))
+    return scan_labelled_folder(make_labelled_folder(tmp_path_factory.mktemp("fit") / "train", CLASSES, PER_CLASS))
 
 
 def config(**overrides: Any) -> FitConfig:

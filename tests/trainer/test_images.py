@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imagegen import make_image
 from PIL import Image
 
 from trainer import images
@@ -30,23 +31,6 @@ from trainer.images import (
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
 WHITE = (255, 255, 255)
-
-
-def make_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: str | None = None) -> Path:
-    """A deterministic textured picture (a copy of the conftest helper, which `--import-mode=importlib`
-    does not make importable)."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(8, 30)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, format=fmt)
-    return path
 
 
 def pixel(img: Image.Image, xy: tuple[int, int] = (0, 0)) -> tuple[int, ...]:

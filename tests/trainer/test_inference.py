@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from imagegen import make_image
 from PIL import Image
 
 from trainer.images import ImageLoadError, Skipped
@@ -18,24 +19,6 @@ from trainer.progress import Cancelled, Progress
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_MODEL = PROJECT_ROOT / "resources" / "models" / "default"
 SHARED_DATASETS = PROJECT_ROOT.parent / "shared" / "datasets"
-
-
-def make_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: str | None = None) -> Path:
-    """A deterministic textured picture (a copy of the conftest helper, which `--import-mode=importlib`
-    does not make importable)."""
-    rng = np.random.default_rng(seed)
-    h, w = size[1], size[0]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-            r = rng.uniform(8, 30)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, format=fmt)
-    return path
 
 
 @pytest.fixture(scope="module")

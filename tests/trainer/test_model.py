@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from imagegen import make_image
 from PIL import Image
 from safetensors.torch import save_file
 
@@ -30,24 +31,6 @@ from trainer.model import (
 )
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
-
-
-def make_image(path: Path, seed: int, size: tuple[int, int] = (96, 80), fmt: str | None = None) -> Path:
-    """A deterministic textured picture (a copy of the conftest helper, which `--import-mode=importlib`
-    does not make importable)."""
-    rng = np.random.default_rng(seed)
-    h, w = size[1], size[0]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy = rng.uniform(0, w), rng.uniform(0, h)
-            r = rng.uniform(8, 30)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path, format=fmt)
-    return path
 
 
 def _tiny(dim: int | None = 64, seed: int = 0) -> EmbeddingModel:
@@ -244,20 +227,15 @@ def test_corrupt_weights_name_the_file(tmp_path: Path, tiny_saved: tuple[Embeddi
     assert str(weights) in str(err.value)
 
 
-def test_missing_files_name_the_file(tmp_path: Path, tiny_saved: tuple[EmbeddingModel, Path]) -> None:
-    path = _copy_model(tiny_saved[1], tmp_path / "no_card")
+@pytest.mark.parametrize("missing", ["card", "weights"])
+def test_missing_files_name_the_file(tmp_path: Path, tiny_saved: tuple[EmbeddingModel, Path], missing: str) -> None:
+    path = _copy_model(tiny_saved[1], tmp_path / f"no_{missing}")
     weights, card = model_paths(path)
-    card.unlink()
-    with pytest.raises(ModelFileError, match="card not found") as err:
+    gone = {"card": card, "weights": weights}[missing]
+    gone.unlink()
+    with pytest.raises(ModelFileError, match=f"{missing} not found") as err:
         load_model(path)
-    assert str(card) in str(err.value)
-
-    path = _copy_model(tiny_saved[1], tmp_path / "no_weights")
-    weights, card = model_paths(path)
-    weights.unlink()
-    with pytest.raises(ModelFileError, match="weights not found") as err:
-        load_model(path)
-    assert str(weights) in str(err.value)
+    assert str(gone) in str(err.value)
 
 
 def test_broken_card_names_the_file(tmp_path: Path, tiny_saved: tuple[EmbeddingModel, Path]) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from imagegen import make_image
 from torch import nn
 
 import trainer.trunk_cache as trunk_cache
@@ -20,31 +19,6 @@ from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 
 CROP, RESIZE = 64, 73
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Any:
-    """Several processes share two cores: more than one intra-op thread only spins against them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_image(path: Path, seed: int, size: tuple[int, int] = (80, 72)) -> Path:
-    """Smooth blobs, so that crops and flips of one picture differ (a copy of the conftest helper idea)."""
-    rng = np.random.default_rng(seed)
-    h, w = size[1], size[0]
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.zeros((h, w, 3), np.float32)
-    for c in range(3):
-        for _ in range(3):
-            cx, cy, r = rng.uniform(0, w), rng.uniform(0, h), rng.uniform(6, 20)
-            img[..., c] += rng.uniform(0.3, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * r * r))
-    img = (255 * img / max(img.max(), 1e-6)).clip(0, 255).astype(np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +34,8 @@ def trunk(model: EmbeddingModel) -> nn.Module:
 
 @pytest.fixture
 def samples(tmp_path: Path) -> list[tuple[Path, int]]:
-    return [(make_image(tmp_path / "imgs" / f"{i}.png", seed=i), i % 2) for i in range(5)]
+    """Five small pictures of two labels; narrow blobs, so that crops and flips of one picture differ."""
+    return [(make_image(tmp_path / "imgs" / f"{i}.png", i, size=(80, 72), radius=(6, 20)), i % 2) for i in range(5)]
 
 
 def test_view_zero_is_the_trunk_output_on_the_centre_crop(

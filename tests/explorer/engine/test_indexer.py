@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +14,6 @@ import pytest
 from explorer.engine.catalog import Catalog
 from explorer.engine.indexer import update_catalog
 from trainer.inference import BatchEmbedder
-
-
-@pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    c = Catalog(tmp_path / "cache" / "catalog.sqlite", 1280)
-    yield c
-    c.close()
 
 
 @pytest.fixture

@@ -21,13 +21,6 @@ DIMS = [64, 128, 256, 1280]
 
 
 @pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[Catalog]:
-    c = Catalog(tmp_path / "cache" / "catalog.sqlite", 1280)
-    yield c
-    c.close()
-
-
-@pytest.fixture
 def indexed(image_folder: Path, catalog: Catalog, embedder: BatchEmbedder) -> Catalog:
     """A freshly indexed folder that a test may change."""
     update_catalog(image_folder, catalog, embedder)
