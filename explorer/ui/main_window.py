@@ -441,7 +441,7 @@ class MainWindow(QMainWindow):
         if self.session is not None:
             self.dims.set_dims(list(self.session.card.nested_dims))
         if self.outcome is not None:
-            self._show_outcome(self.outcome)
+            self._show_analysis(self.outcome)
         self.dims.show_recall(*self._recall_or_reason())
         self.analysisReady.emit()
 
@@ -916,6 +916,14 @@ class MainWindow(QMainWindow):
             return
         self.outcome = outcome
         self._show_outcome(outcome)
+        # The grid paints first; the plots follow on the next turn of the event loop, and only then is
+        # the query reported finished (everything on screen).
+        QTimer.singleShot(0, lambda: self._finish_showing(outcome))
+
+    def _finish_showing(self, outcome: QueryOutcome) -> None:
+        if outcome is not self.outcome or self._closing:
+            return  # superseded meanwhile; the newer outcome reports itself
+        self._show_analysis(outcome)
         self.queryFinished.emit(outcome)
 
     def _query_failed(self, job: Job, message: str) -> None:
@@ -950,6 +958,9 @@ class MainWindow(QMainWindow):
                 f"in {outcome.seconds * 1000:.0f} ms",
                 8000,
             )
+
+    def _show_analysis(self, outcome: QueryOutcome) -> None:
+        """The plots and dimension strips of an outcome (they do not depend on the ranking shown)."""
         if self.plots is not None:
             self.plots.show_outcome(outcome)
         if self.dims is not None:
