@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +24,8 @@ import faiss
 import hnswlib
 import numpy as np
 import numpy.typing as npt
+
+from trainer.atomic import fsync_file, make_ordinary, temp_path_beside
 
 __all__ = ["BinaryIndex", "FloatIndex", "IndexFileError", "exact_cosine_search"]
 
@@ -73,21 +74,11 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _fsync_file(path: Path) -> None:
-    # Opened for writing because Windows refuses to flush a read-only handle.
-    with open(path, "r+b") as f:
-        os.fsync(f.fileno())
-
-
-def _temp_beside(path: Path) -> Path:
-    """A fresh temp file in the target's directory, so that os.replace stays a same-filesystem rename."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    # mkstemp creates 0600; the index should end up with the permissions of any ordinary file.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(name, 0o666 & ~umask)
-    return Path(name)
+def _temp_beside_ordinary(path: Path) -> Path:
+    """A temp file beside `path` with ordinary permissions (set before hnswlib writes into it)."""
+    tmp = temp_path_beside(path)
+    make_ordinary(tmp)
+    return tmp
 
 
 def _file_crc32(path: Path) -> int:
@@ -281,11 +272,11 @@ class FloatIndex:
         """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        index_tmp = _temp_beside(path)
+        index_tmp = _temp_beside_ordinary(path)
         meta_tmp: Path | None = None
         try:
             self._index.save_index(str(index_tmp))
-            _fsync_file(index_tmp)
+            fsync_file(index_tmp)
             meta = {
                 "format": _FORMAT_VERSION,
                 "dim": self.dim,
@@ -295,7 +286,7 @@ class FloatIndex:
                 "index_bytes": index_tmp.stat().st_size,
                 "index_crc32": _file_crc32(index_tmp),
             }
-            meta_tmp = _temp_beside(_meta_path(path))
+            meta_tmp = _temp_beside_ordinary(_meta_path(path))
             with open(meta_tmp, "wb") as f:
                 np.savez(f, meta=np.array(json.dumps(meta)), live=self._live, deleted=self._deleted)
                 f.flush()
