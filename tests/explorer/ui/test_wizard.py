@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QTableWidget, QWizard
 from pytestqt.qtbot import QtBot
 
 from explorer.engine.session import RetrievalSession
+from explorer.ui import wizard_pages
 from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
 from explorer.ui.wizard import FineTuneWizard
@@ -240,7 +241,11 @@ def test_a_dataset_with_train_and_test_folders_uses_them(
 
 
 def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
-    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path
+    qtbot: QtBot,
+    make_wizard: Callable[..., FineTuneWizard],
+    tmp_path: Path,
+    small_model_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     wizard = make_wizard(labelled_folder(tmp_path / "colours"), batches_per_epoch=4)
     qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
@@ -248,7 +253,22 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
     wizard.next()
     choose_fast_settings(wizard, qtbot, small_model_path)
     page = wizard.training_page
-    page.batchFinished.connect(lambda step, _epoch, _loss: page.cancel() if step == 1 else None)
+    # Cancel from inside the training thread right after its first batch, so the run stops at step 1 exactly;
+    # a cancel sent from the GUI thread lands after however many batches ran meanwhile.
+    real_train = wizard_pages.train
+
+    def train_cancelled_after_first_batch(plan: TrainingPlan, callbacks: Any, cancelled: Callable[[], bool]) -> Any:
+        on_batch = callbacks.on_batch
+
+        def batch(step: int, epoch: int, loss: float, lr: float) -> None:
+            on_batch(step, epoch, loss, lr)
+            if step == 1 and page.job is not None:
+                page.job.cancel()
+
+        callbacks.on_batch = batch
+        return real_train(plan, callbacks, cancelled)
+
+    monkeypatch.setattr(wizard_pages, "train", train_cancelled_after_first_batch)
     wizard.next()
     plan: TrainingPlan | None = page.plan
     assert plan is not None
@@ -258,7 +278,7 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
     assert "checkpoint" in page.status.text()
     assert wizard.button(QWizard.WizardButton.BackButton).isEnabled()  # settings may change after a cancel
 
-    page.batchFinished.disconnect()
+    monkeypatch.setattr(wizard_pages, "train", real_train)
     page.resume_button.click()
     qtbot.waitUntil(page.isComplete, timeout=TRAIN_MS)
     assert "resuming at epoch 1, batch 2 (step 1)" in page.log.toPlainText()
