@@ -10,9 +10,13 @@ process.
 from __future__ import annotations
 
 import multiprocessing
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 
-def _parser():  # type: ignore[no-untyped-def]
+def _parser() -> argparse.ArgumentParser:
     import argparse
     from pathlib import Path
 
@@ -41,12 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     return _run_window(args, [sys.argv[0], *qt_args], started)
 
 
-def _run_window(args, qt_argv: list[str], started: float) -> int:  # type: ignore[no-untyped-def]
+def _run_window(args: argparse.Namespace, qt_argv: list[str], started: float) -> int:
     import logging
     import os
     import time
 
     from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -55,12 +60,12 @@ def _run_window(args, qt_argv: list[str], started: float) -> int:  # type: ignor
     app = QApplication.instance() or QApplication(qt_argv)
     app.setOrganizationName("retrieval-explorer")
     app.setApplicationName("Retrieval Explorer")
-    app.setDesktopFileName("retrieval-explorer")
+    QGuiApplication.setDesktopFileName("retrieval-explorer")  # static; `instance()` is typed as QCoreApplication
 
     from explorer.ui.main_window import MainWindow, app_icon
     from explorer.ui.settings import Settings
 
-    app.setWindowIcon(app_icon())
+    QApplication.setWindowIcon(app_icon())
     settings = Settings()
     query = None
     if args.model is not None:

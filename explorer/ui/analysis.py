@@ -158,14 +158,14 @@ class RecallTable:
 
     dims: list[int]
     ks: tuple[int, ...]
-    float: dict[int, dict[int, float]]  # dim -> k -> recall
+    cosine: dict[int, dict[int, float]]  # float embeddings: dim -> k -> recall
     binary: dict[int, dict[int, float]]
     items: int
     classes: int
     sampled_from: int | None = None  # the folder's labelled count when a sample was used
 
     def series(self, binary: bool, k: int) -> list[float]:
-        table = self.binary if binary else self.float
+        table = self.binary if binary else self.cosine
         return [table[d][k] for d in self.dims]
 
 
@@ -200,7 +200,7 @@ def folder_recall(
     for i, d in enumerate(usable):
         check()
         scores = evaluate(x, labels, [d], ks=ks, with_clustering=False)
-        table.float[d] = {k: scores["float"][d][f"R@{k}"] for k in ks}
+        table.cosine[d] = {k: scores["float"][d][f"R@{k}"] for k in ks}
         table.binary[d] = {k: scores["binary"][d][f"R@{k}"] for k in ks}
         if progress is not None:
             progress(i + 1, len(usable))

@@ -164,8 +164,9 @@ class DimensionsPanel(QWidget):
             return
         while self.grid.count():
             item = self.grid.takeAt(0)
-            if item is not None and item.widget() is not None:
-                item.widget().deleteLater()
+            widget = item.widget() if item is not None else None
+            if widget is not None:
+                widget.deleteLater()
         self.strips.clear()
         self.dims = list(dims)
         for col, text in ((1, "Float (cosine)"), (2, "Binary (Hamming)")):
@@ -211,7 +212,7 @@ class DimensionsPanel(QWidget):
             f"neighbours shared with the full {full}-d float ranking. Storage: 4 bytes per float dimension, "
             "1 bit per binary one."
         )
-        self.left.setCurrentWidget(self.left.widget(1))
+        self.left.setCurrentIndex(1)  # the strips
 
     # -- recall -----------------------------------------------------------------------------------------
     def show_recall(self, table: RecallTable | None, message: str) -> None:
@@ -234,7 +235,7 @@ class DimensionsPanel(QWidget):
         plot.setXRange(-0.4, float(x.max()) + 0.6, padding=0)  # room for the last tick's label
         sample = f" (a random {table.items:,} of {table.sampled_from:,})" if table.sampled_from else ""
         full = table.dims[-1]
-        f1, b1 = table.float[full][1], table.binary[full][1]
+        f1, b1 = table.cosine[full][1], table.binary[full][1]
         self.recall_note.setText(
             f"{table.items:,} images{sample} in {table.classes} classes (sub-folders), each searched against "
             f"all the others. At {full}-d: R@1 {f1:.3f} float, {b1:.3f} binary. {message}".strip()

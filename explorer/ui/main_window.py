@@ -435,7 +435,8 @@ class MainWindow(QMainWindow):
         current = self.tabs.currentIndex()
         old_tab = self.tabs.widget(1)
         self.tabs.removeTab(1)
-        old_tab.deleteLater()
+        if old_tab is not None:
+            old_tab.deleteLater()
         self.tabs.insertTab(1, self.dims, "Dimensions")
         self.tabs.setCurrentIndex(current)
         if self.session is not None:
@@ -582,8 +583,12 @@ class MainWindow(QMainWindow):
         self.folder_combo.blockSignals(False)
         self.recent_menu.clear()
         for f in recent:
-            self.recent_menu.addAction(str(f), lambda f=f: self.open_folder(f))
+            self.recent_menu.addAction(str(f), self._folder_opener(f))
         self.recent_menu.setEnabled(bool(recent))
+
+    def _folder_opener(self, folder: Path) -> Callable[[], None]:
+        """A slot that opens `folder` (one per Recent-folders entry)."""
+        return lambda: self.open_folder(folder)
 
     def open_folder(self, folder: Path) -> None:
         """Search in `folder`: remember it, and bring its index up to date in the background."""
@@ -739,10 +744,12 @@ class MainWindow(QMainWindow):
 
     def skipped_files(self) -> list[tuple[str, str]]:
         """(file, reason) rows as listed in the skipped-files panel."""
-        return [
-            (self.skipped_table.item(r, 0).text(), self.skipped_table.item(r, 1).text())
-            for r in range(self.skipped_table.rowCount())
-        ]
+
+        def cell(row: int, column: int) -> str:
+            item = self.skipped_table.item(row, column)
+            return item.text() if item is not None else ""
+
+        return [(cell(r, 0), cell(r, 1)) for r in range(self.skipped_table.rowCount())]
 
     def show_skipped(self) -> None:
         self.skipped_dock.show()

@@ -314,7 +314,7 @@ class PreviewDialog(QDialog):
 
     def __init__(self, result: SearchResult, thumbnails: ThumbnailCache, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.result = result
+        self.search_result = result
         self.thumbnails = thumbnails
         self.setWindowTitle(f"#{result.rank} — {result.path.name}")
         self.image = QLabel("Loading…")
@@ -343,18 +343,18 @@ class PreviewDialog(QDialog):
         self._ready(str(result.path))
 
     def _use_as_query(self) -> None:
-        self.queryRequested.emit(self.result.path)
+        self.queryRequested.emit(self.search_result.path)
         self.accept()
 
     def _ready(self, path: str) -> None:
-        if path != str(self.result.path):
+        if path != str(self.search_result.path):
             return
-        pixmap = self.thumbnails.get(self.result.path, self.PREVIEW_SIZE)
+        pixmap = self.thumbnails.get(self.search_result.path, self.PREVIEW_SIZE)
         if pixmap is not None:
             self._pixmap = pixmap
             self._show_scaled()
-        elif self.thumbnails.error(self.result.path):
-            self.image.setText(f"Cannot show this file: {self.thumbnails.error(self.result.path)}")
+        elif self.thumbnails.error(self.search_result.path):
+            self.image.setText(f"Cannot show this file: {self.thumbnails.error(self.search_result.path)}")
 
     def _show_scaled(self) -> None:
         pixmap = getattr(self, "_pixmap", None)

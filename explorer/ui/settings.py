@@ -10,6 +10,7 @@ real preferences.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
@@ -87,7 +88,9 @@ class Settings:
         value = self.store.value("folders/recent", [])
         if isinstance(value, str):  # QSettings collapses a one-element list to its element
             value = [value] if value else []
-        return [Path(str(v)) for v in value or [] if v]
+        if not isinstance(value, Iterable):  # nothing stored (None)
+            return []
+        return [Path(str(v)) for v in value if v]
 
     @recent_folders.setter
     def recent_folders(self, folders: list[Path]) -> None:

@@ -141,5 +141,5 @@ def test_folder_labels_and_sampled_recall() -> None:
     assert table is not None and table.items == 20 and table.sampled_from == 30
     full = folder_recall(emb, rel, [8, 16])
     expected = evaluate(emb, [r.split("/")[0] for r in rel], [8, 16], ks=(1, 4), with_clustering=False)
-    assert full is not None and full.float[16][1] == expected["float"][16]["R@1"]
+    assert full is not None and full.cosine[16][1] == expected["float"][16]["R@1"]
     assert full.binary[8][4] == expected["binary"][8]["R@4"]
