@@ -509,7 +509,7 @@ class _Trainer:
                 "trained_on": [f"{self.train_set.root} ({len(self.train_set.classes)} classes, "
                                f"{len(self.train_set.samples)} images)"],
                 "recipe": {
-                    **{k: v for k, v in asdict(cfg).items() if k not in ("device", "num_workers")},
+                    **{k: v for k, v in asdict(cfg).items() if k not in ("device", "num_workers", "cache_dir")},
                     "device": str(self.device),
                     "steps": self.global_step,
                     "skipped_steps": self.skipped_steps,
