@@ -104,17 +104,21 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "resources" / "models" / "default")
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bundled")
     p.add_argument("--dim", type=int, default=1280)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--trainable-stages", type=int, default=1)
     p.add_argument("--crop-size", type=int, default=224)
     p.add_argument("--cache-views", type=int, default=1)
     p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--backbone-lr-mult", type=float, default=0.1)
+    p.add_argument("--backbone-lr-mult", type=float, default=1.0)
     p.add_argument("--classes-per-batch", type=int, default=25)
     p.add_argument("--per-class", type=int, default=3)
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-baseline", action="store_true")
+    p.add_argument(
+        "--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=False,
+        help="keep ImageNet batch-norm statistics (the shipped model was trained without: --no-freeze-batchnorm)",
+    )
     args = p.parse_args()
     if not DATASETS.is_dir():
         print(f"needs {DATASETS}", file=sys.stderr)
@@ -128,6 +132,7 @@ def main() -> int:
         backbone_lr_mult=args.backbone_lr_mult, classes_per_batch=args.classes_per_batch, per_class=args.per_class,
         trainable_stages=None if full_stages else args.trainable_stages, cache_trunk=not full_stages,
         cache_views=args.cache_views, crop_size=args.crop_size, device=args.device, cache_dir=str(args.work),
+        freeze_batchnorm=args.freeze_batchnorm,
     )  # fmt: skip
     started = time.time()
     result = fit(

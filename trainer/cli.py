@@ -57,6 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--cache-views", type=int, default=d.cache_views)
     f.add_argument("--crop-size", type=int, default=None, help="training resolution (default: model input)")
     f.add_argument(
+        "--update-batchnorm", action="store_true", help="re-estimate the backbone's batch-norm statistics in training"
+    )
+    f.add_argument(
         "--split",
         choices=["class", "none"],
         default="class",
@@ -115,6 +118,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         per_class=args.per_class, batches_per_epoch=args.batches_per_epoch, lr=args.lr,
         backbone_lr_mult=args.backbone_lr_mult, trainable_stages=args.trainable_stages,
         cache_trunk=args.cache_trunk, cache_views=args.cache_views, crop_size=args.crop_size, seed=args.seed,
+        freeze_batchnorm=not args.update_batchnorm,
         device=args.device, num_workers=args.workers,
     )  # fmt: skip
     quiet = args.quiet

@@ -142,7 +142,7 @@ def test_fit_without_the_trunk_cache(train_folder: LabelledFolder, tmp_path: Pat
     assert any(not torch.equal(last_before[k], last_after[k]) for k in last_before)
     # PCA initialisation from the full pipeline's pooled features, then two steps: rows still near-orthonormal.
     w = embedding_weight(trained)
-    torch.testing.assert_close(w @ w.T, torch.eye(64), atol=0.05, rtol=0)
+    torch.testing.assert_close(w @ w.T, torch.eye(64), atol=0.1, rtol=0)  # a default init is far off (0.7)
 
 
 # -- PCA initialisation ---------------------------------------------------------------------------------
@@ -377,3 +377,14 @@ def test_config_key_ignores_only_the_volatile_settings() -> None:
     assert dataclasses.replace(cfg, device="cuda", num_workers=7, checkpoint_every=3).key() == cfg.key()
     assert dataclasses.replace(cfg, lr=0.02).key() != cfg.key()
     assert dataclasses.replace(cfg, seed=1).key() != cfg.key()
+
+
+def test_frozen_batchnorm_keeps_the_imagenet_statistics(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    start = weights(fit(train_folder, tmp_path / "start", config(epochs=0)).model_path)
+    frozen = weights(fit(train_folder, tmp_path / "frozen", config(lr=0.0, epochs=1)).model_path)
+    updated = weights(
+        fit(train_folder, tmp_path / "updated", config(lr=0.0, epochs=1, freeze_batchnorm=False)).model_path
+    )
+    stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(start[k], frozen[k]) for k in stats)  # the default keeps them
+    assert any(not torch.equal(start[k], updated[k]) for k in stats)  # the option re-estimates them
