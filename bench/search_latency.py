@@ -204,9 +204,7 @@ def bench_binary(
             return cand[0][np.lexsort((cand[0], d))[:K]]
 
         found = np.vstack([two_stage(i) for i in range(len(queries))])
-        recall = float(
-            np.mean([recall_with_ties(codes64, q, f) for q, f in zip(queries, found, strict=True)])
-        )
+        recall = float(np.mean([recall_with_ties(codes64, q, f) for q, f in zip(queries, found, strict=True)]))
         latency = time_queries(two_stage, len(queries))
         label = f"{rerank_bits}-bit top-{shortlist}, re-rank at {nbits} (approx.)"
         rows.append(BinaryRow(n, label, short_build, short_index.nbytes, 0, latency, recall))
@@ -217,9 +215,7 @@ def bench_binary(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="collection sizes, comma-separated")
     parser.add_argument("--dim", type=int, default=1024, help="embedding dimension (= binary code bits)")
     parser.add_argument("--queries", type=int, default=200, help="queries per measurement")
@@ -249,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         f"- data: {args.dim}-d gaussian mixture, 1,000 centres, noise = centre scale; "
         f"{args.queries} held-out queries from the same mixture; k = {K}"
     )
-    print(
-        "- latency: one query at a time, one thread (hnswlib num_threads=1, faiss.omp_set_num_threads(1))\n"
-    )
+    print("- latency: one query at a time, one thread (hnswlib num_threads=1, faiss.omp_set_num_threads(1))\n")
 
     float_rows: list[FloatRow] = []
     for n in sizes:
@@ -260,10 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"building float index, N={n:,} ...", file=sys.stderr, flush=True)
         float_rows += bench_float(mix, n, queries, args.m, args.ef_construction, efs)
 
-    print(
-        f"### Float HNSW (hnswlib, cosine, M={args.m}, ef_construction={args.ef_construction}, "
-        "build on 2 threads)\n"
-    )
+    print(f"### Float HNSW (hnswlib, cosine, M={args.m}, ef_construction={args.ef_construction}, build on 2 threads)\n")
     print("| N | build | index size | RSS delta | ef_search | median | p99 | recall@10 |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in float_rows:

@@ -29,9 +29,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_BAD_MODEL,
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="explorer", description="Image retrieval with deep metric learning.")
-    p.add_argument(
-        "--model", type=Path, default=None, help="model file (.safetensors/.json); default: bundled"
-    )
+    p.add_argument("--model", type=Path, default=None, help="model file (.safetensors/.json); default: bundled")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, mps (default: auto)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -124,9 +122,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if not session.is_indexed(args.folder):
-        print(
-            f"explorer: {args.folder} is not indexed yet; run: explorer index {args.folder}", file=sys.stderr
-        )
+        print(f"explorer: {args.folder} is not indexed yet; run: explorer index {args.folder}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if args.k < 1:
         print("explorer: -k must be at least 1", file=sys.stderr)

@@ -116,7 +116,9 @@ def main() -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--skip-baseline", action="store_true")
     p.add_argument(
-        "--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=False,
+        "--freeze-batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="keep ImageNet batch-norm statistics (the shipped model was trained without: --no-freeze-batchnorm)",
     )
     args = p.parse_args()

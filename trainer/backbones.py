@@ -62,9 +62,7 @@ def _remap_in_order(source: dict[str, torch.Tensor], target: nn.Module, skip: tu
     src = [(k, v) for k, v in source.items() if not k.startswith(skip)]
     dst = [k for k in target.state_dict() if not k.startswith(("classifier",))]
     if len(src) != len(dst):
-        raise BackboneError(
-            f"weight layout mismatch: {len(src)} tensors in the file, {len(dst)} in the model"
-        )
+        raise BackboneError(f"weight layout mismatch: {len(src)} tensors in the file, {len(dst)} in the model")
     shapes = target.state_dict()
     remapped = {}
     for (src_key, tensor), dst_key in zip(src, dst, strict=True):
@@ -78,9 +76,7 @@ def _efficientnet_lite(variant: int) -> Callable[[bool, Path | None], nn.Module]
     def build(pretrained: bool, weights_path: Path | None) -> nn.Module:
         import timm
 
-        model = timm.create_model(
-            f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool=""
-        )
+        model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False, num_classes=0, global_pool="")
         if not pretrained and weights_path is None:
             return model
         if weights_path is None:

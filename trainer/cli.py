@@ -37,9 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--out", type=Path, required=True, help="model path to write (<out>.safetensors + .json)")
     src = f.add_mutually_exclusive_group()
     src.add_argument("--base", type=Path, help="start from this model (e.g. the bundled one)")
-    src.add_argument(
-        "--backbone", default="efficientnet_lite0", help="start from ImageNet weights of this backbone"
-    )
+    src.add_argument("--backbone", default="efficientnet_lite0", help="start from ImageNet weights of this backbone")
     f.add_argument("--backbone-weights", type=Path, help="ImageNet weights file (needed for resnet50)")
     f.add_argument("--method", default=d.method, help="training method (see: trainer methods)")
     f.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyperparameter")
@@ -65,12 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         default="class",
         help="class: first half of the sorted classes trains, the rest validates; none: all train",
     )
-    f.add_argument(
-        "--split-seed", type=int, default=None, help="shuffle classes with this seed before halving"
-    )
-    f.add_argument(
-        "--test-dir", type=Path, default=None, help="explicit held-out folder (implies --split none)"
-    )
+    f.add_argument("--split-seed", type=int, default=None, help="shuffle classes with this seed before halving")
+    f.add_argument("--test-dir", type=Path, default=None, help="explicit held-out folder (implies --split none)")
     f.add_argument("--seed", type=int, default=d.seed)
     f.add_argument("--device", default="auto")
     f.add_argument("--workers", type=int, default=d.num_workers)
@@ -80,9 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("model", type=Path)
     e.add_argument("data", type=Path)
     e.add_argument("--split", choices=["test", "all"], default="test")
-    e.add_argument(
-        "--dims", default=None, help="comma-separated dimensions (default: the card's nested dims)"
-    )
+    e.add_argument("--dims", default=None, help="comma-separated dimensions (default: the card's nested dims)")
     e.add_argument("--max-images", type=int, default=None)
     e.add_argument("--no-clustering", action="store_true", help="skip NMI and F1")
     e.add_argument("--device", default="auto")
@@ -138,9 +130,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         train, args.out, config, base=args.base, backbone=args.backbone, validation=val, callbacks=callbacks,
         backbone_weights=args.backbone_weights,
     )  # fmt: skip
-    print(
-        f"wrote {result.model_path} ({len(result.history)} epochs, {result.card.dim}-d, method {args.method})"
-    )
+    print(f"wrote {result.model_path} ({len(result.history)} epochs, {result.card.dim}-d, method {args.method})")
     if result.history:
         print(json.dumps(result.history[-1]))
     return EXIT_OK
@@ -169,9 +159,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         model, folder, dims, args.device, with_clustering=not args.no_clustering, max_images=args.max_images
     )
     if args.json:
-        print(
-            json.dumps({rep: {str(d): v for d, v in per.items()} for rep, per in metrics.items()}, indent=2)
-        )
+        print(json.dumps({rep: {str(d): v for d, v in per.items()} for rep, per in metrics.items()}, indent=2))
     else:
         size = f"{len(folder.classes)} classes, {len(folder.samples)} images"
         title = f"{model.card.name} on {args.data} ({args.split}: {size})"

@@ -107,9 +107,7 @@ class DenselyAnchoredSampling(nn.Module):
         hits.scatter_(1, top, 1)
         for label in labels.unique().tolist():
             counts = hits[labels == label].sum(dim=0).cpu()
-            self._frequency[label] = (
-                self._frequency.get(label, torch.zeros(self.dim, dtype=torch.long)) + counts
-            )
+            self._frequency[label] = self._frequency.get(label, torch.zeros(self.dim, dtype=torch.long)) + counts
 
     @torch.no_grad()
     def _update_memory(self, x: Tensor, labels: Tensor) -> None:

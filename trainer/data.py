@@ -93,9 +93,7 @@ def trainability_problems(folder: LabelledFolder, min_per_class: int = MIN_IMAGE
     """Every reason this folder cannot train, as sentences for a person (empty when it can)."""
     problems = []
     if not folder.samples:
-        problems.append(
-            f"{folder.root} has no readable images in class sub-folders (one sub-folder per class)"
-        )
+        problems.append(f"{folder.root} has no readable images in class sub-folders (one sub-folder per class)")
         return problems
     if len(folder.classes) < 2:
         problems.append(

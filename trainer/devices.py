@@ -20,9 +20,7 @@ def pick_device(preference: str = "auto") -> torch.device:
     device = torch.device(preference)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("CUDA was asked for but no CUDA device is available")
-    if device.type == "mps" and not (
-        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
-    ):
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("MPS was asked for but is not available")
     return device
 

@@ -161,9 +161,7 @@ class _Trainer:
             self.model.card = ModelCard(**{**asdict(self.model.card), "nested_dims": [self.model.card.dim]})
         self.card = self.model.card
         dims = self.card.nested_dims
-        self.objective = build_objective(
-            config.method, self.card.dim, len(train.classes), dims, **config.method_params
-        )
+        self.objective = build_objective(config.method, self.card.dim, len(train.classes), dims, **config.method_params)
         self.stages = backbone_stages(self.model.backbone)
         k = config.trainable_stages
         self.n_frozen = 0 if k is None else max(0, len(self.stages) - k)
@@ -292,9 +290,7 @@ class _Trainer:
         path = folder / f"trunk-cache-{key}.safetensors"
         cache = load_cache(path, key)
         if cache is None:
-            self.cb.message(
-                f"caching the {self.n_frozen} frozen stages for {len(self.train_set.samples)} images"
-            )
+            self.cb.message(f"caching the {self.n_frozen} frozen stages for {len(self.train_set.samples)} images")
             trunk = nn.Sequential(*self.stages[: self.n_frozen])
             cache = compute_trunk_cache(
                 trunk, self.model.normalize_uint8, self.train_set.samples, self.crop, self.resize,
@@ -419,9 +415,7 @@ class _Trainer:
         start_epoch, skip = resumed if resumed else (0, 0)
         resumed_from = self.global_step
         if resumed:
-            self.cb.message(
-                f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})"
-            )
+            self.cb.message(f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})")
         else:
             self._warm_start()
             start = self._validate()
@@ -437,11 +431,7 @@ class _Trainer:
             self._set_epoch_lr(epoch)
             warm = epoch < cfg.warmup_epochs
             self._set_train_mode(warm)
-            batches = (
-                self._cached_batches(epoch, skip)
-                if self.trunk_cache is not None
-                else self._loader_batches(skip)
-            )
+            batches = self._cached_batches(epoch, skip) if self.trunk_cache is not None else self._loader_batches(skip)
             losses = []
             step_in_epoch = skip
             for images, labels in batches:

@@ -461,9 +461,7 @@ def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
         raise ImageLoadError("zero-byte file")
     if st.st_size > MAX_FILE_BYTES:
         mb = 1024 * 1024
-        raise ImageLoadError(
-            f"too large: file is {st.st_size // mb:,} MB (limit {MAX_FILE_BYTES // mb:,} MB)"
-        )
+        raise ImageLoadError(f"too large: file is {st.st_size // mb:,} MB (limit {MAX_FILE_BYTES // mb:,} MB)")
     try:
         with open(path, "rb") as fh:
             return _decode(fh, path, min_side)

@@ -29,9 +29,7 @@ from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter
 @dataclass
 class EmbeddedBatch:
     paths: list[Path]
-    embeddings: npt.NDArray[
-        np.float32
-    ]  # (len(paths), D), raw (not normalised): binarize and prefixes need it
+    embeddings: npt.NDArray[np.float32]  # (len(paths), D), raw (not normalised): binarize and prefixes need it
     skipped: list[Skipped]
 
 

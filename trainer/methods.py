@@ -61,9 +61,7 @@ class NestedObjective(nn.Module):
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         if embeddings.ndim != 2 or embeddings.shape[1] < self.dims[-1]:
-            raise ValueError(
-                f"expected embeddings of shape (B, >= {self.dims[-1]}), got {tuple(embeddings.shape)}"
-            )
+            raise ValueError(f"expected embeddings of shape (B, >= {self.dims[-1]}), got {tuple(embeddings.shape)}")
         losses = [self.objectives[str(d)](embeddings[:, :d], labels) for d in self.dims]
         total: Tensor = sum(losses[1:], losses[0])
         return total
@@ -272,8 +270,7 @@ def _coerce(method: str, name: str, value: object, default: HParam) -> HParam:
         return number
     except (TypeError, ValueError):
         raise ValueError(
-            f"hyperparameter {name!r} of method {method!r} expects {kind.__name__} (default {default!r}), "
-            f"got {value!r}"
+            f"hyperparameter {name!r} of method {method!r} expects {kind.__name__} (default {default!r}), got {value!r}"
         ) from None
 
 

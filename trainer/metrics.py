@@ -88,9 +88,7 @@ def _check_labels(labels: npt.ArrayLike, n: int) -> npt.NDArray[np.int64]:
     return codes.astype(np.int64).reshape(-1)
 
 
-def _nearest_others(
-    dist: npt.NDArray[np.float64], rows: npt.NDArray[np.int64], depth: int
-) -> npt.NDArray[np.int64]:
+def _nearest_others(dist: npt.NDArray[np.float64], rows: npt.NDArray[np.int64], depth: int) -> npt.NDArray[np.int64]:
     """Indices of the `depth` nearest items other than the query, per row, ordered by (distance, index).
 
     A full sort of every row costs O(n log n) per query and dominates a 10k evaluation, but Recall@K and

@@ -105,9 +105,7 @@ class EmbeddingModel(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(
-        self, card: ModelCard, pretrained: bool = False, backbone_weights: Path | None = None
-    ) -> None:
+    def __init__(self, card: ModelCard, pretrained: bool = False, backbone_weights: Path | None = None) -> None:
         super().__init__()
         self.card = card
         spec = get_backbone(card.backbone)

@@ -53,9 +53,7 @@ class MessagePassingNetwork(nn.Module):
             raise ValueError(f"num_layers and ff_mult must be at least 1, got {num_layers}, {ff_mult}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
-        self.layers = nn.ModuleList(
-            MessagePassingLayer(dim, num_heads, ff_mult, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(MessagePassingLayer(dim, num_heads, ff_mult, dropout) for _ in range(num_layers))
 
     def forward(self, nodes: Tensor) -> Tensor:
         if nodes.ndim != 2:

@@ -81,9 +81,7 @@ class Catalog:
             raise CatalogError(f"catalog {self.path} is not readable: {exc}") from None
         stored = self.meta()
         if "dim" in stored and int(stored["dim"]) != dim:
-            raise CatalogError(
-                f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}"
-            )
+            raise CatalogError(f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}")
         self.set_meta({"dim": str(dim), **(meta or {})})
 
     @staticmethod
@@ -154,26 +152,20 @@ class Catalog:
         for stamp, vector in embedded:
             v = np.ascontiguousarray(vector, dtype=np.float32)
             if v.shape != (self.dim,):
-                raise CatalogError(
-                    f"embedding of {stamp.relpath} has shape {v.shape}, expected ({self.dim},)"
-                )
+                raise CatalogError(f"embedding of {stamp.relpath} has shape {v.shape}, expected ({self.dim},)")
             rows.append((stamp.relpath, stamp.size, stamp.mtime_ns, v.tobytes()))
         with self._lock, self._transaction():
             for stamp, _ in embedded:
                 self._db.execute("DELETE FROM images WHERE relpath = ?", (stamp.relpath,))
                 self._db.execute("DELETE FROM skipped WHERE relpath = ?", (stamp.relpath,))
-            self._db.executemany(
-                "INSERT INTO images (relpath, size, mtime_ns, embedding) VALUES (?, ?, ?, ?)", rows
-            )
+            self._db.executemany("INSERT INTO images (relpath, size, mtime_ns, embedding) VALUES (?, ?, ?, ?)", rows)
             for stamp, reason in skipped:
                 self._db.execute("DELETE FROM images WHERE relpath = ?", (stamp.relpath,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)",
                     (stamp.relpath, stamp.size, stamp.mtime_ns, reason),
                 )
-            self._db.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (time.strftime("%Y-%m-%d %H:%M:%S"),)
-            )
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (time.strftime("%Y-%m-%d %H:%M:%S"),))
 
     # -- reading ----------------------------------------------------------------------------------------
     def snapshot(self) -> CatalogSnapshot:

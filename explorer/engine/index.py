@@ -397,9 +397,7 @@ class BinaryIndex:
             self._ids = self._ids[keep]
             self._codes = self._codes[keep]
 
-    def search(
-        self, query_codes: npt.ArrayLike, k: int
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    def search(self, query_codes: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
         """The k nearest ids per query by Hamming distance, nearest first; equal distances by ascending id.
 
         Always 2-D, (q, min(k, len)).

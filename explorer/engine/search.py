@@ -18,9 +18,7 @@ from explorer.engine.catalog import Catalog, CatalogSnapshot
 from explorer.engine.index import BinaryIndex, FloatIndex, IndexFileError
 from trainer.binary import binarize, code_prefix, hamming_distances
 
-DEFAULT_EXACT_LIMIT = (
-    20_000 * 1280
-)  # vectors x dims: an exact scan of this costs about as much as a graph walk
+DEFAULT_EXACT_LIMIT = 20_000 * 1280  # vectors x dims: an exact scan of this costs about as much as a graph walk
 
 
 @dataclass(frozen=True)
@@ -111,9 +109,7 @@ class Collection:
         except (IndexFileError, FileNotFoundError):
             index = FloatIndex(dim)
         ids = self.snapshot.ids
-        added, removed = index.sync(
-            ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim]
-        )
+        added, removed = index.sync(ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim])
         if added or removed or not path.exists():
             index.save(path)
         self._float[dim] = index

@@ -9,13 +9,9 @@ from trainer.das import DASObjective, DenselyAnchoredSampling
 from trainer.losses.triplet import TripletLoss
 
 
-def batch(
-    seed: int = 0, classes: int = 3, per_class: int = 2, dim: int = 8
-) -> tuple[torch.Tensor, torch.Tensor]:
+def batch(seed: int = 0, classes: int = 3, per_class: int = 2, dim: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(classes * per_class, dim, generator=g), torch.arange(classes).repeat_interleave(
-        per_class
-    )
+    return torch.randn(classes * per_class, dim, generator=g), torch.arange(classes).repeat_interleave(per_class)
 
 
 def test_output_is_batch_plus_produced_with_anchor_labels() -> None:

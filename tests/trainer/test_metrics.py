@@ -173,11 +173,7 @@ def test_retrieval_argument_errors() -> None:
 
 def test_nmi_hand_contingency_table() -> None:
     # true: a a b b ; pred: x x x y. Contingency: a->(x:2), b->(x:1, y:1). N = 4.
-    mi = (
-        2 / 4 * math.log(4 * 2 / (2 * 3))
-        + 1 / 4 * math.log(4 * 1 / (2 * 3))
-        + 1 / 4 * math.log(4 * 1 / (2 * 1))
-    )
+    mi = 2 / 4 * math.log(4 * 2 / (2 * 3)) + 1 / 4 * math.log(4 * 1 / (2 * 3)) + 1 / 4 * math.log(4 * 1 / (2 * 1))
     h_true = math.log(2)
     h_pred = -(3 / 4 * math.log(3 / 4) + 1 / 4 * math.log(1 / 4))
     expected = mi / ((h_true + h_pred) / 2)

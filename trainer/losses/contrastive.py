@@ -26,9 +26,7 @@ class ContrastiveLoss(nn.Module):
     def __init__(self, pos_margin: float = 0.0, neg_margin: float = 0.5) -> None:
         super().__init__()
         if pos_margin < 0 or neg_margin <= pos_margin:
-            raise ValueError(
-                f"need 0 <= pos_margin < neg_margin, got pos_margin={pos_margin}, neg_margin={neg_margin}"
-            )
+            raise ValueError(f"need 0 <= pos_margin < neg_margin, got pos_margin={pos_margin}, neg_margin={neg_margin}")
         self.pos_margin = float(pos_margin)
         self.neg_margin = float(neg_margin)
 

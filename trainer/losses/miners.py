@@ -109,9 +109,7 @@ def all_triplets(labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 @torch.no_grad()
-def multisimilarity_pairs(
-    sim: Tensor, labels: Tensor, epsilon: float = 0.1
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def multisimilarity_pairs(sim: Tensor, labels: Tensor, epsilon: float = 0.1) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Informative pairs by the multi-similarity mining rule (Wang et al., Eq. 7 and 8).
 
     For anchor i (S = cosine similarity):

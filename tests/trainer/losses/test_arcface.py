@@ -33,9 +33,7 @@ def test_value_by_hand_including_the_threshold_branch() -> None:
     # sample 0: θ_y = 30° -> target cos(30° + m); other class cos 60°
     l0 = softmax_ce([s * math.cos(math.radians(30) + m), s * math.cos(math.radians(60))], 0)
     # sample 1: θ_y = 170° > π - m (151.4°) -> cos θ - m·sin(π - m); other class at 80°
-    l1 = softmax_ce(
-        [s * (math.cos(math.radians(170)) - m * math.sin(math.pi - m)), s * math.cos(math.radians(80))], 0
-    )
+    l1 = softmax_ce([s * (math.cos(math.radians(170)) - m * math.sin(math.pi - m)), s * math.cos(math.radians(80))], 0)
     # sample 2: θ_y = 10° to class 1; other class 100°
     l2 = softmax_ce([s * math.cos(math.radians(100)), s * math.cos(math.radians(10) + m)], 1)
     loss = make(m, s)(x, labels)

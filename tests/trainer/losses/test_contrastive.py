@@ -16,10 +16,7 @@ LABELS = [0, 0, 1, 1]
 def embeddings() -> torch.Tensor:
     # radii differ on purpose: distances are between the normalised vectors
     return torch.tensor(
-        [
-            [(i + 1) * math.cos(math.radians(a)), (i + 1) * math.sin(math.radians(a))]
-            for i, a in enumerate(ANGLES_DEG)
-        ],
+        [[(i + 1) * math.cos(math.radians(a)), (i + 1) * math.sin(math.radians(a))] for i, a in enumerate(ANGLES_DEG)],
         requires_grad=True,
     )
 

@@ -76,9 +76,7 @@ def test_batch_hard_picks_farthest_positive_and_closest_negative() -> None:
 
 
 def test_batch_hard_drops_anchors_without_positive() -> None:
-    a, _, _ = batch_hard_triplets(
-        symmetric(3, {(0, 1): 0.3, (0, 2): 1.0, (1, 2): 1.2}), torch.tensor([0, 0, 1])
-    )
+    a, _, _ = batch_hard_triplets(symmetric(3, {(0, 1): 0.3, (0, 2): 1.0, (1, 2): 1.2}), torch.tensor([0, 0, 1]))
     assert sorted(a.tolist()) == [0, 1]
 
 

@@ -16,10 +16,7 @@ LABELS = [0, 0, 1, 1]
 
 def embeddings() -> torch.Tensor:
     return torch.tensor(
-        [
-            [(1 + i) * math.cos(math.radians(a)), (1 + i) * math.sin(math.radians(a))]
-            for i, a in enumerate(ANGLES_DEG)
-        ],
+        [[(1 + i) * math.cos(math.radians(a)), (1 + i) * math.sin(math.radians(a))] for i, a in enumerate(ANGLES_DEG)],
         requires_grad=True,
     )
 
@@ -84,9 +81,7 @@ def test_miner_drops_well_separated_positives() -> None:
 
 @pytest.mark.parametrize(("alpha", "beta", "base"), [(2.0, 50.0, 0.5), (1.0, 10.0, 0.3)])
 def test_loss_matches_definition_with_mining(alpha: float, beta: float, base: float) -> None:
-    loss = MultiSimilarityLoss(alpha=alpha, beta=beta, base=base, epsilon=0.1)(
-        embeddings(), torch.tensor(LABELS)
-    )
+    loss = MultiSimilarityLoss(alpha=alpha, beta=beta, base=base, epsilon=0.1)(embeddings(), torch.tensor(LABELS))
     assert loss.item() == pytest.approx(reference(alpha, beta, base, 0.1), rel=1e-5)
 
 
