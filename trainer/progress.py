@@ -52,11 +52,22 @@ class RateMeter:
         return Progress(self.done, self.total, self.done / elapsed, self.stage)
 
 
+def format_time_left(seconds: float | None) -> str:
+    """'m:ss left', or 'h:mm:ss left' from an hour on; '' when unknown.
+
+    >>> format_time_left(75), format_time_left(3725), format_time_left(None)
+    ('1:15 left', '1:02:05 left', '')
+    """
+    if seconds is None:
+        return ""
+    s = round(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d} left" if s >= 3600 else f"{s // 60}:{s % 60:02d} left"
+
+
 def format_progress(p: Progress, width: int = 30) -> str:
     """One line for a terminal: bar, counts, rate and time left."""
     frac = p.done / p.total if p.total else 1.0
     filled = round(frac * width)
-    left = p.seconds_left
-    eta = f"{int(left // 60)}:{int(left % 60):02d} left" if left is not None else ""
+    eta = format_time_left(p.seconds_left)
     stage = f"{p.stage} " if p.stage else ""
     return f"{stage}[{'#' * filled}{'.' * (width - filled)}] {p.done}/{p.total} {p.rate:.1f}/s {eta}".rstrip()

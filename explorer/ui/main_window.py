@@ -58,6 +58,7 @@ from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, c
 from explorer.ui.settings import MAX_K, Settings
 from explorer.ui.thumbnails import ThumbnailCache, qimage_to_pil
 from explorer.ui.workers import Job, JobRunner
+from trainer.progress import format_time_left
 
 if TYPE_CHECKING:
     from explorer.engine.search import SearchResult
@@ -89,13 +90,6 @@ def default_session_factory(model_path: Path | None) -> RetrievalSession:
 
 def app_icon() -> QIcon:
     return QIcon(str(ICON_PATH)) if ICON_PATH.exists() else QIcon()
-
-
-def format_eta(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = round(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d} left" if s >= 3600 else f"{s // 60}:{s % 60:02d} left"
 
 
 class _ImportSignal(QObject):
@@ -680,7 +674,7 @@ class MainWindow(QMainWindow):
             return
         self.progress_bar.setRange(0, max(1, progress.total))
         self.progress_bar.setValue(progress.done)
-        eta = format_eta(progress.seconds_left)
+        eta = format_time_left(progress.seconds_left)
         cancelling = "Cancelling… " if job.cancelled() else ""
         self.progress_label.setText(
             f"{cancelling}Embedding {progress.done:,}/{progress.total:,} · {progress.rate:.1f} images/s"

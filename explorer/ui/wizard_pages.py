@@ -67,6 +67,7 @@ from explorer.ui.wizard_jobs import (
     train,
 )
 from explorer.ui.workers import Job, JobRunner
+from trainer.progress import format_time_left
 
 if TYPE_CHECKING:
     from explorer.ui.wizard import FineTuneWizard
@@ -96,13 +97,6 @@ def help_label(text: str = "") -> QLabel:
 
 def colored(text: str, color: str) -> str:
     return f"<span style='color:{color}'>{text}</span>"
-
-
-def format_left(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = round(seconds)
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d} left" if s >= 3600 else f"{s // 60}:{s % 60:02d} left"
 
 
 class FolderRow(QWidget):
@@ -1030,7 +1024,7 @@ class TrainingPage(Page):
     def _show_progress(self, p: Progress) -> None:
         self.progress.setRange(0, max(1, p.total))
         self.progress.setValue(p.done)
-        left = format_left(p.seconds_left)
+        left = format_time_left(p.seconds_left)
         if p.stage == "training":
             self.total_steps = p.total
             per_epoch = max(1, p.total // max(1, self.plan.config.epochs if self.plan else 1))

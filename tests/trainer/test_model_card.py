@@ -9,11 +9,12 @@ import pytest
 import trainer.binary
 import trainer.model
 import trainer.model_card
+import trainer.progress
 from trainer.model import ModelCard
 from trainer.model_card import card_markdown, metrics_table
 
 
-@pytest.mark.parametrize("module", [trainer.binary, trainer.model, trainer.model_card])
+@pytest.mark.parametrize("module", [trainer.binary, trainer.model, trainer.model_card, trainer.progress])
 def test_docstring_examples_hold(module: object) -> None:
     failures, tried = doctest.testmod(module)  # type: ignore[arg-type]
     assert tried > 0 and failures == 0
