@@ -604,6 +604,8 @@ class SettingsPage(Page):
         self.estimate = QLabel("Looking at this computer…")
         self.estimate.setWordWrap(True)
         self.estimate.setTextFormat(Qt.TextFormat.RichText)
+        # Rich text is laid out at its one-line width unless the label may shrink: let the column decide.
+        self.estimate.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
         grid = QGridLayout(self)
         grid.setVerticalSpacing(2)
