@@ -119,7 +119,7 @@ class Schedule:
             f"evaluation; trains {trained} + embedding layer; {self.epochs} epochs of ~{self.images_per_epoch} "
             f"images (the first {self.warmup_epochs} with the backbone frozen), SGD momentum 0.9, weight decay "
             f"1e-4, lr {self.lr:g} (backbone x{self.backbone_lr_mult:g}), x0.1 at 60% and 85% of the fine-tuning "
-            f"epochs; seed {self.seed}"
+            f"epochs; batch-norm statistics kept at ImageNet's (FitConfig.freeze_batchnorm); seed {self.seed}"
         )
 
 

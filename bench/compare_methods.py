@@ -106,7 +106,7 @@ def main() -> int:
     control = cp.train(train_set, "lr0-control", replace(schedule, lr=0.0).config(), args.work)
     rows.append(
         [
-            "+ training at lr 0 (control: only BatchNorm statistics move)",
+            "+ training at lr 0 (control: nothing may change)",
             str(d),
             "0",
             *_cells(test.evaluate(cp.load(control), [d], True), d),
