@@ -287,6 +287,14 @@ def load(run: Run) -> EmbeddingModel:
     return load_model(run.model_path)
 
 
+def write_report(text: str, out: Path) -> None:
+    """Print the Markdown report and keep it under bench/results/."""
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(f"written to {out}", file=sys.stderr)
+
+
 def pct(x: float) -> str:
     return f"{100 * x:.1f}"
 

@@ -163,10 +163,7 @@ def main() -> int:
         ]
     )
     text = text.replace("\n\n\n\n", "\n\n") + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"written to {args.out}", file=sys.stderr)
+    cp.write_report(text, args.out)
     return 0
 
 

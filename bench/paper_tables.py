@@ -184,10 +184,7 @@ def main() -> int:
         "measured when it ran (the machine's load varies, so compare them loosely)."
     )
     text = "\n\n".join(sections) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
-    print(f"written to {args.out}", file=sys.stderr)
+    cp.write_report(text, args.out)
     return 0
 
 
