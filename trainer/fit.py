@@ -311,14 +311,15 @@ class _Trainer:
             yield self.trunk_cache[index, views], labels[index]
 
     def _loader_batches(self, skip: int) -> Any:
+        """The epoch's batches from `skip` on: the sampler's index lists are sliced, so a resumed run does not
+        decode the images of the batches it already trained on."""
         dataset = ImageDataset(self.train_set.samples, train_transform(self.crop), min_side=self.resize)
+        remaining = list(self.sampler)[skip:]
         loader = DataLoader(
-            dataset, batch_sampler=self.sampler, collate_fn=collate_uint8, num_workers=self.config.num_workers,
+            dataset, batch_sampler=remaining, collate_fn=collate_uint8, num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )  # fmt: skip
-        for i, batch in enumerate(loader):
-            if i >= skip:
-                yield batch
+        yield from loader
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def _checkpoint_path(self) -> Path:

@@ -388,3 +388,38 @@ def test_frozen_batchnorm_keeps_the_imagenet_statistics(train_folder: LabelledFo
     stats = [k for k in start if k.endswith(("running_mean", "running_var"))]
     assert stats and all(torch.equal(start[k], frozen[k]) for k in stats)  # the default keeps them
     assert any(not torch.equal(start[k], updated[k]) for k in stats)  # the option re-estimates them
+
+
+def test_a_resumed_run_without_the_cache_decodes_only_the_batches_left(
+    train_folder: LabelledFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = config(cache_trunk=False, epochs=1, batches_per_epoch=4, classes_per_batch=2, per_class=2)
+    out = tmp_path / "m"
+    steps = [0]
+
+    def cancel_after_two() -> bool:
+        return steps[0] >= 2
+
+    first = Recorder()
+    first_on_batch = first.on_batch
+
+    def count(step: int, epoch: int, loss: float, lr: float) -> None:
+        steps[0] = step
+        first_on_batch(step, epoch, loss, lr)
+
+    first.on_batch = count  # type: ignore[method-assign]
+    with pytest.raises(Cancelled):
+        fit(train_folder, out, cfg, callbacks=first.callbacks(), cancel=cancel_after_two)
+
+    decoded: list[int] = []
+    real_getitem = fit_module.ImageDataset.__getitem__
+
+    def counting_getitem(self: Any, index: int) -> Any:
+        decoded.append(index)
+        return real_getitem(self, index)
+
+    monkeypatch.setattr(fit_module.ImageDataset, "__getitem__", counting_getitem)
+    second = Recorder()
+    fit(train_folder, out, cfg, callbacks=second.callbacks())
+    assert second.steps == [3, 4]
+    assert len(decoded) == 2 * 2 * 2  # the two batches left, 2 classes x 2 images each; none of the first two

@@ -138,6 +138,7 @@ def test_progress_is_monotonic_up_to_total(
     assert [r.done for r in reports] == [3, 6, 9, 10]  # skipped files count as done
     assert all(r.total == len(paths) for r in reports)
     assert all(r.rate > 0 and r.stage == "embedding" for r in reports)
+    # Not a timing: the estimate of the work left is derived from done/total and must be zero at the end.
     assert reports[-1].seconds_left == 0.0
 
 
