@@ -108,6 +108,12 @@ def main() -> int:
     p.add_argument("--warmup-epochs", type=int, default=1)
     p.add_argument("--trainable-stages", type=int, default=1)
     p.add_argument("--crop-size", type=int, default=224)
+    p.add_argument(
+        "--cache-trunk",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="compute the frozen stages once per image (fast, but the trained stages then see fixed crops)",
+    )
     p.add_argument("--cache-views", type=int, default=1)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument("--backbone-lr-mult", type=float, default=1.0)
@@ -132,7 +138,8 @@ def main() -> int:
     config = FitConfig(
         dim=args.dim, epochs=args.epochs, warmup_epochs=args.warmup_epochs, lr=args.lr,
         backbone_lr_mult=args.backbone_lr_mult, classes_per_batch=args.classes_per_batch, per_class=args.per_class,
-        trainable_stages=None if full_stages else args.trainable_stages, cache_trunk=not full_stages,
+        trainable_stages=None if full_stages else args.trainable_stages,
+        cache_trunk=args.cache_trunk and not full_stages,
         cache_views=args.cache_views, crop_size=args.crop_size, device=args.device, cache_dir=str(args.work),
         freeze_batchnorm=args.freeze_batchnorm,
     )  # fmt: skip

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,6 +28,8 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 from PIL import ExifTags, Image, UnidentifiedImageError, features
+
+from trainer.progress import CancelCheck, Cancelled, Progress, ProgressCallback, never_cancelled
 
 try:  # HEIC/HEIF is what iPhones write; support it whenever the optional plugin is installed.
     import pillow_heif
@@ -162,7 +165,15 @@ def _scandir_sorted(path: str) -> list[os.DirEntry[str]]:
         return sorted(it, key=lambda e: e.name)
 
 
-def scan_images(root: Path) -> tuple[list[Path], list[Skipped]]:
+SCAN_STAGE = "scanning"  # Progress.stage of scan reports: `done` = candidate images found so far, total unknown (0)
+
+
+def scan_images(
+    root: Path,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck = never_cancelled,
+    report_every: float = 0.25,
+) -> tuple[list[Path], list[Skipped]]:
     """Find every candidate image under `root`, and the files deliberately ignored with a reason.
 
     Candidates are chosen by extension only (case-insensitive): opening thousands of files here would make
@@ -172,6 +183,10 @@ def scan_images(root: Path) -> tuple[list[Path], list[Skipped]]:
     before symlinked ones, so a photo reachable both ways is listed under its real location; a file reached
     through several links or hard links is listed once. Both lists come back sorted, so repeated scans of an
     unchanged folder give identical results.
+
+    A scan of a network share or a whole photo library can take minutes before the first image is embedded,
+    so it reports the images found so far (stage `SCAN_STAGE`, total 0 = unknown) at most every
+    `report_every` seconds, and `cancel` is checked once per folder (raising `Cancelled`).
     """
     root = Path(root)
     if not root.exists():
@@ -192,7 +207,13 @@ def scan_images(root: Path) -> tuple[list[Path], list[Skipped]]:
     files: dict[tuple[int, int] | str, tuple[str, bool]] = {}
     skipped: list[Skipped] = []
 
+    started = last_report = time.perf_counter()
     while real_dirs or linked_dirs:
+        if cancel():
+            raise Cancelled(f"scan of {root} cancelled after {len(files):,} images")
+        if progress is not None and time.perf_counter() - last_report >= report_every:
+            last_report = time.perf_counter()
+            progress(Progress(len(files), 0, len(files) / max(last_report - started, 1e-9), SCAN_STAGE))
         current = real_dirs.pop() if real_dirs else linked_dirs.pop()
         try:
             entries = _scandir_sorted(current)
@@ -248,6 +269,8 @@ def scan_images(root: Path) -> tuple[list[Path], list[Skipped]]:
 
     images = sorted(Path(p) for p, _ in files.values())
     skipped.sort(key=lambda s: s.path)
+    if progress is not None:
+        progress(Progress(len(images), 0, len(images) / max(time.perf_counter() - started, 1e-9), SCAN_STAGE))
     return images, skipped
 
 

@@ -65,8 +65,16 @@ def format_time_left(seconds: float | None) -> str:
 
 
 def format_progress(p: Progress, width: int = 30) -> str:
-    """One line for a terminal: bar, counts, rate and time left."""
-    frac = p.done / p.total if p.total else 1.0
+    """One line for a terminal: bar, counts, rate and time left; with no total (a folder scan) just the count.
+
+    >>> format_progress(Progress(3, 4, 2.0, "embedding"), width=4)
+    'embedding [###.] 3/4 2.0/s 0:00 left'
+    >>> format_progress(Progress(1200, 0, 800.0, "scanning"))
+    'scanning 1,200 found'
+    """
+    if p.total <= 0:
+        return f"{p.stage + ' ' if p.stage else ''}{p.done:,} found"
+    frac = p.done / p.total
     filled = round(frac * width)
     eta = format_time_left(p.seconds_left)
     stage = f"{p.stage} " if p.stage else ""

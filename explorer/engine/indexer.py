@@ -46,7 +46,12 @@ def update_catalog(
     """
     folder = Path(folder)
     report = IndexReport(folder)
-    images, ignored = scan_images(folder)
+    try:
+        images, ignored = scan_images(folder, progress, cancel)
+    except Cancelled:
+        report.cancelled = True
+        report.skipped = catalog.skipped()
+        return report
     report.scanned = len(images)
     known = catalog.stamps()
     known_skipped = catalog.skipped_stamps()

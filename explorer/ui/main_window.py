@@ -672,10 +672,15 @@ class MainWindow(QMainWindow):
     def _index_progress(self, job: Job, progress: Progress) -> None:
         if job is not self._index_job:
             return
+        cancelling = "Cancelling… " if job.cancelled() else ""
+        if progress.total <= 0:  # still scanning the folder: how many there are is not known yet
+            self.progress_bar.setRange(0, 0)
+            self.progress_label.setText(f"{cancelling}Scanning the folder · {progress.done:,} images found")
+            self.indexProgress.emit(progress)
+            return
         self.progress_bar.setRange(0, max(1, progress.total))
         self.progress_bar.setValue(progress.done)
         eta = format_time_left(progress.seconds_left)
-        cancelling = "Cancelling… " if job.cancelled() else ""
         self.progress_label.setText(
             f"{cancelling}Embedding {progress.done:,}/{progress.total:,} · {progress.rate:.1f} images/s"
             + (f" · {eta}" if eta else "")

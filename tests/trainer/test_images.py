@@ -20,6 +20,7 @@ from PIL import Image
 from trainer import images
 from trainer.images import (
     IMAGE_EXTENSIONS,
+    SCAN_STAGE,
     ImageLoadError,
     Skipped,
     load_for_model,
@@ -27,6 +28,7 @@ from trainer.images import (
     preprocess_pil,
     scan_images,
 )
+from trainer.progress import Cancelled, Progress
 
 RED = (255, 0, 0)
 BLUE = (0, 0, 255)
@@ -454,6 +456,27 @@ def test_scan_survives_symlink_cycles(tmp_path: Path) -> None:
 
     assert found == [root / "a_album" / "far.png", root / "dir" / "inner.jpg", root / "top.jpg"]
     assert skipped == [Skipped(root / "dangling.jpg", "broken symlink")]
+
+
+def test_scan_reports_what_it_found_and_can_be_cancelled(tmp_path: Path) -> None:
+    for i in range(3):
+        make_image(tmp_path / f"album{i}" / f"p{i}.jpg", seed=i)
+    seen: list[Progress] = []
+    found, _ = scan_images(tmp_path, progress=seen.append, report_every=0.0)
+    assert len(found) == 3
+    assert {p.stage for p in seen} == {SCAN_STAGE} and {p.total for p in seen} == {0}
+    assert [p.done for p in seen] == sorted(p.done for p in seen) and seen[-1].done == 3
+    assert len(seen) >= 4  # once per folder (root + 3 albums), then the final count
+
+    checks: list[int] = []
+
+    def cancel_at_third_folder() -> bool:
+        checks.append(1)
+        return len(checks) == 3
+
+    with pytest.raises(Cancelled, match="cancelled after"):
+        scan_images(tmp_path, cancel=cancel_at_third_folder)
+    assert len(checks) == 3  # checked once per folder and stopped there, not at the end
 
 
 def test_scan_bad_root(tmp_path: Path) -> None:

@@ -13,7 +13,9 @@ import pytest
 
 from explorer.engine.catalog import Catalog
 from explorer.engine.indexer import update_catalog
+from trainer.images import SCAN_STAGE
 from trainer.inference import BatchEmbedder
+from trainer.progress import Progress
 
 
 @pytest.fixture
@@ -136,13 +138,16 @@ def test_messy_folder_indexes_and_reports_every_skipped_file(
 def test_cancelled_run_keeps_finished_batches_and_resumes(
     image_folder: Path, catalog: Catalog, embedder: BatchEmbedder, embedded: list[list[Path]]
 ) -> None:
-    checks = []
+    committed: list[int] = []
 
     def cancel_after_two_batches() -> bool:
-        checks.append(1)
-        return len(checks) > 2
+        return len(committed) >= 2
 
-    report = update_catalog(image_folder, catalog, embedder, cancel=cancel_after_two_batches)
+    def on_progress(p: Progress) -> None:
+        if p.stage != SCAN_STAGE:
+            committed.append(p.done)
+
+    report = update_catalog(image_folder, catalog, embedder, on_progress, cancel=cancel_after_two_batches)
     assert report.cancelled
     assert report.embedded == 8 == len(catalog)  # two batches of 4, each committed
     resumed = update_catalog(image_folder, catalog, embedder)
@@ -153,8 +158,17 @@ def test_cancelled_run_keeps_finished_batches_and_resumes(
 
 def test_progress_reaches_the_total(image_folder: Path, catalog: Catalog, embedder: BatchEmbedder) -> None:
     seen = []
-    update_catalog(image_folder, catalog, embedder, progress=lambda p: seen.append((p.done, p.total)))
-    assert seen == [(4, 12), (8, 12), (12, 12)]
+    update_catalog(image_folder, catalog, embedder, progress=lambda p: seen.append((p.stage, p.done, p.total)))
+    assert seen[0] == (SCAN_STAGE, 12, 0)  # the scan's final count (total unknown while scanning)
+    assert seen[1:] == [("embedding", 4, 12), ("embedding", 8, 12), ("embedding", 12, 12)]
+
+
+def test_cancelling_during_the_scan_embeds_nothing(
+    image_folder: Path, catalog: Catalog, embedder: BatchEmbedder, embedded: list[list[Path]]
+) -> None:
+    report = update_catalog(image_folder, catalog, embedder, cancel=lambda: True)
+    assert report.cancelled
+    assert (report.scanned, report.embedded, len(catalog), embedded) == (0, 0, 0, [])
 
 
 def test_missing_folder_raises(tmp_path: Path, catalog: Catalog, embedder: BatchEmbedder) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
+from trainer.images import SCAN_STAGE
+
 INDEX_TIMEOUT_MS = 120_000
 
 
@@ -15,8 +17,11 @@ def test_progress_cancel_and_resume(qtbot, make_window, make_img, tmp_path, ui_s
     seen = []
     window.indexProgress.connect(seen.append)
 
-    with qtbot.waitSignal(window.indexProgress, timeout=INDEX_TIMEOUT_MS) as first:
+    with qtbot.waitSignal(
+        window.indexProgress, timeout=INDEX_TIMEOUT_MS, check_params_cb=lambda p: p.stage == "embedding"
+    ) as first:
         window.open_folder(folder)
+    assert seen[0].stage == SCAN_STAGE and seen[0].done == 40  # the scan's count came first
     assert window.indexing
     assert not window.progress_bar.isHidden() and not window.cancel_button.isHidden()
     assert window.progress_bar.maximum() == 40
