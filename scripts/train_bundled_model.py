@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from trainer.fit import FitCallbacks, FitConfig, fit
 from trainer.metrics import evaluate
 from trainer.model import EmbeddingModel, ModelCard, load_model, save_model
 from trainer.model_card import metrics_table
-from trainer.progress import format_progress
+from trainer.progress import Progress, format_progress
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,15 +89,36 @@ def judge(models: dict[str, EmbeddingModel], n_frozen: int, device: str, cache_d
     return results
 
 
-def _throttled_progress(every: float = 30.0):  # type: ignore[no-untyped-def]
+def _throttled_progress(every: float = 30.0) -> Callable[[Progress], None]:
     last = [0.0]
 
-    def report(pr) -> None:  # type: ignore[no-untyped-def]
+    def report(pr: Progress) -> None:
         if time.time() - last[0] > every or pr.done == pr.total:
             last[0] = time.time()
             print(format_progress(pr), flush=True)
 
     return report
+
+
+def recipe_sentence(config: FitConfig) -> str:
+    """The training recipe in words, for the card: people read this, not the recipe JSON."""
+    stages = len(backbone_stages(EmbeddingModel(ModelCard.for_backbone("x", "efficientnet_lite0")).backbone))
+    k = config.trainable_stages
+    if k is None:
+        trained = "the whole backbone trained"
+    else:
+        frozen = f"backbone stages 1-{stages - k} of {stages} frozen at their ImageNet weights"
+        how = "computed once per image (one centre crop, flipped at random)" if config.cache_trunk else "run"
+        trained = f"{frozen} and {how}, the last {k} trained"
+    crops = "centre crops" if config.cache_trunk else "random resized crops with flips"
+    bn = "kept at ImageNet's" if config.freeze_batchnorm else "updated in training"
+    return (
+        f"Recipe: {trained} at {config.crop_size or 224} px {crops} (evaluated at 224 px), with the embedding layer "
+        f"(PCA-initialised) and the class proxies (initialised at the class means), {config.epochs} epochs "
+        f"({config.warmup_epochs} warm-up with the backbone frozen), batches of {config.classes_per_batch} classes x "
+        f"{config.per_class} images, SGD lr {config.lr:g} with step decay; batch-norm statistics {bn}. Trained on "
+        f"a {pick_device(config.device).type.upper()}."
+    )
 
 
 def main() -> int:
@@ -168,7 +190,7 @@ def main() -> int:
             "description": (
                 "NormSoftmax (Zhai & Wu 2019) embedding on EfficientNet-Lite0: LayerNorm without affine, "
                 f"{model.card.dim}-d embedding layer without bias, nested prefixes {model.card.nested_dims} each "
-                "trained with its own proxies, binarize at zero for Hamming search."
+                f"trained with its own proxies, binarize at zero for Hamming search. {recipe_sentence(config)}"
             ),
             "trained_on": [
                 "cars98 (all 98 classes)", "flowers51 (all 51 classes)", "cub100 (first 50 classes)",

@@ -195,6 +195,38 @@ def test_walks_through_every_page_and_saves_the_model(
 # -- refusals --------------------------------------------------------------------------------------------
 
 
+def test_device_picks_the_recipe_measured_for_it(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path
+) -> None:
+    """CPU: the last 6 of 9 stages at 160 px, uncached (bench/cars_finetune.py); GPU: everything at full size."""
+    wizard = make_wizard(labelled_folder(tmp_path / "colours"))
+    qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
+    wizard.next()
+    wizard.next()
+    page = wizard.settings_page
+    qtbot.waitUntil(page.isComplete, timeout=SCAN_MS)
+    page.model.setCurrentIndex(page.model.findData(None))  # the ImageNet backbone: 224 px input
+    assert [page.resolution.itemData(i) for i in range(page.resolution.count())] == [224, 192, 160, 128]
+
+    page.device.addItem("GPU: pretend", "cuda")
+    page.device.setCurrentIndex(page.device.findData("cuda"))
+    gpu = page.config_fields()
+    assert (gpu["trainable_stages"], gpu["cache_trunk"], gpu["crop_size"]) == (None, False, None)
+    assert not page.cached.isEnabled()  # nothing frozen, nothing to cache
+
+    page.device.setCurrentIndex(page.device.findData("cpu"))
+    cpu = page.config_fields()
+    assert (cpu["trainable_stages"], cpu["cache_trunk"], cpu["crop_size"]) == (6, False, 160)
+    page.cached.setChecked(True)
+    assert page.config_fields()["cache_trunk"] is True
+    page.stages.setValue(page.BACKBONE_STAGES)  # the whole backbone trains: caching means nothing then
+    assert (page.config_fields()["trainable_stages"], page.config_fields()["cache_trunk"]) == (None, False)
+
+    page.add_starting_model("Test model (64 px input)", small_model_path)
+    assert [page.resolution.itemData(i) for i in range(page.resolution.count())] == [64]
+    assert page.config_fields()["crop_size"] is None  # the model's own size
+
+
 def test_refuses_a_folder_with_one_class_and_says_why(
     qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path
 ) -> None:
