@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from _cars_protocol import (
@@ -35,8 +35,10 @@ from _cars_protocol import (
     write_report,
 )
 
+from trainer.devices import pick_device
 from trainer.evaluation import evaluate_model
 from trainer.fit import FitConfig
+from trainer.model_card import recipe_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "cars_finetune.md"
@@ -50,24 +52,6 @@ FULL_RECIPE = FitConfig(
     dim=512, epochs=30, warmup_epochs=1, classes_per_batch=25, per_class=3, lr=0.01, crop_size=224,
     trainable_stages=None,
 )  # fmt: skip
-
-
-def describe(config: FitConfig) -> str:
-    trained = (
-        "the whole backbone"
-        if config.trainable_stages is None
-        else f"the last {config.trainable_stages} of 9 backbone stages (the first {9 - config.trainable_stages} "
-        "frozen at ImageNet weights)"
-    )
-    return (
-        f"NormSoftmax (temperature 0.05), nested D = {config.dim}, EfficientNet-Lite0 (ImageNet); trains {trained} "
-        f"+ embedding layer at {config.crop_size} px random-resized crops with flips; {config.epochs} epochs of the "
-        f"1,995 training images (the first {config.warmup_epochs} with the backbone frozen), batches of "
-        f"{config.classes_per_batch} classes x {config.per_class} images, SGD momentum {config.momentum}, weight "
-        f"decay {config.weight_decay:g}, lr {config.lr:g} (backbone x{config.backbone_lr_mult:g}), x{config.lr_gamma:g}"
-        f" at {' and '.join(f'{m:.0%}' for m in config.lr_milestones)} of the fine-tuning epochs, ImageNet "
-        f"batch-norm statistics kept, seed {config.seed}"
-    )
 
 
 def main() -> int:
@@ -110,7 +94,7 @@ def main() -> int:
             f"({len(train_set.samples):,} images), judged on the other {len(test.classes)} "
             f"({len(test.samples):,} images, each a query against all others) at 224 px centre crops, as "
             "`trainer eval` does.",
-            f"Schedule: {describe(config)}.",
+            f"Schedule: {recipe_text(asdict(config))} Device: {pick_device(config.device)}.",
             markdown_table(header, rows, align_left=1),
             f"**Recall@1 gain at D = {dim}: float {gain['float']:+.1f} points, binary {gain['binary']:+.1f} "
             "points** over the untrained backbone at its full width.",

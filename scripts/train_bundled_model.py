@@ -26,7 +26,7 @@ from trainer.devices import pick_device
 from trainer.fit import FitCallbacks, FitConfig, fit
 from trainer.metrics import evaluate
 from trainer.model import EmbeddingModel, ModelCard, load_model, save_model
-from trainer.model_card import metrics_table
+from trainer.model_card import metrics_table, recipe_text
 from trainer.progress import Progress, format_progress
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 
@@ -101,24 +101,7 @@ def _throttled_progress(every: float = 30.0) -> Callable[[Progress], None]:
 
 
 def recipe_sentence(config: FitConfig) -> str:
-    """The training recipe in words, for the card: people read this, not the recipe JSON."""
-    stages = len(backbone_stages(EmbeddingModel(ModelCard.for_backbone("x", "efficientnet_lite0")).backbone))
-    k = config.trainable_stages
-    if k is None:
-        trained = "the whole backbone trained"
-    else:
-        frozen = f"backbone stages 1-{stages - k} of {stages} frozen at their ImageNet weights"
-        how = "computed once per image (one centre crop, flipped at random)" if config.cache_trunk else "run"
-        trained = f"{frozen} and {how}, the last {k} trained"
-    crops = "centre crops" if config.cache_trunk else "random resized crops with flips"
-    bn = "kept at ImageNet's" if config.freeze_batchnorm else "updated in training"
-    return (
-        f"Recipe: {trained} at {config.crop_size or 224} px {crops} (evaluated at 224 px), with the embedding layer "
-        f"(PCA-initialised) and the class proxies (initialised at the class means), {config.epochs} epochs "
-        f"({config.warmup_epochs} warm-up with the backbone frozen), batches of {config.classes_per_batch} classes x "
-        f"{config.per_class} images, SGD lr {config.lr:g} with step decay; batch-norm statistics {bn}. Trained on "
-        f"a {pick_device(config.device).type.upper()}."
-    )
+    return f"Recipe: {recipe_text(asdict(config))} Trained on a {pick_device(config.device).type.upper()}."
 
 
 def main() -> int:

@@ -36,6 +36,42 @@ def metrics_table(metrics: Metrics, title: str = "") -> str:
     return "\n".join(lines)
 
 
+def recipe_text(recipe: Mapping[str, Any]) -> str:
+    """A training recipe (FitConfig fields, as a card stores them) in one paragraph for people.
+
+    >>> import textwrap
+    >>> print(textwrap.fill(recipe_text({"method": "normsoftmax", "dim": 512, "epochs": 20, "warmup_epochs": 1,
+    ...     "classes_per_batch": 25, "per_class": 3, "lr": 0.01, "lr_milestones": [0.6, 0.85],
+    ...     "trainable_stages": 6, "cache_trunk": False, "crop_size": 160}), 100))
+    normsoftmax, 512-d with every nested prefix trained; the last 6 backbone stages trained (the earlier
+    ones frozen at their ImageNet weights), at 160 px random resized crops with flips; 20 epochs (the
+    first 1 training only the new layers), batches of 25 classes x 3 images; SGD momentum 0.9, weight
+    decay 0.0001, lr 0.01 (backbone x1), x0.1 at 60% and 85% of the fine-tuning epochs; batch-norm
+    statistics kept at ImageNet's; seed 0.
+    """
+    r = recipe
+    k = r.get("trainable_stages")
+    if k is None:
+        trained = "the whole backbone trained"
+    else:
+        cached = ", computed once per image" if r.get("cache_trunk") else ""
+        trained = f"the last {k} backbone stages trained (the earlier ones frozen at their ImageNet weights{cached})"
+    crops = "centre crops flipped at random" if r.get("cache_trunk") else "random resized crops with flips"
+    crop = f"{r['crop_size']} px" if r.get("crop_size") else "the model's input size"
+    nested = "with every nested prefix trained" if r.get("nested", True) else "full dimension only"
+    milestones = " and ".join(f"{m:.0%}" for m in r.get("lr_milestones", ()))
+    bn = "kept at ImageNet's" if r.get("freeze_batchnorm", True) else "re-estimated in training"
+    return (
+        f"{r.get('method', 'normsoftmax')}, {r.get('dim')}-d {nested}; {trained}, at {crop} {crops}; "
+        f"{r.get('epochs')} epochs (the first {r.get('warmup_epochs', 0)} training only the new layers), batches of "
+        f"{r.get('classes_per_batch')} classes x {r.get('per_class')} images; SGD momentum {r.get('momentum', 0.9):g}, "
+        f"weight decay {r.get('weight_decay', 1e-4):g}, lr {r.get('lr'):g} "
+        f"(backbone x{r.get('backbone_lr_mult', 1):g}), "
+        f"x{r.get('lr_gamma', 0.1):g} at {milestones} of the fine-tuning epochs; batch-norm statistics {bn}; "
+        f"seed {r.get('seed', 0)}."
+    )
+
+
 def _as_metrics(value: Any) -> Metrics | None:
     """Card metrics are stored as JSON (string dimension keys); recognise a {repr: {dim: {metric: v}}} block."""
     if isinstance(value, Mapping) and value and set(value) <= {"float", "binary"}:
@@ -76,7 +112,10 @@ def card_markdown(card: ModelCard) -> str:
     ]
     lines += [f"- {t}" for t in card.trained_on] or ["- none"]
     recipe = {k: v for k, v in card.recipe.items() if k != "history"}
-    lines += ["", "## Recipe", "", "```json", json.dumps(recipe, indent=2, default=str), "```"]
+    lines += ["", "## Recipe", ""]
+    if "epochs" in recipe:
+        lines += [recipe_text(recipe), ""]
+    lines += ["```json", json.dumps(recipe, indent=2, default=str), "```"]
     history = card.recipe.get("history")
     if history:
         keys = [k for k in history[0] if k != "epoch"]
