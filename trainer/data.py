@@ -22,6 +22,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from trainer.images import ImageLoadError, Skipped, load_rgb, preprocess_pil, scan_images
+from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter, never_cancelled
 
 MIN_IMAGES_PER_CLASS = 2
 
@@ -52,16 +53,28 @@ class LabelledFolder:
         return LabelledFolder(self.root, list(class_names), samples, self.skipped)
 
 
-def scan_labelled_folder(root: Path, verify: bool = True, workers: int = 4) -> LabelledFolder:
+VERIFY_STAGE = "checking"  # Progress.stage while every image is decoded once
+_VERIFY_CHUNK = 64  # images decoded between two looks at `cancel` and two progress reports
+
+
+def scan_labelled_folder(
+    root: Path,
+    verify: bool = True,
+    workers: int = 4,
+    progress: ProgressCallback | None = None,
+    cancel: CancelCheck = never_cancelled,
+) -> LabelledFolder:
     """Classes are the first-level sub-folders (images deeper inside count for that class).
 
     With `verify`, every image is decoded once at a tiny draft size (cheap for JPEG) so that unreadable
-    files are reported now rather than breaking a batch mid-training.
+    files are reported now rather than breaking a batch mid-training. That takes minutes for a large
+    collection, so it reports progress (the scan's, then stage `VERIFY_STAGE` with a total) and stops with
+    `Cancelled` when asked.
     """
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"not a folder: {root}")
-    images, skipped = scan_images(root)
+    images, skipped = scan_images(root, progress, cancel)
     by_class: dict[str, list[Path]] = {}
     for path in images:
         rel = path.relative_to(root)
@@ -71,8 +84,16 @@ def scan_labelled_folder(root: Path, verify: bool = True, workers: int = 4) -> L
         by_class.setdefault(rel.parts[0], []).append(path)
     if verify:
         flat = [p for paths in by_class.values() for p in paths]
+        meter = RateMeter(len(flat), VERIFY_STAGE)
+        reasons: list[str | None] = []
         with ThreadPoolExecutor(workers) as pool:
-            reasons = list(pool.map(_unreadable_reason, flat))
+            for start in range(0, len(flat), _VERIFY_CHUNK):
+                if cancel():
+                    raise Cancelled(f"check of {root} cancelled after {start:,} of {len(flat):,} images")
+                chunk = flat[start : start + _VERIFY_CHUNK]
+                reasons.extend(pool.map(_unreadable_reason, chunk))
+                if progress is not None:
+                    progress(meter.advance(len(chunk)))
         bad = {p: r for p, r in zip(flat, reasons, strict=True) if r is not None}
         skipped.extend(Skipped(p, r) for p, r in bad.items())
         by_class = {c: [p for p in ps if p not in bad] for c, ps in by_class.items()}

@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from platformdirs import user_data_dir
 
+from trainer.progress import CancelCheck, ProgressCallback, never_cancelled  # torch-free
+
 if TYPE_CHECKING:
     from trainer.data import LabelledFolder
     from trainer.fit import FitCallbacks, FitConfig, FitResult
-    from trainer.progress import CancelCheck
 
 APP_NAME = "retrieval-explorer"
 BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
@@ -91,7 +92,9 @@ def _subfolder(root: Path, names: tuple[str, ...]) -> Path | None:
     return None
 
 
-def check_folder(path: Path) -> FolderReport:
+def check_folder(
+    path: Path, progress: ProgressCallback | None = None, cancel: CancelCheck = never_cancelled
+) -> FolderReport:
     """Scan `path` (decoding every image once) and say whether it can train.
 
     A dataset laid out as `root/train/<class>` + `root/test/<class>` would otherwise look like a folder
@@ -103,7 +106,7 @@ def check_folder(path: Path) -> FolderReport:
     train_sub = _subfolder(path, TRAIN_SUBFOLDERS) if path.is_dir() else None
     test_sub = _subfolder(path, TEST_SUBFOLDERS) if train_sub is not None else None
     scanned = train_sub if (train_sub is not None and test_sub is not None) else path
-    folder = scan_labelled_folder(scanned, verify=True)
+    folder = scan_labelled_folder(scanned, verify=True, progress=progress, cancel=cancel)
     return FolderReport(path, folder, trainability_problems(folder), test_sub if scanned != path else None)
 
 

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from trainer.data import (
+    VERIFY_STAGE,
     DatasetError,
     ImageDataset,
     LabelledFolder,
@@ -21,6 +22,8 @@ from trainer.data import (
     train_transform,
     trainability_problems,
 )
+from trainer.images import SCAN_STAGE
+from trainer.progress import Cancelled, Progress
 
 
 def make_image(path: Path, seed: int, size: tuple[int, int] = (48, 40)) -> Path:
@@ -86,6 +89,23 @@ def test_scan_without_verify_keeps_files_it_has_not_opened(tmp_path: Path) -> No
     (root / "b" / "broken.png").write_bytes(b"garbage")
     assert len(scan_labelled_folder(root, verify=False).samples) == 5
     assert len(scan_labelled_folder(root, verify=True).samples) == 4
+
+
+def test_the_check_reports_progress_and_can_be_cancelled(tmp_path: Path) -> None:
+    root = make_folder(tmp_path / "data", {"a": 50, "b": 50})
+    seen: list[Progress] = []
+    scan_labelled_folder(root, progress=seen.append)
+    checking = [p for p in seen if p.stage == VERIFY_STAGE]
+    scanning = [p for p in seen if p.stage == SCAN_STAGE]
+    assert seen[: len(scanning)] == scanning and scanning[-1].done == 100  # the scan's count comes first
+    assert [p.done for p in checking] == [64, 100] and {p.total for p in checking} == {100}
+
+    def cancel_after_first_chunk() -> bool:
+        return any(p.stage == VERIFY_STAGE for p in seen)
+
+    seen.clear()
+    with pytest.raises(Cancelled, match="after 64 of 100 images"):
+        scan_labelled_folder(root, progress=seen.append, cancel=cancel_after_first_chunk)
 
 
 def test_subset_relabels_to_the_given_classes(tmp_path: Path) -> None:

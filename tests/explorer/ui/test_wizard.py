@@ -27,6 +27,7 @@ from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
 from explorer.ui.wizard import FineTuneWizard
 from explorer.ui.wizard_jobs import TrainingPlan
+from trainer.progress import Progress
 
 SCAN_MS = 60_000
 TRAIN_MS = 180_000
@@ -225,6 +226,12 @@ def test_device_picks_the_recipe_measured_for_it(
     page.add_starting_model("Test model (64 px input)", small_model_path)
     assert [page.resolution.itemData(i) for i in range(page.resolution.count())] == [64]
     assert page.config_fields()["crop_size"] is None  # the model's own size
+
+
+def test_folder_check_progress_in_words() -> None:
+    assert wizard_pages.progress_words(None) == ""
+    assert wizard_pages.progress_words(Progress(1200, 0, 600.0, "scanning")) == " 1,200 images found so far"
+    assert wizard_pages.progress_words(Progress(1000, 5000, 100.0, "checking")) == " 1,000 of 5,000 images, 0:40 left"
 
 
 def test_refuses_a_folder_with_one_class_and_says_why(
