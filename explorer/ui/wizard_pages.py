@@ -562,7 +562,9 @@ class SettingsPage(Page):
     def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setTitle("3 · Settings")
-        self.setSubTitle("The defaults follow the recipe the bundled model was trained with.")
+        self.setSubTitle(
+            "The defaults: the paper's recipe on a GPU; on a CPU, a cheaper one measured on unseen car models."
+        )
         self.runner = runner
         self.environment: Environment | None = None
         self._timings: dict[tuple[str, int, str], list[float] | str] = {}
