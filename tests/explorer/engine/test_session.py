@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from explorer.engine.session import BUNDLED_MODEL, RetrievalSession
-from trainer.images import ImageLoadError
+from trainer.images import SCAN_STAGE, ImageLoadError
 from trainer.model import load_model, model_fingerprint, save_model
+from trainer.progress import Progress
 
 
 @pytest.fixture
@@ -96,13 +97,16 @@ def test_index_refuses_a_missing_folder(session: RetrievalSession, tmp_path: Pat
 
 
 def test_cancel_then_resume(session: RetrievalSession, image_folder: Path) -> None:
-    checks: list[int] = []
+    embedded: list[int] = []
+
+    def on_progress(p: Progress) -> None:
+        if p.stage != SCAN_STAGE:
+            embedded.append(p.done)
 
     def cancel_after_one_batch() -> bool:
-        checks.append(1)
-        return len(checks) > 1
+        return len(embedded) >= 1
 
-    report = session.index(image_folder, cancel=cancel_after_one_batch)
+    report = session.index(image_folder, on_progress, cancel=cancel_after_one_batch)
     assert report.cancelled and report.embedded == 4
     assert len(session.collection(image_folder)) == 4  # what was committed is searchable
     resumed = session.index(image_folder)
