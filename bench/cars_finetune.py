@@ -62,6 +62,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--crop-size", type=int, default=None, help="training resolution (evaluation stays at 224)")
     p.add_argument("--trainable-stages", type=int, default=None, help="last backbone stages to train (0: all)")
+    p.add_argument("--no-nested", action="store_true", help="train the full dimension only (what nesting costs)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--work", type=Path, default=WORK)
@@ -75,6 +76,8 @@ def main() -> int:
         config = replace(config, crop_size=args.crop_size)
     if args.trainable_stages is not None:
         config = replace(config, trainable_stages=args.trainable_stages or None)
+    if args.no_nested:
+        config = replace(config, nested=False)
     train_set, test = cars_split()
     started = time.perf_counter()
     run = train(train_set, "normsoftmax", config, work=args.work)
