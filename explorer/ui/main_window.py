@@ -28,14 +28,12 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QIcon, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QComboBox,
     QDockWidget,
     QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -43,8 +41,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -56,6 +52,7 @@ from explorer.ui.export import ExportContext, export_ranking
 from explorer.ui.query_area import QueryArea
 from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, copy_paths
 from explorer.ui.settings import MAX_K, Settings
+from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.thumbnails import ThumbnailCache, qimage_to_pil
 from explorer.ui.workers import Job, JobRunner
 from trainer.progress import format_time_left
@@ -261,12 +258,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.main_split)
 
         # -- skipped files
-        self.skipped_table = QTableWidget(0, 2)
-        self.skipped_table.setHorizontalHeaderLabels(["File", "Reason"])
-        self.skipped_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.skipped_table.horizontalHeader().setStretchLastSection(True)
-        self.skipped_table.verticalHeader().hide()
-        self.skipped_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.skipped_table = SkippedFilesTable()
         self.skipped_dock = QDockWidget("Skipped files", self)
         self.skipped_dock.setObjectName("skipped_dock")
         self.skipped_dock.setWidget(self.skipped_table)
@@ -732,10 +724,7 @@ class MainWindow(QMainWindow):
             self.reindex()
 
     def _set_skipped(self, skipped: list[Any]) -> None:
-        self.skipped_table.setRowCount(len(skipped))
-        for row, s in enumerate(skipped):
-            self.skipped_table.setItem(row, 0, QTableWidgetItem(s.relpath))
-            self.skipped_table.setItem(row, 1, QTableWidgetItem(s.reason))
+        self.skipped_table.set_rows([(s.relpath, s.reason) for s in skipped])
         self.skipped_button.setText(f"{len(skipped):,} skipped")
         self.skipped_button.setToolTip("Files that could not be indexed, with the reason (Ctrl+K)")
         self.skipped_button.setVisible(bool(skipped))
@@ -743,12 +732,7 @@ class MainWindow(QMainWindow):
 
     def skipped_files(self) -> list[tuple[str, str]]:
         """(file, reason) rows as listed in the skipped-files panel."""
-
-        def cell(row: int, column: int) -> str:
-            item = self.skipped_table.item(row, column)
-            return item.text() if item is not None else ""
-
-        return [(cell(r, 0), cell(r, 1)) for r in range(self.skipped_table.rowCount())]
+        return self.skipped_table.rows()
 
     def show_skipped(self) -> None:
         self.skipped_dock.show()

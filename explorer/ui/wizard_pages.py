@@ -45,6 +45,7 @@ from PySide6.QtWidgets import (
 )
 
 from explorer.ui.plots import BINARY_COLOR, FLOAT_COLOR
+from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.wizard_jobs import (
     BUNDLED_MODEL,
     DEFAULT_BACKBONE,
@@ -103,6 +104,14 @@ def progress_words(progress: Progress | None) -> str:
         return f" {progress.done:,} images found so far"
     eta = format_time_left(progress.seconds_left)
     return f" {progress.done:,} of {progress.total:,} images" + (f", {eta}" if eta else "")
+
+
+def _shown_name(path: Path, root: Path) -> str:
+    """The path below the checked folder, or whole when it lies elsewhere."""
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return str(path)
 
 
 def colored(text: str, color: str) -> str:
@@ -305,12 +314,7 @@ class FolderPage(Page):
         self.problems.setObjectName("problems")
         self.chart = ClassChart()
         self.skipped_title = QLabel()
-        self.skipped = QTableWidget(0, 2)
-        self.skipped.setHorizontalHeaderLabels(["File", "Why it cannot be used"])
-        self.skipped.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
-        self.skipped.horizontalHeader().setStretchLastSection(True)
-        self.skipped.verticalHeader().hide()
-        self.skipped.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.skipped = SkippedFilesTable("Why it cannot be used")
 
         layout = QVBoxLayout(self)
         layout.addWidget(self.row)
@@ -378,14 +382,7 @@ class FolderPage(Page):
     def _show_skipped(self, report: FolderReport) -> None:
         skipped = report.folder.skipped
         self.skipped_title.setText(f"{len(skipped)} file(s) cannot be used and will be left out:")
-        self.skipped.setRowCount(len(skipped))
-        for row, s in enumerate(skipped):
-            try:
-                name = str(Path(s.path).relative_to(report.path))
-            except ValueError:
-                name = str(s.path)
-            self.skipped.setItem(row, 0, QTableWidgetItem(name))
-            self.skipped.setItem(row, 1, QTableWidgetItem(s.reason))
+        self.skipped.set_rows([(_shown_name(s.path, report.path), s.reason) for s in skipped])
         rows = min(len(skipped), 4)
         header = self.skipped.horizontalHeader().sizeHint().height()
         self.skipped.setFixedHeight(header + rows * self.skipped.verticalHeader().defaultSectionSize() + 4)
