@@ -172,7 +172,7 @@ def scan_images(
     root: Path,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck = never_cancelled,
-    report_every: float = 0.25,
+    report_every: int = 64,
 ) -> tuple[list[Path], list[Skipped]]:
     """Find every candidate image under `root`, and the files deliberately ignored with a reason.
 
@@ -185,8 +185,8 @@ def scan_images(
     unchanged folder give identical results.
 
     A scan of a network share or a whole photo library can take minutes before the first image is embedded,
-    so it reports the images found so far (stage `SCAN_STAGE`, total 0 = unknown) at most every
-    `report_every` seconds, and `cancel` is checked once per folder (raising `Cancelled`).
+    so it reports the images found so far (stage `SCAN_STAGE`, total 0 = unknown) after every `report_every`
+    folders and once at the end, and `cancel` is checked once per folder (raising `Cancelled`).
     """
     root = Path(root)
     if not root.exists():
@@ -207,13 +207,19 @@ def scan_images(
     files: dict[tuple[int, int] | str, tuple[str, bool]] = {}
     skipped: list[Skipped] = []
 
-    started = last_report = time.perf_counter()
+    started = time.perf_counter()
+    folders_listed = 0
+
+    def report() -> None:
+        if progress is not None:
+            progress(Progress(len(files), 0, len(files) / max(time.perf_counter() - started, 1e-9), SCAN_STAGE))
+
     while real_dirs or linked_dirs:
         if cancel():
             raise Cancelled(f"scan of {root} cancelled after {len(files):,} images")
-        if progress is not None and time.perf_counter() - last_report >= report_every:
-            last_report = time.perf_counter()
-            progress(Progress(len(files), 0, len(files) / max(last_report - started, 1e-9), SCAN_STAGE))
+        if folders_listed and folders_listed % report_every == 0:
+            report()
+        folders_listed += 1
         current = real_dirs.pop() if real_dirs else linked_dirs.pop()
         try:
             entries = _scandir_sorted(current)
@@ -267,10 +273,9 @@ def scan_images(
             ):
                 files[key] = (entry.path, is_link)
 
+    report()
     images = sorted(Path(p) for p, _ in files.values())
     skipped.sort(key=lambda s: s.path)
-    if progress is not None:
-        progress(Progress(len(images), 0, len(images) / max(time.perf_counter() - started, 1e-9), SCAN_STAGE))
     return images, skipped
 
 

@@ -462,11 +462,14 @@ def test_scan_reports_what_it_found_and_can_be_cancelled(tmp_path: Path) -> None
     for i in range(3):
         make_image(tmp_path / f"album{i}" / f"p{i}.jpg", seed=i)
     seen: list[Progress] = []
-    found, _ = scan_images(tmp_path, progress=seen.append, report_every=0.0)
+    found, _ = scan_images(tmp_path, progress=seen.append, report_every=1)
     assert len(found) == 3
     assert {p.stage for p in seen} == {SCAN_STAGE} and {p.total for p in seen} == {0}
     assert [p.done for p in seen] == sorted(p.done for p in seen) and seen[-1].done == 3
-    assert len(seen) >= 4  # once per folder (root + 3 albums), then the final count
+    assert len(seen) == 4  # before each folder after the first (3 reports), then the final count
+    seen.clear()
+    scan_images(tmp_path, progress=seen.append)
+    assert [p.done for p in seen] == [3]  # fewer folders than report_every: the final count only
 
     checks: list[int] = []
 
