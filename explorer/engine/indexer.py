@@ -44,14 +44,25 @@ def update_catalog(
     Cancellation stops after the last finished batch was committed (`report.cancelled`), so a cancelled
     or killed run resumes where it stopped.
     """
-    folder = Path(folder)
-    report = IndexReport(folder)
+    report = IndexReport(Path(folder))
     try:
-        images, ignored = scan_images(folder, progress, cancel)
-    except Cancelled:
+        _sync(report, catalog, embedder, progress, cancel)
+    except Cancelled:  # during the scan (nothing changed yet) or between two committed batches
         report.cancelled = True
+    finally:
         report.skipped = catalog.skipped()
-        return report
+    return report
+
+
+def _sync(
+    report: IndexReport,
+    catalog: Catalog,
+    embedder: BatchEmbedder,
+    progress: ProgressCallback | None,
+    cancel: CancelCheck,
+) -> None:
+    folder = report.folder
+    images, ignored = scan_images(folder, progress, cancel)
     report.scanned = len(images)
     known = catalog.stamps()
     known_skipped = catalog.skipped_stamps()
@@ -86,15 +97,9 @@ def update_catalog(
         catalog.commit_batch([], unreadable)
 
     stamp_of = {path: stamp for path, stamp in todo}
-    try:
-        for batch in embedder.embed_paths([p for p, _ in todo], progress, cancel):
-            catalog.commit_batch(
-                list(zip((stamp_of[p] for p in batch.paths), batch.embeddings, strict=True)),
-                [(stamp_of[s.path], s.reason) for s in batch.skipped],
-            )
-            report.embedded += len(batch.paths)
-    except Cancelled:
-        report.cancelled = True
-    finally:
-        report.skipped = catalog.skipped()
-    return report
+    for batch in embedder.embed_paths([p for p, _ in todo], progress, cancel):
+        catalog.commit_batch(
+            list(zip((stamp_of[p] for p in batch.paths), batch.embeddings, strict=True)),
+            [(stamp_of[s.path], s.reason) for s in batch.skipped],
+        )
+        report.embedded += len(batch.paths)
