@@ -37,7 +37,9 @@ def _parser() -> argparse.ArgumentParser:
     idx.add_argument("folder", type=Path)
     idx.add_argument("--quiet", action="store_true", help="no progress bar")
     idx.add_argument("--json", action="store_true", help="print the report as JSON")
-    idx.add_argument("--batch-size", type=int, default=32, help="images per batch (default 32)")
+    idx.add_argument(
+        "--batch-size", type=int, default=None, help="images per batch (default 256 on a GPU, 32 on a CPU)"
+    )
 
     q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
     q.add_argument("image", type=Path)
@@ -95,7 +97,7 @@ def _report_json(report: Any) -> dict[str, Any]:
 
 
 def cmd_index(session: Any, args: argparse.Namespace) -> int:
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         print("explorer: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     if not args.folder.is_dir():
@@ -215,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from trainer.model import ModelFileError
 
     try:
-        session = RetrievalSession(args.model, device=args.device, batch_size=getattr(args, "batch_size", 32))
+        session = RetrievalSession(args.model, device=args.device, batch_size=getattr(args, "batch_size", None))
     except (ModelFileError, OSError) as exc:
         print(f"explorer: cannot load model: {exc}", file=sys.stderr)
         return EXIT_BAD_MODEL

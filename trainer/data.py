@@ -169,7 +169,12 @@ def train_transform(crop: int, scale: tuple[float, float] = (0.2, 1.0)) -> Trans
 
 
 class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Samples -> (uint8 HWC tensor, label); normalisation happens on the batch, on the model's device."""
+    """Samples -> (uint8 HWC tensor, label); normalisation happens on the batch, on the model's device.
+
+    An item is asked for by its index, or by `(index, seed)`: then the random transform draws from a generator
+    seeded with `seed` alone (the caller's random state is left as it was), so the same image gets the same crop
+    whichever process decodes it and whatever was decoded before it.
+    """
 
     def __init__(self, samples: Sequence[tuple[Path, int]], transform: Transform, min_side: int) -> None:
         self.samples = list(samples)
@@ -179,7 +184,8 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = item if isinstance(item, tuple) else (item, None)
         path, label = self.samples[index]
         try:
             img = load_rgb(path, min_side=self.min_side)
@@ -187,7 +193,11 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int]]):
             # Verified at scan time; a file that broke since then is replaced by a grey image rather than
             # killing a long run. Its label stays, so the batch composition holds.
             img = Image.new("RGB", (self.min_side, self.min_side), (128, 128, 128))
-        return torch.from_numpy(self.transform(img)), label
+        if seed is None:
+            return torch.from_numpy(self.transform(img)), label
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return torch.from_numpy(self.transform(img)), label
 
 
 def collate_uint8(batch: Sequence[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -35,7 +35,7 @@ def embed_folder(
         pick = np.sort(np.random.default_rng(seed).choice(len(samples), size=max_images, replace=False))
         samples = [samples[i] for i in pick]
     label_of = {p: y for p, y in samples}
-    embedder = BatchEmbedder(model, device, batch_size=64, pooled_features=pooled_features)
+    embedder = BatchEmbedder(model, device, pooled_features=pooled_features)
     paths, emb, _skipped = embed_all(embedder, [p for p, _ in samples], progress, cancel)
     return paths, np.array([label_of[p] for p in paths], dtype=np.int64), emb
 

@@ -38,7 +38,7 @@ from trainer.data import (
     require_trainable,
     train_transform,
 )
-from trainer.devices import autocast_for, pick_device, uses_channels_last
+from trainer.devices import autocast_for, default_loader_workers, pick_device, uses_channels_last
 from trainer.methods import build_objective
 from trainer.model import EmbeddingModel, ModelCard, load_model, nested_dims, save_model
 from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
@@ -73,7 +73,7 @@ class FitConfig:
     proxy_init: bool = True  # start class proxies (NormSoftmax, ArcFace) at the class mean embeddings
     seed: int = 0
     device: str = "auto"
-    num_workers: int = 2
+    num_workers: int | None = None  # image-decoding processes; None: trainer.devices.default_loader_workers
     eval_max_images: int = 2000
     checkpoint_every: int = 50  # steps
 
@@ -261,7 +261,9 @@ class _Trainer:
         """Frozen stages (or, during warm-up, the whole backbone) run without building a graph."""
         if from_cache:
             maps = batch.to(self.device, non_blocking=True).float()
-            flip = torch.rand(maps.shape[0], device=maps.device) < 0.5
+            # Drawn on the CPU: its generator is in the checkpoint, so a resumed run flips the same maps
+            # (a CUDA draw would come from a generator that no checkpoint holds).
+            flip = (torch.rand(maps.shape[0]) < 0.5).to(maps.device)
             x = torch.where(flip[:, None, None, None], maps.flip(3), maps)
         else:
             x = self.model.normalize_uint8(batch.to(self.device, non_blocking=True))
@@ -310,13 +312,23 @@ class _Trainer:
             index = torch.tensor(idx)
             yield self.trunk_cache[index, views], labels[index]
 
-    def _loader_batches(self, skip: int) -> Any:
+    def _loader_batches(self, epoch: int, skip: int) -> Any:
         """The epoch's batches from `skip` on: the sampler's index lists are sliced, so a resumed run does not
-        decode the images of the batches it already trained on."""
+        decode the images of the batches it already trained on.
+
+        Every image of the epoch carries its own augmentation seed (from the run's seed, the epoch and its place
+        in the epoch), so its random crop and flip do not depend on which worker process decodes it or on how
+        many batches a resumed run skipped: a resumed run sees exactly the crops the uninterrupted one would.
+        """
         dataset = ImageDataset(self.train_set.samples, train_transform(self.crop), min_side=self.resize)
-        remaining = list(self.sampler)[skip:]
+        batches = [
+            [(index, augmentation_seed(self.config.seed, epoch, b, j)) for j, index in enumerate(batch)]
+            for b, batch in enumerate(self.sampler)
+        ]
+        workers = self.config.num_workers
         loader = DataLoader(
-            dataset, batch_sampler=remaining, collate_fn=collate_uint8, num_workers=self.config.num_workers,
+            dataset, batch_sampler=batches[skip:], collate_fn=collate_uint8,
+            num_workers=default_loader_workers(self.device) if workers is None else workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )  # fmt: skip
         yield from loader
@@ -432,7 +444,9 @@ class _Trainer:
             self._set_epoch_lr(epoch)
             warm = epoch < cfg.warmup_epochs
             self._set_train_mode(warm)
-            batches = self._cached_batches(epoch, skip) if self.trunk_cache is not None else self._loader_batches(skip)
+            batches = (
+                self._cached_batches(epoch, skip) if self.trunk_cache is not None else self._loader_batches(epoch, skip)
+            )
             losses = []
             step_in_epoch = skip
             for images, labels in batches:
@@ -536,6 +550,16 @@ def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: tor
         seen = counts > 0
         means = torch.nn.functional.normalize(sums[seen], dim=1)
         proxies.data[seen] = means.to(proxies.dtype) * proxies.data[seen].norm(dim=1, keepdim=True)
+
+
+def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:
+    """The seed of one image's random crop and flip: a function of where it is in the run, nothing else.
+
+    >>> augmentation_seed(0, 1, 2, 3) == augmentation_seed(0, 1, 2, 3) != augmentation_seed(0, 1, 2, 4)
+    True
+    """
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{batch}/{position}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 def _state_digest(modules: list[nn.Module]) -> str:

@@ -20,7 +20,7 @@ import numpy.typing as npt
 import torch
 from PIL import Image
 
-from trainer.devices import autocast_for, pick_device, uses_channels_last
+from trainer.devices import default_inference_batch, inference_autocast_for, pick_device, uses_channels_last
 from trainer.images import ImageLoadError, Skipped, load_for_model, preprocess_pil
 from trainer.model import EmbeddingModel
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter, never_cancelled
@@ -49,12 +49,13 @@ class BatchEmbedder:
         self,
         model: EmbeddingModel,
         device: torch.device | str | None = None,
-        batch_size: int = 32,
+        batch_size: int | None = None,
         decode_workers: int | None = None,
         prefetch_batches: int = 2,
         pooled_features: bool = False,
     ) -> None:
-        """`pooled_features=True` returns the LayerNorm'd pooled backbone features instead of embeddings."""
+        """`pooled_features=True` returns the LayerNorm'd pooled backbone features instead of embeddings;
+        `batch_size=None` picks one for the device (trainer.devices.default_inference_batch)."""
         self.device = (
             pick_device(device if isinstance(device, str) else "auto")
             if not isinstance(device, torch.device)
@@ -63,8 +64,8 @@ class BatchEmbedder:
         self.model = model.eval().to(self.device)
         if uses_channels_last(self.device):
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.batch_size = batch_size
-        self.decode_workers = decode_workers or min(8, max(2, os.cpu_count() or 2))
+        self.batch_size = batch_size or default_inference_batch(self.device)
+        self.decode_workers = decode_workers or max(2, min(32, os.cpu_count() or 2))
         self.prefetch_batches = prefetch_batches
         self.card = model.card
         self.pooled_features = pooled_features
@@ -75,7 +76,7 @@ class BatchEmbedder:
         batch = torch.from_numpy(np.ascontiguousarray(arrays))
         if self.device.type == "cuda":
             batch = batch.pin_memory()
-        with torch.inference_mode(), autocast_for(self.device):
+        with torch.inference_mode(), inference_autocast_for(self.device):
             x = self.model.normalize_uint8(batch.to(self.device, non_blocking=True))
             if uses_channels_last(self.device):
                 x = x.contiguous(memory_format=torch.channels_last)

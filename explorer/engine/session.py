@@ -42,7 +42,7 @@ class QueryResult:
 
 
 class RetrievalSession:
-    def __init__(self, model_path: Path | None = None, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(self, model_path: Path | None = None, device: str = "auto", batch_size: int | None = None) -> None:
         self.model_path = Path(model_path) if model_path else BUNDLED_MODEL
         self.card: ModelCard = load_card(self.model_path)
         self.fingerprint = model_fingerprint(self.model_path)

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -279,15 +278,6 @@ class TrainingPlan:
     @property
     def checkpoint(self) -> Path:
         return self.run_dir / "checkpoint.pt"
-
-
-def default_num_workers() -> int:
-    """Image-decoding processes for runs without a trunk cache.
-
-    Linux forks them cheaply; elsewhere they are spawned, which re-runs the (possibly frozen) app's entry
-    point, so there the images are decoded in the training thread instead.
-    """
-    return 2 if sys.platform.startswith("linux") else 0
 
 
 def train(plan: TrainingPlan, callbacks: FitCallbacks, cancel: CancelCheck) -> FitResult:

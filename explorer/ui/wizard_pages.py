@@ -56,7 +56,6 @@ from explorer.ui.wizard_jobs import (
     Workload,
     card_summary,
     check_folder,
-    default_num_workers,
     estimate_seconds,
     evaluate_both,
     evaluation_problems,
@@ -742,7 +741,7 @@ class SettingsPage(Page):
             "cache_trunk": cached,
             "crop_size": crop if crop and crop != self._input_size() else None,
             "device": self.device.currentData() or "cpu",
-            "num_workers": default_num_workers(),
+            "num_workers": None,  # trainer.devices.default_loader_workers: most cores on a GPU, 2 on a CPU
         }
 
     def _card(self) -> dict[str, Any]:

@@ -423,3 +423,22 @@ def test_a_resumed_run_without_the_cache_decodes_only_the_batches_left(
     fit(train_folder, out, cfg, callbacks=second.callbacks())
     assert second.steps == [3, 4]
     assert len(decoded) == 2 * 2 * 2  # the two batches left, 2 classes x 2 images each; none of the first two
+
+
+def test_a_resumed_run_without_the_cache_matches_an_uninterrupted_one_with_worker_processes(
+    train_folder: LabelledFolder, tmp_path: Path
+) -> None:
+    """Random crops come from per-image seeds: neither the worker that decodes an image nor the batches a resumed
+    run skips change them (they used to: each epoch's loader drew its workers' seeds from the random state, which
+    a resumed run restores at another point)."""
+    cfg = config(cache_trunk=False, epochs=2, batches_per_epoch=3, classes_per_batch=2, per_class=2, num_workers=2)
+    reference = fit(train_folder, tmp_path / "reference", cfg)
+    out = tmp_path / "model"
+    first = Recorder()
+    with pytest.raises(Cancelled):
+        fit(train_folder, out, cfg, callbacks=first.callbacks(), cancel=lambda: len(first.steps) >= 4)
+    result = fit(train_folder, out, cfg)
+    assert result.resumed_from_step == 4
+    expected, got = weights(reference.model_path), weights(result.model_path)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=key)
