@@ -19,7 +19,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -258,7 +258,14 @@ class Run:
 WORK_DIR = ROOT / "runs" / "bench" / "models"
 
 
-def train(train_set: LabelledFolder, name: str, config: FitConfig, work: Path | None = None, log: Any = print) -> Run:
+def train(
+    train_set: LabelledFolder,
+    name: str,
+    config: FitConfig,
+    work: Path | None = None,
+    log: Any = print,
+    on_batch: Callable[[int, int, float, float], None] | None = None,
+) -> Run:
     """One run, logging the mean loss of each epoch so that a run that does not learn shows it.
 
     The model goes to `<work>/<method>-<config key>` (`name` only labels the log): a run with exactly the same
@@ -271,7 +278,7 @@ def train(train_set: LabelledFolder, name: str, config: FitConfig, work: Path | 
     def on_epoch(epoch: int, record: dict[str, float]) -> None:
         log(f"  {name}: epoch {epoch}/{config.epochs} loss {record.get('loss', float('nan')):.4f}")
 
-    callbacks = FitCallbacks(on_epoch=on_epoch, on_message=lambda m: log(f"  {name}: {m}"))
+    callbacks = FitCallbacks(on_batch=on_batch, on_epoch=on_epoch, on_message=lambda m: log(f"  {name}: {m}"))
     started = time.perf_counter()
     result = fit(train_set, out, config, validation=None, callbacks=callbacks)
     seconds = time.perf_counter() - started

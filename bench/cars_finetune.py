@@ -25,8 +25,9 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import torch
 from _cars_protocol import (
-    CARS,
+    Run,
     cars_available,
     cars_split,
     load,
@@ -38,6 +39,7 @@ from _cars_protocol import (
     write_report,
 )
 
+from trainer.data import LabelledFolder
 from trainer.devices import pick_device
 from trainer.evaluation import evaluate_model
 from trainer.fit import FitConfig
@@ -87,20 +89,34 @@ def main() -> int:
     before = evaluate_model(untrained_model(), test, dims=[1280], device=args.device)
     after = evaluate_model(trained, test, device=args.device)
 
-    dim = trained.card.dim
+    report = finetune_report(config, train_set, test, run, before, after, trained.card.nested_dims, started)
+    write_report(report + "\n", args.out)
+    return 0
+
+
+METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
+Metrics = dict[str, dict[int, dict[str, float]]]
+
+
+def finetune_report(
+    config: FitConfig, train_set: LabelledFolder, test: LabelledFolder, run: Run, before: Metrics, after: Metrics,
+    dims: list[int], started: float, title: str = "NormSoftmax fine-tuning on cars98: unseen classes, before and after",
+) -> str:  # fmt: skip
+    """The Markdown report: the untrained backbone at 1280-d against the fine-tuned model at each nested dim."""
+    dim = dims[-1]
     rows = [["untrained backbone (ImageNet + LayerNorm)", "1280", *_cells(before, 1280)]]
-    rows += [["NormSoftmax fine-tuned", str(d), *_cells(after, d)] for d in trained.card.nested_dims]
+    rows += [["NormSoftmax fine-tuned", str(d), *_cells(after, d)] for d in dims]
     gain = {rep: 100 * (after[rep][dim]["R@1"] - before[rep][1280]["R@1"]) for rep in ("float", "binary")}
     header = ["model", "dim", *(f"{rep} {m}" for rep in ("float", "binary") for m in METRICS)]
     losses = " → ".join(f"{x:.2f}" for x in run.losses)
-    report = "\n\n".join(
+    return "\n\n".join(
         [
-            "## NormSoftmax fine-tuning on cars98: unseen classes, before and after",
-            f"Data: {CARS.name} split by class, training on the first {len(train_set.classes)} classes "
+            f"## {title}",
+            f"Data: {train_set.root.name} split by class, training on the first {len(train_set.classes)} classes "
             f"({len(train_set.samples):,} images), judged on the other {len(test.classes)} "
             f"({len(test.samples):,} images, each a query against all others) at 224 px centre crops, as "
             "`trainer eval` does.",
-            f"Schedule: {recipe_text(asdict(config))} Device: {pick_device(config.device)}.",
+            f"Schedule: {recipe_text(asdict(config))} Device: {device_name(config.device)}.",
             markdown_table(header, rows, align_left=1),
             f"**Recall@1 gain at D = {dim}: float {gain['float']:+.1f} points, binary {gain['binary']:+.1f} "
             "points** over the untrained backbone at its full width.",
@@ -109,11 +125,14 @@ def main() -> int:
             f"{machine_note()}.",
         ]
     )
-    write_report(report + "\n", args.out)
-    return 0
 
 
-METRICS = ("R@1", "R@2", "R@4", "R@8", "MAP@R", "NMI")
+def device_name(preference: str) -> str:
+    """`cuda (NVIDIA H100 80GB HBM3)` on a GPU, else the device type."""
+    device = pick_device(preference)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return str(device)
 
 
 def _cells(metrics: dict[str, dict[int, dict[str, float]]], dim: int) -> list[str]:

@@ -15,6 +15,7 @@ ones once per image (trainer.trunk_cache): the recipe the bundled model was trai
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -312,26 +313,33 @@ class _Trainer:
             index = torch.tensor(idx)
             yield self.trunk_cache[index, views], labels[index]
 
-    def _loader_batches(self, epoch: int, skip: int) -> Any:
-        """The epoch's batches from `skip` on: the sampler's index lists are sliced, so a resumed run does not
-        decode the images of the batches it already trained on.
+    def _loader_batches(self, start_epoch: int, skip: int) -> Any:
+        """Every batch from epoch `start_epoch`, batch `skip` on, through one DataLoader for the whole run.
 
-        Every image of the epoch carries its own augmentation seed (from the run's seed, the epoch and its place
-        in the epoch), so its random crop and flip do not depend on which worker process decodes it or on how
-        many batches a resumed run skipped: a resumed run sees exactly the crops the uninterrupted one would.
+        One loader (not one per epoch) starts its worker processes once and keeps decoding across epoch
+        boundaries, so a GPU does not wait for workers to start at every epoch. The sampler's index lists are
+        sliced, so a resumed run does not decode the images of the batches it already trained on.
+
+        Every image carries its own augmentation seed (from the run's seed, the epoch and its place in the
+        epoch), so its random crop and flip do not depend on which worker process decodes it or on how many
+        batches a resumed run skipped: a resumed run sees exactly the crops the uninterrupted one would.
         """
         dataset = ImageDataset(self.train_set.samples, train_transform(self.crop), min_side=self.resize)
-        batches = [
-            [(index, augmentation_seed(self.config.seed, epoch, b, j)) for j, index in enumerate(batch)]
-            for b, batch in enumerate(self.sampler)
-        ]
+        batches = []
+        for epoch in range(start_epoch, self.config.epochs):
+            self.sampler.set_epoch(epoch)
+            seeded = [
+                [(index, augmentation_seed(self.config.seed, epoch, b, j)) for j, index in enumerate(batch)]
+                for b, batch in enumerate(self.sampler)
+            ]
+            batches.extend(seeded[skip:] if epoch == start_epoch else seeded)
         workers = self.config.num_workers
         loader = DataLoader(
-            dataset, batch_sampler=batches[skip:], collate_fn=collate_uint8,
+            dataset, batch_sampler=batches, collate_fn=collate_uint8,
             num_workers=default_loader_workers(self.device) if workers is None else workers,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )  # fmt: skip
-        yield from loader
+        return iter(loader)
 
     # -- checkpoints ------------------------------------------------------------------------------------
     def _checkpoint_path(self) -> Path:
@@ -437,6 +445,16 @@ class _Trainer:
                 self.history.append({"epoch": 0, "loss": math.nan, **start})
                 if self.cb.on_epoch:
                     self.cb.on_epoch(0, self.history[-1])
+        loader = self._loader_batches(start_epoch, skip) if self.trunk_cache is None else None
+        try:
+            return self._epochs(start_epoch, skip, loader, resumed_from)
+        finally:
+            shutdown = getattr(loader, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()  # now, not whenever a cancelled run's traceback lets go of the loader
+
+    def _epochs(self, start_epoch: int, skip: int, loader: Any, resumed_from: int) -> FitResult:
+        cfg = self.config
         total_steps = cfg.epochs * self.steps_per_epoch
         started, steps_this_run = time.perf_counter(), 0
         for epoch in range(start_epoch, cfg.epochs):
@@ -445,7 +463,9 @@ class _Trainer:
             warm = epoch < cfg.warmup_epochs
             self._set_train_mode(warm)
             batches = (
-                self._cached_batches(epoch, skip) if self.trunk_cache is not None else self._loader_batches(epoch, skip)
+                self._cached_batches(epoch, skip)
+                if loader is None
+                else itertools.islice(loader, self.steps_per_epoch - skip)
             )
             losses = []
             step_in_epoch = skip
