@@ -101,6 +101,7 @@ Metrics = dict[str, dict[int, dict[str, float]]]
 def finetune_report(
     config: FitConfig, train_set: LabelledFolder, test: LabelledFolder, run: Run, before: Metrics, after: Metrics,
     dims: list[int], started: float, title: str = "NormSoftmax fine-tuning on cars98: unseen classes, before and after",
+    device: str | None = None,
 ) -> str:  # fmt: skip
     """The Markdown report: the untrained backbone at 1280-d against the fine-tuned model at each nested dim."""
     dim = dims[-1]
@@ -116,13 +117,17 @@ def finetune_report(
             f"({len(train_set.samples):,} images), judged on the other {len(test.classes)} "
             f"({len(test.samples):,} images, each a query against all others) at 224 px centre crops, as "
             "`trainer eval` does.",
-            f"Schedule: {recipe_text(asdict(config))} Device: {device_name(config.device)}.",
+            f"Schedule: {recipe_text(asdict(config))} Device: {device or device_name(config.device)}.",
             markdown_table(header, rows, align_left=1),
             f"**Recall@1 gain at D = {dim}: float {gain['float']:+.1f} points, binary {gain['binary']:+.1f} "
             "points** over the untrained backbone at its full width.",
             f"Mean loss per epoch (sum over the nested prefixes): {losses}. Training took {run.seconds / 60:.1f} min "
-            f"(measured when it ran); this invocation {(time.perf_counter() - started) / 60:.1f} min on "
-            f"{machine_note()}.",
+            + (
+                f"on {device}."
+                if device
+                else f"(measured when it ran); this invocation {(time.perf_counter() - started) / 60:.1f} min on "
+                f"{machine_note()}."
+            ),
         ]
     )
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
-import math
 import os
 import platform
 import subprocess
@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from cars_finetune import FULL_RECIPE, finetune_report
 import trainer.inference as inference_module
 from trainer.data import LabelledFolder, scan_labelled_folder, split_by_class
 from trainer.devices import autocast_for, pick_device
-from trainer.evaluation import evaluate_model
+from trainer.evaluation import embed_folder, embedding_metrics
 from trainer.fit import FitCallbacks, FitConfig, _Trainer
 from trainer.images import load_for_model
 from trainer.inference import BatchEmbedder, embed_all
@@ -281,14 +281,43 @@ def paper_schedule(
     return run
 
 
-def judge(record: dict[str, Any], run: Run, test: LabelledFolder, device: torch.device) -> tuple[Any, Any, Any]:
+def judge(
+    record: dict[str, Any],
+    run: Run,
+    config: FitConfig,
+    test: LabelledFolder,
+    device: torch.device,
+    out: Path,
+    name: str,
+    with_untrained: bool = True,
+) -> tuple[Any, Any, Any]:
+    """Metrics of the untrained backbone and the trained model on the test classes; the embeddings, labels and
+    what the run was go to `<out>/emb-<name>.npz`, so that `--report-from` can judge them anywhere (NMI and F1
+    need faiss, which a GPU machine may lack: then they are computed there)."""
     trained = load_model(run.model_path)
-    before = evaluate_model(untrained_model(), test, dims=[1280], device=str(device))
-    after = evaluate_model(trained, test, device=str(device))
+    clustering = importlib.util.find_spec("faiss") is not None
+    _, labels, after_emb = embed_folder(trained, test, str(device))
+    after = embedding_metrics(after_emb, labels, trained.card.nested_dims, clustering)
+    arrays: dict[str, np.ndarray] = {"labels": labels, "trained": after_emb}
+    before = None
+    if with_untrained:
+        _, labels_before, before_emb = embed_folder(untrained_model(), test, str(device))
+        assert np.array_equal(labels, labels_before)
+        before = embedding_metrics(before_emb, labels, [1280], clustering)
+        arrays["untrained"] = before_emb
+        for rep in ("float", "binary"):
+            record[f"{rep} R@1 untrained 1280"] = 100 * before[rep][1280]["R@1"]
     for rep in ("float", "binary"):
-        record[f"{rep} R@1 untrained 1280"] = 100 * before[rep][1280]["R@1"]
         for d in trained.card.nested_dims:
             record[f"{rep} R@1 @{d}"] = 100 * after[rep][d]["R@1"]
+    meta = {
+        "config": asdict(config),
+        "losses": run.losses,
+        "seconds": run.seconds,
+        "dims": trained.card.nested_dims,
+        "record": {k: v for k, v in record.items() if not k.startswith(("float", "binary"))},
+    }
+    np.savez_compressed(out / f"emb-{name}.npz", meta=np.array(json.dumps(meta, default=_plain)), **arrays)  # type: ignore[arg-type]
     return trained, before, after
 
 
@@ -341,6 +370,9 @@ def smoke_folder(root: Path) -> Path:
     return root
 
 
+STEPS = ("tests", "throughput", "half", "all", "variant")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "cars98")
@@ -348,45 +380,49 @@ def main() -> int:
     p.add_argument("--work", type=Path, default=Path("/tmp/gpu-run"), help="training runs (checkpoints, models)")
     p.add_argument("--smoke", action="store_true", help="every step on generated data on the CPU, in about a minute")
     p.add_argument("--budget", type=float, default=480, help="seconds; later steps are skipped if they would overrun")
+    p.add_argument("--steps", default=",".join(STEPS), help=f"which steps to run, of {', '.join(STEPS)}")
+    p.add_argument(
+        "--report-from",
+        type=Path,
+        default=None,
+        help="judge the embeddings a GPU run saved in this folder (with NMI), write the Markdown report",
+    )
     args = p.parse_args()
+    if args.report_from is not None:
+        return report_from(args.report_from, args.data, args.out)
+    steps = set(args.steps.split(","))
     report = Report(args.out)
     device = pick_device("cpu" if args.smoke else "auto")
     data = smoke_folder(args.work / "smoke-data") if args.smoke else args.data
     with report.step("environment") as record:
         record.update(environment(device))
         print(json.dumps(record, indent=1), flush=True)
-    with report.step("gpu tests") as record:
-        gpu_tests(record)
+    if "tests" in steps:
+        with report.step("gpu tests") as record:
+            gpu_tests(record)
     folder = scan_labelled_folder(data, workers=os.cpu_count() or 4)
     train_set, test = split_by_class(folder)
     paths = [q for q, _ in folder.samples]
-    with report.step("embedding throughput") as record:
-        embedding_throughput(record, paths, device, args.smoke)
-    with report.step("training throughput") as record:
-        training_throughput(record, train_set, device, args.smoke)
+    if "throughput" in steps:
+        with report.step("embedding throughput") as record:
+            embedding_throughput(record, paths, device, args.smoke)
+        with report.step("training throughput") as record:
+            training_throughput(record, train_set, device, args.smoke)
 
     config = replace(FULL_RECIPE, device=str(device), num_workers=None)
     if args.smoke:
         config = replace(config, dim=64, epochs=2, crop_size=64, classes_per_batch=4, per_class=3)
-    started = time.perf_counter()
-    half_seconds = math.inf
-    with report.step("paper schedule, 49 -> 49") as record:
-        run = paper_schedule(record, train_set, config, args.work / "classes-49", device)
-        half_seconds = run.seconds
-        trained, before, after = judge(record, run, test, device)
-        title = "The paper's schedule on a GPU: cars98, 49 training -> 49 unseen classes"
-        text = finetune_report(
-            config, train_set, test, run, before, after, trained.card.nested_dims, started, title=title
-        )
-        text += f"\n\nLoss of each step around the unfreeze (epoch {config.warmup_epochs} -> "
-        text += f"{config.warmup_epochs + 1}): {record['loss_around_unfreeze']}\n"
-        if cpu_figures():
-            text += "\nThe CPU recipe, for comparison (bench/results/cars_finetune.md):\n\n" + cpu_figures() + "\n"
-        (args.out / "cars98_gpu.md").write_text(text, encoding="utf-8")
-        print(text, flush=True)
+    half_seconds = 60.0
+    if "half" in steps:
+        with report.step("paper schedule, 49 -> 49") as record:
+            run = paper_schedule(record, train_set, config, args.work / "classes-49", device)
+            half_seconds = run.seconds
+            judge(record, run, config, test, device, args.out, "half")
 
     expected = half_seconds * len(folder.samples) / max(1, len(train_set.samples)) + 30
-    if report.elapsed() + expected > args.budget:
+    if "all" not in steps:
+        pass
+    elif report.elapsed() + expected > args.budget:
         report.steps["paper schedule, all 98 classes"] = {"skipped": f"would need ~{expected:.0f} s more"}
     else:
         with report.step("paper schedule, all 98 classes") as record:
@@ -400,18 +436,91 @@ def main() -> int:
             keep_model(record, run, args.out, description, paths[:64])
 
     extra = half_seconds + 40
-    if report.elapsed() + extra > args.budget:
+    if "variant" not in steps:
+        pass
+    elif report.elapsed() + extra > args.budget:
         report.steps["variant: backbone lr x0.1, 49 -> 49"] = {"skipped": f"would need ~{extra:.0f} s more"}
     else:
         with report.step("variant: backbone lr x0.1, 49 -> 49") as record:
             variant = replace(config, backbone_lr_mult=0.1)
             run = paper_schedule(record, train_set, variant, args.work / "classes-49-variant", device)
-            judge(record, run, test, device)
+            judge(record, run, variant, test, device, args.out, "variant", with_untrained=False)
     report.save()
     print(f"\n== done in {report.elapsed():.0f} s; failed steps: {report.failed or 'none'}")
     for name, record in report.steps.items():
         print(f"{name}: {json.dumps(record, default=_plain)[:700]}")
     return 1 if report.failed else 0
+
+
+def report_from(folder: Path, data: Path, out: Path) -> int:
+    """The Markdown report of a GPU run from its saved embeddings, judged here with every metric."""
+    train_set, test = split_by_class(scan_labelled_folder(data))
+    run_json = json.loads((folder / "gpu_run.json").read_text(encoding="utf-8"))
+    gpu = run_json["steps"]["environment"].get("gpu", "cpu")
+    sections = []
+    untrained = None
+    for name, title in (
+        ("half", "The paper's schedule on a GPU: cars98, 49 training -> 49 unseen classes"),
+        ("variant", "The same with the backbone at a tenth of the learning rate (lr x0.1)"),
+    ):
+        path = folder / f"emb-{name}.npz"
+        if not path.exists():
+            continue
+        saved = np.load(path)
+        meta = json.loads(str(saved["meta"]))
+        labels = saved["labels"]
+        if len(labels) != len(test.samples) or not np.array_equal(labels, test.labels):
+            raise SystemExit(f"{path}: its labels are not those of {data}'s test classes")
+        if "untrained" in saved:
+            untrained = embedding_metrics(saved["untrained"], labels, [1280])
+        assert untrained is not None, "the 49 -> 49 run's file holds the untrained backbone's embeddings"
+        after = embedding_metrics(saved["trained"], labels, meta["dims"])
+        config = FitConfig(**{**meta["config"], "lr_milestones": tuple(meta["config"]["lr_milestones"])})
+        run = Run(name, path, meta["seconds"], meta["losses"], 0)
+        text = finetune_report(config, train_set, test, run, untrained, after, meta["dims"], 0.0, title, gpu)
+        unfreeze = meta["record"].get("loss_around_unfreeze")
+        if unfreeze:
+            text += f"\n\nLoss of each step from 5 before to 25 after the backbone unfreezes: {unfreeze}"
+        sections.append(text)
+    cpu = cpu_figures()
+    if cpu:
+        sections.append("### The CPU recipe, for comparison (bench/results/cars_finetune.md)\n\n" + cpu)
+    sections.append(throughput_text(run_json["steps"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    print("\n\n".join(sections))
+    return 0
+
+
+def throughput_text(steps: dict[str, Any]) -> str:
+    lines = ["### Throughput on the GPU (bench/gpu_run.py)", ""]
+    embed, train_step = steps.get("embedding throughput", {}), steps.get("training throughput", {})
+    if "with_decoding" in embed:
+        d, m = embed["with_decoding"], embed["model_alone"]
+        lines.append(
+            f"- embedding, real JPEGs, decoding included: {d['images_per_s']:.0f} images/s "
+            f"(GPU busy {d['gpu_utilisation_pct'] or 0:.0f} %); the model alone: {m['images_per_s']:.0f} "
+            f"images/s (GPU busy {m['gpu_utilisation_pct'] or 0:.0f} %), batches of {embed['batch_size']}"
+        )
+        for precision, a in embed.get("against_cpu_float32", {}).items():
+            lines.append(
+                f"- {precision} on the GPU against float32 on the CPU: cosine min {a['cosine_min']:.5f}, "
+                f"sign bits agreeing {a['sign_bits_agreeing_pct']:.2f} %"
+            )
+    for batch, t in train_step.items():
+        if isinstance(t, dict):
+            lines.append(
+                f"- training step, whole backbone at {t['crop']} px, {batch}: {t['images_per_s']:.0f} "
+                f"images/s, {t['ms_per_step']:.1f} ms/step, GPU busy {t['gpu_utilisation_pct'] or 0:.0f} %, "
+                f"peak memory {t['peak_memory_gib'] or 0:.1f} GiB"
+            )
+    for name, t in steps.items():
+        if name.startswith(("paper", "variant")) and "images_per_s" in t:
+            lines.append(
+                f"- {name}, end to end (data loading included): {t['images_per_s']:.0f} images/s, "
+                f"GPU busy {t['gpu_utilisation_pct'] or 0:.0f} %, {t['train_minutes']:.2f} min of training"
+            )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from trainer.model_card import metrics_table
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
 Metrics = dict[str, dict[int, dict[str, float]]]
-__all__ = ["embed_folder", "evaluate_model", "metrics_table", "select_split"]
+__all__ = ["embed_folder", "embedding_metrics", "evaluate_model", "metrics_table", "select_split"]
 
 
 def embed_folder(
@@ -63,7 +63,15 @@ def evaluate_model(
 ) -> Metrics:
     """Float and binary metrics at each nested dimension (R@1/2/4/8, MAP@R, NMI, F1)."""
     _, labels, emb = embed_folder(model, folder, device, max_images, progress=progress, cancel=cancel)
-    usable = [d for d in (dims or model.card.nested_dims) if d % 8 == 0 and d <= emb.shape[1]]
+    return embedding_metrics(emb, labels, dims or model.card.nested_dims, with_clustering)
+
+
+def embedding_metrics(
+    emb: npt.NDArray[np.float32], labels: npt.NDArray[np.int64], dims: list[int], with_clustering: bool = True
+) -> Metrics:
+    """`evaluate` at the usable `dims` (multiples of 8 within the width) and the Recall@K a set this size supports:
+    what `evaluate_model` reports, for embeddings computed elsewhere (on another machine, say)."""
+    usable = [d for d in dims if d % 8 == 0 and d <= emb.shape[1]]
     n = len(labels)
     ks = [k for k in (1, 2, 4, 8, 10, 100, 1000) if k <= 8 or (n > 10 * k and k < n)]
     return evaluate(emb, labels, usable, ks=ks, with_clustering=with_clustering)

@@ -88,6 +88,8 @@ def test_bf16_channels_last_training_lowers_the_loss_like_a_float32_run(
     monkeypatch.setattr(fit_module._Trainer, "_embed_batch", spy_embed)
     losses: dict[str, list[float]] = {"mixed": [], "float32": []}
     start = flat(fit(train_folder, tmp_path / "start", gpu_config(epochs=0)).model_path)
+    one_step = gpu_config(epochs=1, batches_per_epoch=1)
+    mixed_step = flat(fit(train_folder, tmp_path / "mixed-1", one_step).model_path)
     mixed = fit(
         train_folder, tmp_path / "mixed", gpu_config(),
         callbacks=FitCallbacks(on_batch=lambda s, e, loss, lr: losses["mixed"].append(loss)),
@@ -95,6 +97,7 @@ def test_bf16_channels_last_training_lowers_the_loss_like_a_float32_run(
     assert seen == {"channels_last": True, "autocast": torch.bfloat16}
     monkeypatch.setattr(fit_module, "autocast_for", lambda device: contextlib.nullcontext())
     with full_precision():
+        float_step = flat(fit(train_folder, tmp_path / "float32-1", one_step).model_path)
         reference = fit(
             train_folder, tmp_path / "float32", gpu_config(),
             callbacks=FitCallbacks(on_batch=lambda s, e, loss, lr: losses["float32"].append(loss)),
@@ -102,10 +105,17 @@ def test_bf16_channels_last_training_lowers_the_loss_like_a_float32_run(
     for curve in losses.values():
         assert len(curve) == 18 and all(np.isfinite(curve))
         assert np.mean(curve[-6:]) < 0.8 * np.mean(curve[:6]), curve
-    moved_mixed, moved_float = flat(mixed.model_path) - start, flat(reference.model_path) - start
-    direction = float(moved_mixed @ moved_float / (moved_mixed.norm() * moved_float.norm()))
-    print(f"cosine between the bf16 and float32 weight updates: {direction:.4f}")
-    assert direction > 0.9
+    # One step's update is the (clipped) gradient: bf16 must point where float32 points. Over 18 steps the two
+    # trajectories drift apart as any two runs that differ in rounding do (measured on an H100: cosine 0.73).
+    first = cosine(mixed_step - start, float_step - start)
+    whole = cosine(flat(mixed.model_path) - start, flat(reference.model_path) - start)
+    print(f"cosine between the bf16 and float32 weight updates: first step {first:.4f}, 18 steps {whole:.4f}")
+    assert first > 0.95
+    assert whole > 0.5
+
+
+def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b / (a.norm() * b.norm()))
 
 
 def test_a_checkpoint_written_on_the_gpu_resumes_to_the_same_weights(
