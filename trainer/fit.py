@@ -348,6 +348,7 @@ class _Trainer:
     def save_checkpoint(self, epoch: int, step_in_epoch: int) -> None:
         state = {
             "config_key": self.config.key(),
+            "data_key": self._data_key(),
             "epoch": epoch,
             "step_in_epoch": step_in_epoch,
             "global_step": self.global_step,
@@ -361,6 +362,12 @@ class _Trainer:
         }
         atomic_write(self._checkpoint_path(), lambda p: torch.save(state, p))
 
+    def _data_key(self) -> str:
+        """What the run trains on (every image and its class): the same settings on another folder, or on the
+        same folder after images were added, must not resume this run's checkpoint."""
+        samples = [[str(p), self.train_set.classes[y]] for p, y in self.train_set.samples]
+        return hashlib.sha256(json.dumps(samples).encode()).hexdigest()[:16]
+
     def load_checkpoint(self) -> tuple[int, int] | None:
         path = self._checkpoint_path()
         if not path.exists():
@@ -368,6 +375,9 @@ class _Trainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("config_key") != self.config.key():
             self.cb.message(f"{path} belongs to a run with other settings; starting afresh")
+            return None
+        if state.get("data_key") != self._data_key():
+            self.cb.message(f"{path} belongs to a run on other images or classes; starting afresh")
             return None
         self.model.load_state_dict(state["model"])
         self.objective.load_state_dict(state["objective"])

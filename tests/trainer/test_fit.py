@@ -246,6 +246,19 @@ def test_checkpoint_of_other_settings_is_not_resumed(train_folder: LabelledFolde
     assert result.card.recipe["steps"] == 6 and result.card.recipe["lr"] == 0.02
 
 
+def test_a_checkpoint_of_other_images_is_not_resumed(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    """The same settings on other data (another folder, or this one with a class removed) train afresh: resuming
+    would export the other data's model as if it had been trained on these images."""
+    out = tmp_path / "model"
+    fit(train_folder, out, config(epochs=1, batches_per_epoch=2))
+    fewer = train_folder.subset(train_folder.classes[:3])
+    second = Recorder()
+    result = fit(fewer, out, config(epochs=1, batches_per_epoch=2), callbacks=second.callbacks())
+    assert any("other images or classes" in m for m in second.messages)
+    assert result.resumed_from_step == 0 and second.steps == [1, 2]
+    assert "3 classes" in result.card.trained_on[0]
+
+
 def test_a_finished_run_is_not_trained_again(train_folder: LabelledFolder, tmp_path: Path) -> None:
     cfg = config(epochs=1, batches_per_epoch=2)
     first = fit(train_folder, tmp_path / "m", cfg)
