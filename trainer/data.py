@@ -8,11 +8,8 @@ failing an hour into a run.
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,37 +18,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from trainer.folders import (  # noqa: F401  (re-exported: torch-free, but long imported from here)
+    MIN_IMAGES_PER_CLASS,
+    DatasetError,
+    LabelledFolder,
+    require_trainable,
+    split_by_class,
+    trainability_problems,
+)
 from trainer.images import ImageLoadError, Skipped, load_rgb, preprocess_pil, scan_images
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter, never_cancelled
-
-MIN_IMAGES_PER_CLASS = 2
-
-
-class DatasetError(ValueError):
-    """The folder cannot be used for training or evaluation; the message says why and what to do."""
-
-
-@dataclass
-class LabelledFolder:
-    root: Path
-    classes: list[str]
-    samples: list[tuple[Path, int]]  # (path, index into classes)
-    skipped: list[Skipped] = field(default_factory=list)
-
-    @property
-    def labels(self) -> npt.NDArray[np.int64]:
-        return np.array([label for _, label in self.samples], dtype=np.int64)
-
-    def counts(self) -> dict[str, int]:
-        c = Counter(label for _, label in self.samples)
-        return {name: c.get(i, 0) for i, name in enumerate(self.classes)}
-
-    def subset(self, class_names: Sequence[str]) -> LabelledFolder:
-        """The same images restricted to some classes, relabelled 0..len(class_names)-1."""
-        keep = {name: i for i, name in enumerate(class_names)}
-        samples = [(p, keep[self.classes[y]]) for p, y in self.samples if self.classes[y] in keep]
-        return LabelledFolder(self.root, list(class_names), samples, self.skipped)
-
 
 VERIFY_STAGE = "checking"  # Progress.stage while every image is decoded once
 _VERIFY_CHUNK = 64  # images decoded between two looks at `cancel` and two progress reports
@@ -108,45 +84,6 @@ def _unreadable_reason(path: Path) -> str | None:
     except ImageLoadError as exc:
         return str(exc)
     return None
-
-
-def trainability_problems(folder: LabelledFolder, min_per_class: int = MIN_IMAGES_PER_CLASS) -> list[str]:
-    """Every reason this folder cannot train, as sentences for a person (empty when it can)."""
-    problems = []
-    if not folder.samples:
-        problems.append(f"{folder.root} has no readable images in class sub-folders (one sub-folder per class)")
-        return problems
-    if len(folder.classes) < 2:
-        problems.append(
-            f"{folder.root} has only one class ({folder.classes[0]!r}); metric learning needs at least two "
-            "sub-folders, one per class"
-        )
-    small = [c for c, n in folder.counts().items() if n < min_per_class]
-    if small:
-        shown = ", ".join(repr(c) for c in small[:5]) + (" ..." if len(small) > 5 else "")
-        problems.append(
-            f"{len(small)} class(es) have fewer than {min_per_class} images and cannot form a positive pair: {shown}"
-        )
-    return problems
-
-
-def require_trainable(folder: LabelledFolder, min_per_class: int = MIN_IMAGES_PER_CLASS) -> None:
-    problems = trainability_problems(folder, min_per_class)
-    if problems:
-        raise DatasetError("; ".join(problems))
-
-
-def split_by_class(folder: LabelledFolder, seed: int | None = None) -> tuple[LabelledFolder, LabelledFolder]:
-    """First half of the sorted class names trains, second half tests; with a seed, a seeded shuffle instead."""
-    names = sorted(folder.classes)
-    if seed is not None:
-        random.Random(seed).shuffle(names)
-    if len(names) < 4:
-        raise DatasetError(
-            f"{folder.root} has {len(names)} classes; a split by class needs at least 4 (2 to train, 2 to test)"
-        )
-    half = len(names) // 2
-    return folder.subset(sorted(names[:half])), folder.subset(sorted(names[half:]))
 
 
 Transform = Callable[[Image.Image], npt.NDArray[np.uint8]]

@@ -21,7 +21,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 
 from trainer.atomic import atomic_write
 from trainer.backbones import backbone_stages
+from trainer.config import FitConfig
 from trainer.data import (
     ImageDataset,
     LabelledFolder,
@@ -45,45 +46,6 @@ from trainer.model import EmbeddingModel, ModelCard, load_model, nested_dims, sa
 from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
 from trainer.samplers import ClassBalancedSampler
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
-
-
-@dataclass
-class FitConfig:
-    method: str = "normsoftmax"
-    method_params: dict[str, Any] = field(default_factory=dict)
-    dim: int | None = None  # None: the base model's dimension (or the backbone width)
-    nested: bool = True  # train every nested prefix (64, 128, ... dim)
-    epochs: int = 10
-    warmup_epochs: int = 1
-    classes_per_batch: int = 25
-    per_class: int = 3
-    batches_per_epoch: int | None = None
-    lr: float = 0.01
-    backbone_lr_mult: float = 1.0
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    lr_milestones: tuple[float, ...] = (0.6, 0.85)  # fractions of the fine-tuning epochs
-    lr_gamma: float = 0.1
-    trainable_stages: int | None = None  # None: the whole backbone trains; k: only its last k stages
-    cache_trunk: bool = False  # compute the frozen stages once (needs trainable_stages)
-    cache_views: int = 2
-    cache_dir: str | None = None  # share trunk caches between runs (keyed by content); default: the run folder
-    crop_size: int | None = None  # training resolution; default the model's input size
-    freeze_batchnorm: bool = True  # keep the backbone's batch-norm statistics (its affine weights still train)
-    pca_init: bool = True  # initialise the embedding layer as a PCA rotation of the pooled features
-    proxy_init: bool = True  # start class proxies (NormSoftmax, ArcFace) at the class mean embeddings
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int | None = None  # image-decoding processes; None: trainer.devices.default_loader_workers
-    eval_max_images: int = 2000
-    checkpoint_every: int = 50  # steps
-
-    def key(self) -> str:
-        """What must match for a checkpoint to be resumed (everything that shapes the run)."""
-        fields = asdict(self)
-        for volatile in ("device", "num_workers", "checkpoint_every", "eval_max_images", "cache_dir"):
-            fields.pop(volatile)
-        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @dataclass
