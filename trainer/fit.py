@@ -67,10 +67,29 @@ class FitResult:
     history: list[dict[str, float]]
     resumed_from_step: int = 0
     skipped_steps: int = 0
+    kept_epoch: int | None = None  # the exported epoch (0: the starting model); None: the last, nothing chose
 
 
 class FitError(RuntimeError):
     pass
+
+
+@dataclass
+class Best:
+    """The best model so far on the selection part: its epoch (0 = the starting model), score and weights."""
+
+    epoch: int
+    score: float
+    state: dict[str, torch.Tensor]
+
+
+def selection_score(scores: dict[str, float]) -> float:
+    """What chooses the epoch to keep: float and binary Recall@1 count alike (the window searches with both).
+
+    >>> selection_score({"chosen on R@1": 0.8, "chosen on binary R@1": 0.7})
+    0.75
+    """
+    return (scores["chosen on R@1"] + scores["chosen on binary R@1"]) / 2
 
 
 def _seed_everything(seed: int) -> None:
@@ -106,8 +125,10 @@ class _Trainer:
         callbacks: FitCallbacks,
         cancel: CancelCheck,
         backbone_weights: Path | None = None,
+        selection: LabelledFolder | None = None,
     ) -> None:
         require_trainable(train)
+        self.selection_set = selection if selection is not None and len(selection.classes) >= 2 else None
         self.train_set, self.val_set, self.config, self.cb, self.cancel = (
             train,
             validation,
@@ -148,6 +169,7 @@ class _Trainer:
         self.history: list[dict[str, float]] = []
         self.skipped_steps = 0
         self.trunk_cache: torch.Tensor | None = None
+        self.best: Best | None = None
 
     # -- building ---------------------------------------------------------------------------------------
     def _build_model(
@@ -322,6 +344,10 @@ class _Trainer:
             "card": self.card.to_json(),
             "skipped_steps": self.skipped_steps,
         }
+        if self.best is not None:
+            state["best_model"] = self.best.state
+            state["best_epoch"] = self.best.epoch
+            state["best_score"] = self.best.score
         atomic_write(self._checkpoint_path(), lambda p: torch.save(state, p))
 
     def _data_key(self) -> str:
@@ -348,6 +374,8 @@ class _Trainer:
         self.history = json.loads(state["history"])
         self.global_step = int(state["global_step"])
         self.skipped_steps = int(state["skipped_steps"])
+        if "best_model" in state:
+            self.best = Best(int(state["best_epoch"]), float(state["best_score"]), state["best_model"])
         return int(state["epoch"]), int(state["step_in_epoch"])
 
     # -- the loop ---------------------------------------------------------------------------------------
@@ -411,10 +439,11 @@ class _Trainer:
             self.cb.message(f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})")
         else:
             self._warm_start()
-            start = self._validate()
+            start = {**self._validate(), **self._choose(0)}
             if start:
-                # Epoch 0: the starting point, so curves and the result page compare against it.
-                self.history.append({"epoch": 0, "loss": math.nan, **start})
+                # Epoch 0: the starting point (no training loss yet), so curves, the result page and the choice
+                # of the epoch to keep compare against it.
+                self.history.append({"epoch": 0, **start})
                 if self.cb.on_epoch:
                     self.cb.on_epoch(0, self.history[-1])
         loader = self._loader_batches(start_epoch, skip) if self.trunk_cache is None else None
@@ -461,6 +490,7 @@ class _Trainer:
             skip = 0
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
             record.update(self._validate())
+            record.update(self._choose(epoch + 1))
             self.history.append(record)
             self.save_checkpoint(epoch + 1, 0)
             if self.cb.on_epoch:
@@ -502,9 +532,37 @@ class _Trainer:
         m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
         return {"R@1": m["float"][d]["R@1"], "binary R@1": m["binary"][d]["R@1"]}
 
+    def _choose(self, epoch: int) -> dict[str, float]:
+        """Score the model on the selection part (carved from the training data) and remember it if it is the best
+        so far, the starting model (epoch 0) included: ties keep the earlier epoch."""
+        if self.selection_set is None:
+            return {}
+        from trainer.evaluation import embed_folder
+        from trainer.metrics import evaluate
+
+        self.model.eval()
+        _paths, labels, emb = embed_folder(
+            self.model, self.selection_set, self.device, self.config.eval_max_images, self.config.seed
+        )
+        d = (self.card.dim // 8) * 8
+        m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
+        scores = {"chosen on R@1": m["float"][d]["R@1"], "chosen on binary R@1": m["binary"][d]["R@1"]}
+        score = selection_score(scores)
+        if self.best is None or score > self.best.score + 1e-9:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best = Best(epoch, score, state)
+        return scores
+
     def _export(self, resumed_from: int) -> FitResult:
         cfg = self.config
         self.model.eval()
+        if self.best is not None:
+            self.model.load_state_dict(self.best.state)
+            self.cb.message(
+                f"kept epoch {self.best.epoch} of {cfg.epochs}"
+                if self.best.epoch
+                else "no epoch beat the starting model on the images set aside to choose; the starting model is kept"
+            )
         self.card = ModelCard(
             **{
                 **asdict(self.card),
@@ -518,13 +576,21 @@ class _Trainer:
                     "steps": self.global_step,
                     "skipped_steps": self.skipped_steps,
                     "history": self.history,
+                    "kept_epoch": self.best.epoch if self.best is not None else cfg.epochs,
+                    "chosen_on": (
+                        f"{len(self.selection_set.samples)} training images of {len(self.selection_set.classes)} "
+                        "classes set aside (mean of float and binary Recall@1)"
+                        if self.selection_set is not None
+                        else "none: the last epoch is kept"
+                    ),
                     "base": self.base_card.name if self.base_card else f"{self.card.backbone} ImageNet",
                 },
             }
         )  # fmt: skip
         self.model.card = self.card
         path, _ = save_model(self.model.cpu(), self.out, self.card)
-        return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps)
+        kept = self.best.epoch if self.best is not None else None
+        return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps, kept)
 
 
 def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: torch.Tensor) -> None:
@@ -574,10 +640,16 @@ def fit(
     callbacks: FitCallbacks | None = None,
     cancel: CancelCheck = never_cancelled,
     backbone_weights: Path | None = None,
+    selection: LabelledFolder | None = None,
 ) -> FitResult:
-    """Train on `train` (resuming `out`'s checkpoint if one matches), export the model to `out`."""
+    """Train on `train` (resuming `out`'s checkpoint if one matches), export the model to `out`.
+
+    `validation` is the held-out part shown to the person (its Recall@1 goes into the history, nothing else);
+    `selection`, carved from the training data (trainer.folders.carve_validation), chooses the epoch that is
+    exported: the best on it, the starting model included. Without it the last epoch is exported.
+    """
     trainer = _Trainer(
         train, out, config or FitConfig(), base, backbone, validation, callbacks or FitCallbacks(), cancel,
-        backbone_weights,
+        backbone_weights, selection,
     )  # fmt: skip
     return trainer.run()

@@ -472,3 +472,67 @@ def test_unfreezing_the_backbone_after_warm_up_lowers_the_loss_with_the_default_
     fit(folder, tmp_path / "m", cfg, base=BUNDLED_MODEL, callbacks=callbacks)
     warm_up, fine_tuning = epochs[0], epochs[1:]
     assert float(np.mean(fine_tuning)) < warm_up, epochs
+
+
+# -- the epoch that is kept ------------------------------------------------------------------------------
+
+
+def test_the_best_epoch_on_the_selection_part_is_exported(
+    train_folder: LabelledFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Scores are scripted (epoch 2 best): the exported weights are epoch 2's, not the last epoch's."""
+    scores = iter([0.5, 0.6, 0.9, 0.7])
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def scripted(self: Any, epoch: int) -> dict[str, float]:
+        value = next(scores)
+        snapshots[epoch] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.best is None or value > self.best.score:
+            self.best = fit_module.Best(epoch, value, snapshots[epoch])
+        return {"chosen on R@1": value, "chosen on binary R@1": value}
+
+    monkeypatch.setattr(fit_module._Trainer, "_choose", scripted)
+    result = fit(train_folder, tmp_path / "m", config(epochs=3), selection=train_folder)
+    assert result.kept_epoch == 2 and result.card.recipe["kept_epoch"] == 2
+    got = weights(result.model_path)
+    assert torch.equal(got["embedding.weight"], snapshots[2]["embedding.weight"])
+    assert not torch.equal(got["embedding.weight"], snapshots[3]["embedding.weight"])
+
+
+def test_the_starting_model_is_kept_when_training_only_hurts(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    """A learning rate that wrecks the model: every epoch scores below the start, so the start is exported."""
+    messages: list[str] = []
+    start = fit(train_folder, tmp_path / "start", config(epochs=0))
+    wrecked = config(epochs=2, lr=50.0, backbone_lr_mult=1.0)
+    result = fit(
+        train_folder, tmp_path / "m", wrecked, selection=train_folder,
+        callbacks=FitCallbacks(on_message=messages.append),
+    )  # fmt: skip
+    scores = [fit_module.selection_score(h) for h in result.history]
+    assert scores[0] > max(scores[1:]), scores
+    assert result.kept_epoch == 0
+    assert any("the starting model is kept" in m for m in messages)
+    expected, got = weights(start.model_path), weights(result.model_path)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=key)
+
+
+def test_the_best_epoch_survives_a_resume(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    cfg = config(epochs=2, batches_per_epoch=3)
+    reference = fit(train_folder, tmp_path / "reference", cfg, selection=train_folder)
+    out = tmp_path / "model"
+    rec = Recorder()
+    with pytest.raises(Cancelled):
+        fit(
+            train_folder,
+            out,
+            cfg,
+            callbacks=rec.callbacks(),
+            cancel=lambda: len(rec.steps) >= 4,
+            selection=train_folder,
+        )
+    result = fit(train_folder, out, cfg, selection=train_folder)
+    assert result.kept_epoch == reference.kept_epoch
+    expected, got = weights(reference.model_path), weights(result.model_path)
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], msg=key)
