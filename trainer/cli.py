@@ -10,9 +10,12 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 5, 130
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "default"
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, str]:
@@ -26,48 +29,61 @@ def _parse_params(items: Sequence[str]) -> dict[str, str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from trainer.fit import FitConfig
+    from trainer.folders import PROTOCOLS
+    from trainer.recipe import CPU_CROP, CPU_STAGES
 
-    d = FitConfig()
     p = argparse.ArgumentParser(prog="trainer", description="Deep metric learning on labelled folders.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    f = sub.add_parser("fit", help="fine-tune a model on a labelled folder (one sub-folder per class)")
+    f = sub.add_parser(
+        "fit",
+        help="fine-tune a model on a labelled folder (one sub-folder per class)",
+        description="Fine-tune on a labelled folder. Settings left out come from the folder's default recipe "
+        "(trainer/recipe.py, the same as the fine-tune wizard's), printed before training starts.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     f.add_argument("data", type=Path)
     f.add_argument("--out", type=Path, required=True, help="model path to write (<out>.safetensors + .json)")
     src = f.add_mutually_exclusive_group()
-    src.add_argument("--base", type=Path, help="start from this model (e.g. the bundled one)")
-    src.add_argument("--backbone", default="efficientnet_lite0", help="start from ImageNet weights of this backbone")
+    src.add_argument("--base", type=Path, help="start from this model (default: the bundled one)")
+    src.add_argument("--backbone", default=None, help="start from ImageNet weights of this backbone instead")
     f.add_argument("--backbone-weights", type=Path, help="ImageNet weights file (needed for resnet50)")
-    f.add_argument("--method", default=d.method, help="training method (see: trainer methods)")
+    f.add_argument("--method", default="normsoftmax", help="training method (see: trainer methods)")
     f.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="method hyperparameter")
-    f.add_argument("--dim", type=int, default=None, help="embedding dimension (default: base model's)")
+    f.add_argument("--dim", type=int, default=None, help="embedding dimension (default: the starting model's)")
     f.add_argument("--no-nested", action="store_true", help="train the full dimension only")
-    f.add_argument("--epochs", type=int, default=d.epochs)
-    f.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    f.add_argument("--classes-per-batch", type=int, default=d.classes_per_batch)
-    f.add_argument("--per-class", type=int, default=d.per_class)
-    f.add_argument("--batches-per-epoch", type=int, default=None)
-    f.add_argument("--lr", type=float, default=d.lr)
-    f.add_argument("--backbone-lr-mult", type=float, default=d.backbone_lr_mult)
-    f.add_argument("--trainable-stages", type=int, default=None, help="train only the last N backbone stages")
+    recipe = "from the folder: "
+    f.add_argument("--epochs", type=int, default=None,
+                   help=recipe + "passes to see ~2,400 images on a CPU, ~60,000 on a GPU, 6 to 30; one epoch = one "
+                   "pass over the training images")  # fmt: skip
+    f.add_argument("--warmup-epochs", type=int, default=None, help="1: the first epoch trains only the new layers")
+    f.add_argument("--classes-per-batch", type=int, default=None, help=recipe + "min(25, classes)")
+    f.add_argument("--per-class", type=int, default=None, help=recipe + "3 to 8, about 24 images a batch")
+    f.add_argument("--batches-per-epoch", type=int, default=None, help="steps per epoch (default: one pass)")
+    f.add_argument("--lr", type=float, default=None, help="0.01: new layers and proxies")
+    f.add_argument("--backbone-lr-mult", type=float, default=None, help="0.1: the backbone's lr is lr x this")
+    f.add_argument("--trainable-stages", type=int, default=None,
+                   help=f"train only the last N backbone stages ({CPU_STAGES} on a CPU, all on a GPU)")  # fmt: skip
     f.add_argument("--cache-trunk", action="store_true", help="compute the frozen stages once (CPU recipe)")
-    f.add_argument("--cache-views", type=int, default=d.cache_views)
-    f.add_argument("--crop-size", type=int, default=None, help="training resolution (default: model input)")
+    f.add_argument("--cache-views", type=int, default=None, help="2: crops cached per image with --cache-trunk")
+    f.add_argument("--crop-size", type=int, default=None,
+                   help=f"training resolution ({CPU_CROP} on a CPU, the model's input size on a GPU)")  # fmt: skip
     f.add_argument(
         "--update-batchnorm", action="store_true", help="re-estimate the backbone's batch-norm statistics in training"
     )
     f.add_argument(
-        "--split",
-        choices=["class", "none"],
-        default="class",
-        help="class: first half of the sorted classes trains, the rest validates; none: all train",
-    )
-    f.add_argument("--split-seed", type=int, default=None, help="shuffle classes with this seed before halving")
+        "--split", choices=PROTOCOLS, default="images",
+        help="images (my classes): 20%% of each class's images held out and judged; classes (new classes): the "
+        "second half of the sorted classes held out; none: all train",
+    )  # fmt: skip
+    f.add_argument("--split-seed", type=int, default=None, help="shuffle before splitting with this seed")
     f.add_argument("--test-dir", type=Path, default=None, help="explicit held-out folder (implies --split none)")
-    f.add_argument("--seed", type=int, default=d.seed)
+    f.add_argument("--keep-last", action="store_true",
+                   help="export the last epoch; by default the best epoch on training images set aside (the "
+                   "starting model included) is exported")  # fmt: skip
+    f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="auto")
-    f.add_argument("--workers", type=int, default=d.num_workers)
+    f.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: by device)")
     f.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("eval", help="retrieval metrics of a model on a labelled folder")
@@ -84,36 +100,68 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+RECIPE_FLAGS = {
+    "epochs": "epochs", "warmup_epochs": "warmup_epochs", "classes_per_batch": "classes_per_batch",
+    "per_class": "per_class", "batches_per_epoch": "batches_per_epoch", "lr": "lr",
+    "backbone_lr_mult": "backbone_lr_mult", "cache_views": "cache_views", "crop_size": "crop_size",
+}  # fmt: skip
+
+
+def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str) -> Any:
+    """The folder's default recipe (trainer.recipe) with every flag the person gave on top."""
+    from trainer.recipe import FolderShape, default_recipe
+
+    overrides: dict[str, Any] = {k: getattr(args, a) for a, k in RECIPE_FLAGS.items() if getattr(args, a) is not None}
+    if args.trainable_stages is not None:
+        overrides["trainable_stages"] = args.trainable_stages or None
+    overrides.update(
+        method=args.method, method_params=_parse_params(args.param), dim=args.dim, nested=not args.no_nested,
+        cache_trunk=args.cache_trunk, freeze_batchnorm=not args.update_batchnorm, seed=args.seed,
+        device=args.device, num_workers=args.workers,
+    )  # fmt: skip
+    if args.cache_trunk and "trainable_stages" not in overrides and device_type != "cpu":
+        overrides["trainable_stages"] = 2
+    return default_recipe(FolderShape.of(train), device_type, **overrides)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    from trainer.data import DatasetError, require_trainable, scan_labelled_folder, split_by_class
-    from trainer.fit import FitCallbacks, FitConfig, fit
+    from trainer.data import DatasetError, require_trainable, scan_labelled_folder
+    from trainer.devices import pick_device
+    from trainer.fit import FitCallbacks, fit
+    from trainer.folders import carve_validation, split
+    from trainer.model_card import recipe_text
     from trainer.progress import Progress, format_progress
+    from trainer.recipe import FolderShape, recipe_warnings
 
     try:
         folder = scan_labelled_folder(args.data)
         for s in folder.skipped:
             print(f"trainer: skipped {s.path}: {s.reason}", file=sys.stderr)
         require_trainable(folder)  # the folder's own problems first, before any split can hide them
+        protocol = "none" if args.test_dir is not None else args.split
+        train, held_out = split(folder, protocol, args.split_seed)
         if args.test_dir is not None:
-            train, val = folder, scan_labelled_folder(args.test_dir)
-        elif args.split == "class":
-            train, val = split_by_class(folder, args.split_seed)
-        else:
-            train, val = folder, None
+            held_out = scan_labelled_folder(args.test_dir)
         require_trainable(train)
+        fitted, chooser = (train, None) if args.keep_last else carve_validation(train, protocol, args.seed)
     except DatasetError as exc:
         print(f"trainer: cannot train on {args.data}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    config = FitConfig(
-        method=args.method, method_params=_parse_params(args.param), dim=args.dim, nested=not args.no_nested,
-        epochs=args.epochs, warmup_epochs=args.warmup_epochs, classes_per_batch=args.classes_per_batch,
-        per_class=args.per_class, batches_per_epoch=args.batches_per_epoch, lr=args.lr,
-        backbone_lr_mult=args.backbone_lr_mult, trainable_stages=args.trainable_stages,
-        cache_trunk=args.cache_trunk, cache_views=args.cache_views, crop_size=args.crop_size, seed=args.seed,
-        freeze_batchnorm=not args.update_batchnorm,
-        device=args.device, num_workers=args.workers,
-    )  # fmt: skip
+    device = pick_device(args.device)
+    config = recipe_from_args(args, fitted, device.type)
+    base = None if args.backbone else (args.base or BUNDLED_MODEL)
     quiet = args.quiet
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    held = (
+        f"{len(held_out.samples)} held-out images of {len(held_out.classes)} classes"
+        if held_out
+        else "nothing held out"
+    )
+    chosen = f"{len(chooser.samples)} set aside to choose the epoch" if chooser else "the last epoch kept"
+    say(f"trainer: {len(fitted.samples)} training images of {len(fitted.classes)} classes, {chosen}, {held}")
+    say(f"trainer: recipe: {recipe_text(asdict(config))}")
+    for warning in recipe_warnings(FolderShape.of(fitted), protocol):
+        say(f"trainer: warning: {warning}")
 
     def progress(p: Progress) -> None:
         if not quiet and sys.stderr.isatty():
@@ -121,19 +169,30 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     def epoch(e: int, m: dict[str, float]) -> None:
         shown = "  ".join(f"{k}={v:.4f}" for k, v in m.items() if k != "epoch")
-        print(f"\nepoch {e}/{config.epochs}: {shown}", file=sys.stderr, flush=True)
+        when = "before training" if e == 0 else f"epoch {e}/{config.epochs}"
+        say(f"\n{when}: {shown}")
 
-    callbacks = FitCallbacks(
-        on_epoch=epoch, on_progress=progress, on_message=lambda t: print(f"trainer: {t}", file=sys.stderr)
-    )
+    callbacks = FitCallbacks(on_epoch=epoch, on_progress=progress, on_message=lambda t: say(f"trainer: {t}"))
     result = fit(
-        train, args.out, config, base=args.base, backbone=args.backbone, validation=val, callbacks=callbacks,
-        backbone_weights=args.backbone_weights,
+        fitted, args.out, config, base=base, backbone=args.backbone or "efficientnet_lite0", validation=held_out,
+        callbacks=callbacks, backbone_weights=args.backbone_weights, selection=chooser,
     )  # fmt: skip
-    print(f"wrote {result.model_path} ({len(result.history)} epochs, {result.card.dim}-d, method {args.method})")
-    if result.history:
-        print(json.dumps(result.history[-1]))
+    kept = "the last" if result.kept_epoch is None else (
+        "the starting model (no epoch beat it)" if result.kept_epoch == 0 else f"epoch {result.kept_epoch}"
+    )  # fmt: skip
+    epochs = f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"
+    print(f"wrote {result.model_path}: {epochs} trained, {kept} kept; {result.card.dim}-d, method {config.method}")
+    if result.history and held_out is not None and "R@1" in result.history[0]:
+        start, end = result.history[0], _kept_record(result.history, result.kept_epoch)
+        print(f"held-out Recall@1: {100 * start['R@1']:.1f} -> {100 * end['R@1']:.1f} float, "
+              f"{100 * start['binary R@1']:.1f} -> {100 * end['binary R@1']:.1f} binary")  # fmt: skip
     return EXIT_OK
+
+
+def _kept_record(history: list[dict[str, float]], kept_epoch: int | None) -> dict[str, float]:
+    if kept_epoch is None:
+        return history[-1]
+    return next(h for h in history if h.get("epoch") == kept_epoch)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -61,8 +61,9 @@ def recipe_text(recipe: Mapping[str, Any]) -> str:
     nested = "with every nested prefix trained" if r.get("nested", True) else "full dimension only"
     milestones = " and ".join(f"{m:.0%}" for m in r.get("lr_milestones", ()))
     bn = "kept at ImageNet's" if r.get("freeze_batchnorm", True) else "re-estimated in training"
+    width = f"{r['dim']}-d" if r.get("dim") else "the starting model's width"
     return (
-        f"{r.get('method', 'normsoftmax')}, {r.get('dim')}-d {nested}; {trained}, at {crop} {crops}; "
+        f"{r.get('method', 'normsoftmax')}, {width} {nested}; {trained}, at {crop} {crops}; "
         f"{r.get('epochs')} epochs (the first {r.get('warmup_epochs', 0)} training only the new layers), batches of "
         f"{r.get('classes_per_batch')} classes x {r.get('per_class')} images; SGD momentum {r.get('momentum', 0.9):g}, "
         f"weight decay {r.get('weight_decay', 1e-4):g}, lr {r.get('lr'):g} "

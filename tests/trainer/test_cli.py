@@ -62,16 +62,34 @@ def test_fit_writes_the_model(fitted: tuple[Run, Path]) -> None:
     assert run.code == EXIT_OK, run.err
     weights, card_path = model_paths(out)
     assert weights.exists() and card_path.exists()
-    assert f"wrote {weights}" in run.out
-    last = json.loads(run.out.strip().splitlines()[-1])
-    assert last["epoch"] == 1 and last["loss"] > 0
+    assert f"wrote {weights}: 1 epoch trained," in run.out and "; 64-d, method normsoftmax" in run.out
+    assert "nan" not in run.out + run.err and "None-d" not in run.out + run.err
     model = load_model(out)
     assert model.card.trained and model.card.dim == 64 and model.card.name == "tiny"
     recipe = model.card.recipe
     assert recipe["steps"] == 2 and recipe["epochs"] == 1 and recipe["batches_per_epoch"] == 2
     assert recipe["trainable_stages"] == 1 and recipe["cache_trunk"] is True and recipe["crop_size"] == 64
     assert (recipe["classes_per_batch"], recipe["per_class"]) == (2, 2)
-    assert "epoch 1/1" in run.err
+    assert "epoch 1/1" in run.err and "recipe: normsoftmax, 64-d" in run.err
+    assert recipe["kept_epoch"] in (0, 1) and "set aside" in recipe["chosen_on"]
+
+
+def test_fit_by_images_judges_held_out_images_of_every_class(data: Path, tmp_path: Path) -> None:
+    split = [a if a != "none" else "images" for a in TINY_FIT]
+    run = run_cli("fit", data, "--out", tmp_path / "m", *split)
+    assert run.code == EXIT_OK, run.err
+    assert "8 held-out images of 4 classes" in run.err  # 2 of each class's 4: every class has a positive pair
+    assert "before training: R@1=" in run.err and "nan" not in run.err
+    assert "held-out Recall@1: " in run.out
+
+
+def test_fit_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--epochs", "--per-class", "--lr", "--backbone-lr-mult", "--trainable-stages", "--crop-size"):
+        assert flag in text
+    assert "2,400 images on a CPU" in text and "0.1: the backbone's lr" in text and "(default: images)" in text
 
 
 def test_fit_refuses_a_one_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

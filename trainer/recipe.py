@@ -1,0 +1,95 @@
+"""The default training recipe for a folder, without torch: `trainer fit` and the fine-tune wizard both ask here.
+
+One meaning of "epoch" everywhere: one pass over the training images (`images // batch` steps). The recipe adapts
+to the folder and the device:
+
+* batches: up to 25 classes per batch (the paper's), and more images per class when there are few classes, so
+  that a batch holds about 24 images (3 x 3 = 9 images made every step a coin toss on a 6-class folder);
+* epochs: enough passes to see about 2,400 images on a CPU (about a minute at 160 px) and 60,000 on a GPU, at
+  least 6 and at most 30;
+* what trains: on a CPU the last 6 of the backbone's 9 stages at 160 px crops (bench/cars_finetune.py: the first
+  3 stages cost most of the backward pass); on a GPU the whole backbone at the model's input size, as the paper;
+* rates: lr 0.01 for the new layers and the proxies, a tenth of it for the backbone (trainer.config says why),
+  one warm-up epoch with the backbone frozen.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from trainer.config import FitConfig
+from trainer.folders import LabelledFolder
+
+CPU_STAGES = 6
+CPU_CROP = 160
+CPU_IMAGES = 2_400
+GPU_IMAGES = 60_000
+TARGET_BATCH = 24
+MIN_EPOCHS, MAX_EPOCHS = 6, 30
+
+
+@dataclass(frozen=True)
+class FolderShape:
+    """What the recipe depends on: the training part's classes and images."""
+
+    classes: int
+    images: int
+    smallest_class: int
+
+    @classmethod
+    def of(cls, folder: LabelledFolder) -> FolderShape:
+        counts = list(folder.counts().values()) or [0]
+        return cls(len(folder.classes), len(folder.samples), min(counts))
+
+
+def default_recipe(shape: FolderShape, device_type: str = "cpu", **overrides: object) -> FitConfig:
+    """The recipe for a training part of this shape on this device ("cpu", "cuda" or "mps"); `overrides` win.
+
+    >>> r = default_recipe(FolderShape(classes=3, images=96, smallest_class=32))
+    >>> (r.classes_per_batch, r.per_class, r.epochs, r.trainable_stages, r.crop_size, r.backbone_lr_mult)
+    (3, 8, 25, 6, 160, 0.1)
+    >>> r = default_recipe(FolderShape(classes=98, images=4052, smallest_class=24), "cuda")
+    >>> (r.classes_per_batch, r.per_class, r.epochs, r.trainable_stages, r.crop_size)
+    (25, 3, 15, None, None)
+    """
+    gpu = device_type in ("cuda", "mps")
+    classes_per_batch = max(2, min(25, shape.classes))
+    per_class = max(3, min(8, math.ceil(TARGET_BATCH / classes_per_batch), max(2, shape.smallest_class // 2)))
+    batch = classes_per_batch * per_class
+    steps_per_epoch = max(1, shape.images // batch)
+    seen = GPU_IMAGES if gpu else CPU_IMAGES
+    epochs = max(MIN_EPOCHS, min(MAX_EPOCHS, round(seen / (steps_per_epoch * batch))))
+    config = FitConfig(
+        epochs=epochs,
+        warmup_epochs=1,
+        classes_per_batch=classes_per_batch,
+        per_class=per_class,
+        lr=0.01,
+        backbone_lr_mult=0.1,
+        trainable_stages=None if gpu else CPU_STAGES,
+        crop_size=None if gpu else CPU_CROP,
+        device=device_type,
+    )
+    return replace(config, **overrides)  # type: ignore[arg-type]
+
+
+def recipe_warnings(shape: FolderShape, protocol: str) -> list[str]:
+    """Why this folder may be too small to learn from, each with what would help (empty when it looks fine)."""
+    warnings = []
+    if shape.smallest_class < 10:
+        warnings.append(
+            f"the smallest class has {shape.smallest_class} images to train on: with fewer than 10 per class the "
+            "model mostly memorises them; 20 or more per class help"
+        )
+    if shape.images < 60:
+        warnings.append(
+            f"{shape.images} training images are very few: the result may not beat the starting model (it is then "
+            "kept); add images, or train on everything (split none) once the settings are known to help"
+        )
+    if protocol == "classes" and shape.classes < 4:
+        warnings.append(
+            f"only {shape.classes} classes train under the new-classes protocol: what the model learns about so few "
+            "classes rarely carries over to others; the my-classes protocol (split by images) fits such a folder"
+        )
+    return warnings
