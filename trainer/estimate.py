@@ -1,0 +1,116 @@
+"""How long a fine-tuning run will take, from the recipe and the stage times measured on this machine.
+
+torch-free except `stage_seconds` (which measures, on a worker thread): the wizard's settings page shows the
+estimate as the settings change, and bench/finetune_small.py checks it against the measured runs.
+
+What a run does, and what each part costs per image (stage times are forward passes per image):
+* warm start: the pooled features of up to 2,000 training images (the whole network at the input size);
+* each epoch: its steps (trainable stages forward + backward, frozen ones forward, plus decoding and
+  augmenting the image), then the selection part and the held-out part embedded once (whole network, decoding);
+* the starting model is judged the same way before the first epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, is_dataclass
+from typing import Any
+
+from trainer.folders import LabelledFolder
+
+BACKWARD_FACTOR = 3.0
+"""A training step costs about three forward passes of the stages that train (forward, then gradients for the
+activations and for the weights)."""
+DECODE_SECONDS = 0.004
+"""Decoding, resizing and augmenting one image on a CPU that is also training (measured on 2 cores)."""
+WARM_START_IMAGES = 2000
+
+
+@dataclass(frozen=True)
+class RunShape:
+    """What a run processes, from its parts (trainer.folders)."""
+
+    train_images: int
+    train_classes: int
+    selection_images: int
+    test_images: int
+    continuing: bool  # from a retrieval model of the same width (no PCA start of a new embedding layer)
+
+    @classmethod
+    def of(
+        cls, train: LabelledFolder, selection: LabelledFolder | None, test: LabelledFolder | None, continuing: bool
+    ) -> RunShape:
+        return cls(
+            len(train.samples), len(train.classes), len(selection.samples) if selection else 0,
+            len(test.samples) if test else 0, continuing,
+        )  # fmt: skip
+
+
+def estimate_seconds(
+    shape: RunShape, config: Mapping[str, Any] | Any, train_stages: list[float], eval_stages: list[float] | None = None
+) -> float:
+    """Seconds the run should take. `train_stages`: forward seconds per image of each backbone stage at the
+    training crop; `eval_stages`: the same at the model's input size (defaults to `train_stages`).
+
+    >>> shape = RunShape(train_images=200, train_classes=4, selection_images=40, test_images=60, continuing=True)
+    >>> cfg = {"epochs": 10, "warmup_epochs": 1, "classes_per_batch": 4, "per_class": 6, "trainable_stages": 6}
+    >>> round(estimate_seconds(shape, cfg, [0.001] * 9))
+    63
+    """
+    cfg = asdict(config) if is_dataclass(config) else dict(config)
+    eval_stages = eval_stages or train_stages
+    full_eval = sum(eval_stages) + DECODE_SECONDS
+    k = cfg.get("trainable_stages")
+    head = sum(train_stages) if k is None else sum(train_stages[-k:])
+    frozen = sum(train_stages) - head
+    cached = bool(cfg.get("cache_trunk"))
+    batch = min(cfg["classes_per_batch"], max(1, shape.train_classes)) * cfg["per_class"]
+    steps = cfg.get("batches_per_epoch") or max(1, shape.train_images // batch)
+    images_per_epoch = steps * batch
+    epochs = cfg["epochs"]
+    warm = min(cfg.get("warmup_epochs", 0), epochs)
+    decode = 0.0 if cached else DECODE_SECONDS
+    trunk = 0.0 if cached else frozen
+    seconds = images_per_epoch * (
+        warm * (head + trunk + decode) + (epochs - warm) * (BACKWARD_FACTOR * head + trunk + decode)
+    )
+    if cached:
+        seconds += shape.train_images * cfg.get("cache_views", 2) * (frozen + DECODE_SECONDS)
+    seconds += min(shape.train_images, WARM_START_IMAGES) * full_eval
+    judged = min(shape.test_images, cfg.get("eval_max_images", 2000)) + shape.selection_images
+    seconds += (epochs + 1) * judged * full_eval
+    return seconds
+
+
+def stage_seconds(backbone: str, crop: int, device: str, batch: int = 8) -> list[float]:
+    """Seconds per image of each backbone stage's forward pass, measured on this machine (about a second).
+
+    Untrained weights cost the same as trained ones, so nothing is loaded from disk. The best of two runs is
+    kept: the first pays for memory allocation and kernel selection.
+    """
+    import torch
+
+    from trainer.backbones import backbone_stages, get_backbone
+    from trainer.devices import autocast_for, pick_device, uses_channels_last
+
+    dev = pick_device(device)
+    model = get_backbone(backbone).build(False, None).eval().to(dev)
+    if uses_channels_last(dev):
+        model = model.to(memory_format=torch.channels_last)
+    stages = backbone_stages(model)
+    best = [float("inf")] * len(stages)
+    with torch.inference_mode(), autocast_for(dev):
+        for _ in range(2):
+            x = torch.randn(batch, 3, crop, crop, device=dev)
+            if uses_channels_last(dev):
+                x = x.contiguous(memory_format=torch.channels_last)
+            for i, stage in enumerate(stages):
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                t = time.perf_counter()
+                x = stage(x)
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                best[i] = min(best[i], (time.perf_counter() - t) / batch)
+    return best
