@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from trainer.folders import LabelledFolder
@@ -58,7 +58,7 @@ def estimate_seconds(
     >>> round(estimate_seconds(shape, cfg, [0.001] * 9))
     63
     """
-    cfg = asdict(config) if is_dataclass(config) else dict(config)
+    cfg: dict[str, Any] = dict(config) if isinstance(config, Mapping) else asdict(config)
     eval_stages = eval_stages or train_stages
     full_eval = sum(eval_stages) + DECODE_SECONDS
     k = cfg.get("trainable_stages")

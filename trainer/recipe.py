@@ -9,8 +9,8 @@ to the folder and the device:
   least 6 and at most 30;
 * what trains: on a CPU the last 6 of the backbone's 9 stages at 160 px crops (bench/cars_finetune.py: the first
   3 stages cost most of the backward pass); on a GPU the whole backbone at the model's input size, as the paper;
-* rates: lr 0.01 for the new layers and the proxies, a tenth of it for the backbone (trainer.config says why),
-  one warm-up epoch with the backbone frozen.
+* rates: FitConfig's, lr 0.01 for the new layers and the proxies, a tenth of it for the backbone
+  (trainer.config says why), and one warm-up epoch with the backbone frozen.
 """
 
 from __future__ import annotations
@@ -65,8 +65,6 @@ def default_recipe(shape: FolderShape, device_type: str = "cpu", **overrides: ob
         warmup_epochs=1,
         classes_per_batch=classes_per_batch,
         per_class=per_class,
-        lr=0.01,
-        backbone_lr_mult=0.1,
         trainable_stages=None if gpu else CPU_STAGES,
         crop_size=None if gpu else CPU_CROP,
         device=device_type,

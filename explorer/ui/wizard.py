@@ -20,6 +20,8 @@ from PySide6.QtWidgets import QDialog, QMessageBox, QWidget, QWizard
 from explorer.ui.wizard_jobs import Environment, TrainingPlan, models_dir, probe_environment, runs_dir
 from explorer.ui.wizard_pages import FolderPage, ResultPage, SettingsPage, SplitPage, TrainingPage
 from explorer.ui.workers import Job, JobRunner
+from trainer.config import FitConfig  # torch-free
+from trainer.folders import LabelledFolder
 
 CONFIRM_STOP_AFTER_S = 30.0
 """Closing the wizard stops a run; after this many seconds of training that deserves a question first."""
@@ -47,6 +49,8 @@ class FineTuneWizard(QWizard):
         self.fit_overrides: dict[str, Any] = dict(fit_overrides or {})
         """Extra FitConfig fields applied over the settings page (tests: crop size, batches per epoch)."""
         self.environment: Environment | None = None
+        self.everything: LabelledFolder | None = None
+        """Set by the result page's "Train again on everything": the whole folder trains, nothing is held out."""
 
         self.scan_runner = JobRunner("wizard-scan", 2, self)
         self.work_runner = JobRunner("wizard-work", 1, self)
@@ -91,16 +95,21 @@ class FineTuneWizard(QWizard):
     # -- what the pages decided ---------------------------------------------------------------------------
     def plan(self) -> TrainingPlan:
         """The run the settings describe (trainer.fit arguments); the same choices give the same run folder."""
-        from trainer.fit import FitConfig  # torch is loaded by now: the folder check imported the trainer
-
-        split = self.split_page.split()
-        if split is None:
+        parts = self.settings_page.parts()
+        if parts is None:
             raise RuntimeError("the split page is not complete")
         fields = {**self.settings_page.config_fields(), **self.fit_overrides}
-        train, test = split
+        fitted, selection, test = parts
+        protocol = "none" if self.everything is not None else self.split_page.protocol()
         return TrainingPlan(
-            train, test, FitConfig(**fields), self.settings_page.base(), self.settings_page.backbone(), self.runs_dir
-        )
+            fitted, test, FitConfig(**fields), self.settings_page.base(), self.settings_page.backbone(),
+            self.runs_dir, selection, protocol,
+        )  # fmt: skip
+
+    def train_on_everything(self) -> None:
+        """The same settings on the whole folder (nothing held out); the result page shows that run next."""
+        self.everything = self.split_page.source()
+        self.training_page.restart()
 
     def use_model(self, path: Path) -> None:
         """Hand the saved model to the window (which switches to it and re-indexes), and close."""
@@ -119,6 +128,8 @@ class FineTuneWizard(QWizard):
         which would freeze the window for as long as the current batch or folder scan takes.
         """
         page = self.training_page
+        if result != QDialog.DialogCode.Accepted.value and not self._may_discard_result():
+            return
         if page.running and result != QDialog.DialogCode.Accepted.value:
             if page.seconds_running() > CONFIRM_STOP_AFTER_S and self.isVisible():
                 answer = QMessageBox.question(
@@ -134,6 +145,19 @@ class FineTuneWizard(QWizard):
             runner.cancel_all()
         super().done(result)
         self._delete_when_idle()
+
+    def _may_discard_result(self) -> bool:
+        """A finished run whose model was not saved: ask before closing, and say where the run stays."""
+        plan, result = self.training_page.plan, self.training_page.result
+        if result is None or plan is None or self.result_page.saved is not None or not self.isVisible():
+            return True
+        answer = QMessageBox.question(
+            self,
+            "Close without saving the model?",
+            f"The fine-tuned model is not saved. Its run stays in {plan.out.parent} (as {plan.out.name}): opening "
+            "the wizard again with the same folder and settings shows this result again without training. Close?",
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     def _delete_when_idle(self) -> None:
         if self.busy:

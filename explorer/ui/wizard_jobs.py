@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +30,6 @@ DEFAULT_BACKBONE = "efficientnet_lite0"
 MIN_SPLIT_CLASSES = 4  # trainer.data.split_by_class: 2 classes to train, 2 to test
 TRAIN_SUBFOLDERS = ("train", "training")
 TEST_SUBFOLDERS = ("test", "val", "validation")
-BACKWARD_FACTOR = 3.0
-"""A training step costs about three forward passes (forward + backward through activations and weights):
-the usual rule of thumb, used to turn the measured forward time into a training time."""
 
 
 def data_root() -> Path:
@@ -150,86 +146,6 @@ def card_summary(model: Path | None) -> dict[str, Any]:
     return {k: card.get(k) for k in ("name", "backbone", "dim", "input_size", "trained", "description")}
 
 
-def stage_seconds(backbone: str, crop: int, device: str, batch: int = 8) -> list[float]:
-    """Seconds per image of each backbone stage's forward pass, measured on this machine (about a second).
-
-    Untrained weights cost the same as trained ones, so nothing is loaded from disk. The best of two runs is
-    kept: the first pays for memory allocation and kernel selection.
-    """
-    import torch
-
-    from trainer.backbones import backbone_stages, get_backbone
-    from trainer.devices import autocast_for, pick_device
-
-    dev = pick_device(device)
-    stages = backbone_stages(get_backbone(backbone).build(False, None).eval().to(dev))
-    best = [float("inf")] * len(stages)
-    with torch.inference_mode(), autocast_for(dev):
-        for _ in range(2):
-            x = torch.randn(batch, 3, crop, crop, device=dev)
-            for i, stage in enumerate(stages):
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                t = time.perf_counter()
-                x = stage(x)
-                if dev.type == "cuda":
-                    torch.cuda.synchronize()
-                best[i] = min(best[i], (time.perf_counter() - t) / batch)
-    return best
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What a run will process, from the settings (the same arithmetic as the trainer's sampler)."""
-
-    train_images: int
-    train_classes: int
-    test_images: int
-    epochs: int
-    warmup_epochs: int
-    classes_per_batch: int
-    per_class: int
-    batches_per_epoch: int | None
-    trainable_stages: int | None
-    cache_trunk: bool
-    cache_views: int = 2
-    eval_max_images: int = 2000
-
-    @property
-    def steps_per_epoch(self) -> int:
-        if self.batches_per_epoch is not None:
-            return self.batches_per_epoch
-        return max(1, self.train_images // (self.batch_size or 1))
-
-    @property
-    def batch_size(self) -> int:
-        return min(self.classes_per_batch, self.train_classes) * self.per_class
-
-
-def estimate_seconds(work: Workload, per_stage: list[float]) -> float:
-    """Seconds the run should take, given the measured forward time of each stage per image.
-
-    Training steps cost BACKWARD_FACTOR forward passes of the stages that train, plus one forward pass of
-    the frozen ones unless they are cached; warm-up epochs only run forward; every epoch (and the start)
-    embeds the held-out images once.
-    """
-    total_fwd = sum(per_stage)
-    k = work.trainable_stages
-    head = total_fwd if k is None else sum(per_stage[-k:])
-    frozen = total_fwd - head
-    trunk = 0.0 if work.cache_trunk else frozen
-    per_step_image_train = BACKWARD_FACTOR * head + trunk
-    per_step_image_warm = head + trunk
-    images_per_epoch = work.steps_per_epoch * work.batch_size
-    warm = min(work.warmup_epochs, work.epochs)
-    seconds = images_per_epoch * (warm * per_step_image_warm + (work.epochs - warm) * per_step_image_train)
-    if work.cache_trunk:
-        seconds += work.train_images * work.cache_views * frozen
-    seconds += min(work.train_images, 2000) * (head if work.cache_trunk else total_fwd)  # warm start
-    seconds += (work.epochs + 1) * min(work.test_images, work.eval_max_images) * total_fwd
-    return seconds
-
-
 def format_duration(seconds: float) -> str:
     if seconds < 90:
         return f"{max(1, round(seconds))} s"
@@ -250,12 +166,14 @@ class TrainingPlan:
     wizard opened again with the same choices) finds its checkpoint and continues where it stopped.
     """
 
-    train: LabelledFolder
-    test: LabelledFolder
+    train: LabelledFolder  # what trains (the selection part already set aside)
+    test: LabelledFolder | None  # the held-out part shown to the person; None when training on everything
     config: FitConfig
     base: Path | None  # a model to start from; None: the ImageNet backbone
     backbone: str
     runs: Path  # the folder that holds training runs (runs_dir())
+    selection: LabelledFolder | None = None  # set aside from the training data: chooses the epoch to keep
+    protocol: str = "images"  # trainer.folders.PROTOCOLS, or "existing" (a test folder of the person's)
 
     @property
     def out(self) -> Path:
@@ -263,9 +181,12 @@ class TrainingPlan:
         return self.runs / self.run_name()
 
     def run_name(self) -> str:
+        test = self.test
         key = json.dumps(
-            [str(self.train.root), self.train.classes, len(self.train.samples), str(self.test.root),
-             self.test.classes, len(self.test.samples), self.config.key(), str(self.base), self.backbone]
+            [str(self.train.root), self.train.classes, len(self.train.samples),
+             str(test.root) if test else None, test.classes if test else None, len(test.samples) if test else 0,
+             len(self.selection.samples) if self.selection else 0, self.protocol, self.config.key(), str(self.base),
+             self.backbone]
         )  # fmt: skip
         slug = safe_name(self.train.root.name) or "folder"
         return f"{slug}-{self.config.method}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
@@ -286,16 +207,27 @@ def train(plan: TrainingPlan, callbacks: FitCallbacks, cancel: CancelCheck) -> F
     plan.out.parent.mkdir(parents=True, exist_ok=True)
     return fit(
         plan.train, plan.out, plan.config, base=plan.base, backbone=plan.backbone, validation=plan.test,
-        callbacks=callbacks, cancel=cancel,
+        callbacks=callbacks, cancel=cancel, selection=plan.selection,
     )  # fmt: skip
 
 
-def held_out_recall(history: list[dict[str, float]]) -> dict[str, tuple[float, float]] | None:
-    """{'R@1': (start, end), 'binary R@1': (start, end)} from a fit history (epoch 0 = the starting model)."""
-    if not history or history[0].get("epoch") != 0 or "R@1" not in history[0] or "R@1" not in history[-1]:
+def held_out_recall(
+    history: list[dict[str, float]], kept_epoch: int | None = None
+) -> dict[str, tuple[float, float]] | None:
+    """{'R@1': (start, kept), 'binary R@1': (start, kept)} from a fit history (epoch 0 = the starting model);
+    `kept_epoch` is the epoch that was exported (None: the last)."""
+    if not history or history[0].get("epoch") != 0 or "R@1" not in history[0]:
         return None
-    first, last = history[0], history[-1]
-    return {k: (float(first[k]), float(last[k])) for k in ("R@1", "binary R@1") if k in first and k in last}
+    first = history[0]
+    kept = history[-1] if kept_epoch is None else next((h for h in history if h.get("epoch") == kept_epoch), None)
+    if kept is None or "R@1" not in kept:
+        return None
+    return {k: (float(first[k]), float(kept[k])) for k in ("R@1", "binary R@1") if k in first and k in kept}
+
+
+def is_worse(recall: dict[str, tuple[float, float]] | None) -> bool:
+    """True when the kept model is below the starting one on the held-out part, float or binary."""
+    return bool(recall) and any(end < start for start, end in (recall or {}).values())
 
 
 def save_model_as(source: Path, target: Path, name: str, notes: dict[str, Any], cleanup: Path | None) -> Path:

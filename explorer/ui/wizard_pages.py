@@ -53,21 +53,22 @@ from explorer.ui.wizard_jobs import (
     Environment,
     FolderReport,
     TrainingPlan,
-    Workload,
     card_summary,
     check_folder,
-    estimate_seconds,
     evaluate_both,
     evaluation_problems,
     format_duration,
     held_out_recall,
+    is_worse,
     safe_name,
     save_model_as,
-    stage_seconds,
     train,
 )
 from explorer.ui.workers import Job, JobRunner
+from trainer.estimate import RunShape, estimate_seconds  # torch-free (stage_seconds imports torch when called)
+from trainer.folders import MIN_IMAGES_PER_CLASS, carve_validation
 from trainer.progress import Progress, format_time_left
+from trainer.recipe import CPU_CROP, CPU_STAGES, FolderShape, default_recipe, recipe_warnings
 
 if TYPE_CHECKING:
     from explorer.ui.wizard import FineTuneWizard
@@ -80,7 +81,7 @@ WARN_COLOR = "#b36b00"
 OK_COLOR = "#1b7a3a"
 BAR_COLOR = "#1f6fb4"
 SMALL_BAR_COLOR = "#d0453a"
-MIN_PER_CLASS = 2  # trainer.data.MIN_IMAGES_PER_CLASS (not imported: that module imports torch)
+MIN_PER_CLASS = MIN_IMAGES_PER_CLASS
 
 
 # -- small widgets ---------------------------------------------------------------------------------------
@@ -391,21 +392,27 @@ class FolderPage(Page):
 
 
 class SplitPage(Page):
-    """Which classes train and which are held out: a seeded split by class, or existing train/test folders."""
+    """What is held out to judge the model: images of every class (my classes), whole classes (new classes), or
+    an existing test folder. The held-out part is only shown; the epoch kept is chosen on training images."""
 
     def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setTitle("2 · Train and test classes")
+        self.setTitle("2 · What to hold out")
         self.setSubTitle(
-            "Retrieval is judged on classes the model never saw, so the split is by class: the test classes "
-            "are held out from training and measure how well the model generalises."
+            "Some images are held out from training to show you how much better the new model finds what you "
+            "look for. They are never used to choose anything."
         )
-        self.auto = QRadioButton("Split the classes automatically (seeded)")
+        self.by_images = QRadioButton(
+            "My classes: hold out a fifth of each class's images (finding more like these among my categories)"
+        )
+        self.auto = QRadioButton("New classes: hold out half of the classes (how it does on classes it never saw)")
         self.existing = QRadioButton("Use existing train and test folders")
         group = QButtonGroup(self)
+        group.addButton(self.by_images)
         group.addButton(self.auto)
         group.addButton(self.existing)
-        self.auto.setChecked(True)
+        self.by_images.setChecked(True)
+        self.by_images.toggled.connect(self._refresh)
         self.auto.toggled.connect(self._refresh)
         self.seed = QSpinBox()
         self.seed.setRange(0, 99_999)
@@ -446,6 +453,7 @@ class SplitPage(Page):
         lists.addWidget(self.test_list, 1, 1)
 
         layout = QVBoxLayout(self)
+        layout.addWidget(self.by_images)
         layout.addWidget(self.auto)
         layout.addLayout(seed_row)
         layout.addWidget(self.existing)
@@ -465,38 +473,60 @@ class SplitPage(Page):
         n = len(report.folder.classes)
         self.auto.setEnabled(n >= MIN_SPLIT_CLASSES)
         self.auto_note.setText(
-            f"{n} classes: about half train, the others are held out."
+            f"{n} classes. The seed chooses which images (or classes) are held out."
             if n >= MIN_SPLIT_CLASSES
             else colored(
-                f"Needs at least {MIN_SPLIT_CLASSES} classes (2 to train, 2 to test); this folder has {n}.", WARN_COLOR
+                f"New classes needs at least {MIN_SPLIT_CLASSES} classes (2 to train, 2 to test); this folder has "
+                f"{n}.", WARN_COLOR,
             )
-        )
+        )  # fmt: skip
         self.train_check.adopt(report)
         self.train_row.set_path(report.folder.root, emit=False)
         if report.test_folder is not None:
             self.test_row.set_path(report.test_folder)
-        use_existing = report.test_folder is not None or n < MIN_SPLIT_CLASSES
-        (self.existing if use_existing else self.auto).setChecked(True)
+        spare = sum(1 for count in report.folder.counts().values() if count >= 4)
+        self.by_images.setEnabled(spare >= 2)
+        if report.test_folder is not None or (spare < 2 and n < MIN_SPLIT_CLASSES):
+            self.existing.setChecked(True)
+        else:
+            (self.by_images if spare >= 2 else self.auto).setChecked(True)
         self._refresh()
 
     def split(self) -> tuple[LabelledFolder, LabelledFolder] | None:
         return self._split if not self._problems else None
 
+    def protocol(self) -> str:
+        """How the held-out part was made: images, classes or existing (trainer.folders.carve_validation sets
+        the selection part aside the same way; an existing test folder of other classes counts as classes)."""
+        if self.by_images.isChecked():
+            return "images"
+        if self.auto.isChecked():
+            return "classes"
+        split = self.split()
+        return "classes" if split and not set(split[0].classes) & set(split[1].classes) else "images"
+
+    def source(self) -> LabelledFolder | None:
+        """The whole folder as checked (what "train again on everything" trains on)."""
+        return self._source.folder if self._source is not None else None
+
     def isComplete(self) -> bool:
         return self.split() is not None
 
     def _refresh(self) -> None:
-        self.seed.setEnabled(self.auto.isChecked())
+        self.seed.setEnabled(not self.existing.isChecked())
         self.folders_box.setEnabled(self.existing.isChecked())
         self._split, self._problems, warnings = None, [], []
         busy = False
-        if self.auto.isChecked():
+        if not self.existing.isChecked():
             report = self._source
             if report is not None:
-                from trainer.data import DatasetError, split_by_class  # loaded by the folder check already
+                from trainer.folders import DatasetError, split_by_class, split_by_images
 
                 try:
-                    self._split = split_by_class(report.folder, seed=self.seed.value())
+                    if self.auto.isChecked():
+                        self._split = split_by_class(report.folder, seed=self.seed.value())
+                    else:
+                        self._split = split_by_images(report.folder, seed=self.seed.value())
                 except DatasetError as exc:
                     self._problems.append(str(exc))
         else:
@@ -552,18 +582,19 @@ class SettingsPage(Page):
     DIMS = (64, 128, 256, 512, 1024)
     BACKBONE_STAGES = 9  # trainer.backbones.backbone_stages of the EfficientNet-Lite family
     RESOLUTIONS = (224, 192, 160, 128)
-    # The CPU recipe measured by bench/cars_finetune.py: the last 6 stages, no cache; 160 px for half the time.
-    CPU_STAGES, CPU_RESOLUTION = 6, 160
+    CPU_STAGES, CPU_RESOLUTION = CPU_STAGES, CPU_CROP  # trainer.recipe: what a CPU trains by default
 
     def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setTitle("3 · Settings")
         self.setSubTitle(
-            "The defaults: the paper's recipe on a GPU; on a CPU, a cheaper one measured on unseen car models."
+            "The defaults suit this folder and this computer (the same as `trainer fit` with no settings): the "
+            "best epoch is kept, and if none beats the starting model, the starting model is kept."
         )
         self.runner = runner
         self.environment: Environment | None = None
-        self._timings: dict[tuple[str, int, str], list[float] | str] = {}
+        self._recipe_for: tuple[Any, ...] | None = None  # (training part, device) the widgets were last set for
+        self._timings: dict[tuple[str, int, str], tuple[list[float], list[float]] | str] = {}
         self._timing_job: Job | None = None
         self._shown = False  # measure the machine only once someone looks at this page
 
@@ -626,6 +657,10 @@ class SettingsPage(Page):
             "Searching always uses the model's input size. Training at 160 px takes about half the time of "
             "224 px and keeps most of the gain (unseen car models: Recall@1 +14.7 points, +17.6 at 224)."
         )
+        self.warnings = QLabel()
+        self.warnings.setWordWrap(True)
+        self.warnings.setTextFormat(Qt.TextFormat.RichText)
+        self.warnings.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.estimate = QLabel("Looking at this computer…")
         self.estimate.setWordWrap(True)
         self.estimate.setTextFormat(Qt.TextFormat.RichText)
@@ -659,7 +694,8 @@ class SettingsPage(Page):
         time_label = QLabel("Time")
         grid.addWidget(time_label, 3 * len(rows), 0, Qt.AlignmentFlag.AlignTop)
         grid.addWidget(self.estimate, 3 * len(rows), 1)
-        grid.setRowStretch(3 * len(rows) + 1, 1)
+        grid.addWidget(self.warnings, 3 * len(rows) + 1, 1)
+        grid.setRowStretch(3 * len(rows) + 2, 1)
 
         self.model.currentIndexChanged.connect(self._model_changed)
         self.method.currentIndexChanged.connect(self._method_changed)
@@ -705,16 +741,49 @@ class SettingsPage(Page):
         return self.environment is not None
 
     def initializePage(self) -> None:
-        split = self.fw().split_page.split()
-        if split is not None:
+        parts = self.parts()
+        if parts is not None:
             # A batch cannot hold more classes than there are: show the composition the trainer will use.
-            n = max(2, len(split[0].classes))
-            clamped = self.classes_per_batch.value() == self.classes_per_batch.maximum()
-            self.classes_per_batch.setMaximum(n)
-            if clamped:
-                self.classes_per_batch.setValue(min(25, n))
+            self.classes_per_batch.setMaximum(max(2, len(parts[0].classes)))
+        self.apply_recipe()
         self._shown = True
         self._update_help()
+
+    def parts(self) -> tuple[LabelledFolder, LabelledFolder | None, LabelledFolder | None] | None:
+        """(what trains, what chooses the epoch to keep, what is held out to show), as the run will have them."""
+        wizard = self.fw()
+        everything = wizard.everything
+        split = wizard.split_page.split()
+        if everything is not None:
+            fitted, selection = carve_validation(everything, "images")
+            return fitted, selection, None
+        if split is None:
+            return None
+        fitted, selection = carve_validation(split[0], wizard.split_page.protocol())
+        return fitted, selection, split[1]
+
+    def apply_recipe(self, force: bool = False) -> None:
+        """Set the widgets to the default recipe for the training part and the device (trainer.recipe), once
+        per (part, device): going back and forth keeps what the person changed."""
+        parts = self.parts() if self.wizard() is not None else None
+        if parts is None:
+            return
+        fitted = parts[0]
+        device = self.device.currentData() or "cpu"
+        key = (str(fitted.root), len(fitted.samples), tuple(fitted.classes), device)
+        if key == self._recipe_for and not force:
+            return
+        self._recipe_for = key
+        recipe = default_recipe(FolderShape.of(fitted), device)
+        self.epochs.setValue(recipe.epochs)
+        self.classes_per_batch.setValue(recipe.classes_per_batch)
+        self.per_class.setValue(recipe.per_class)
+        self.stages.setValue(recipe.trainable_stages or self.BACKBONE_STAGES)
+        self.cached.setChecked(recipe.cache_trunk)
+        wanted = recipe.crop_size or self._input_size()
+        self.resolution.setCurrentIndex(max(0, self.resolution.findData(wanted)))
+        warnings = recipe_warnings(FolderShape.of(fitted), self.fw().split_page.protocol())
+        self.warnings.setText("".join(f"<p>{colored('Note: ' + w + '.', WARN_COLOR)}</p>" for w in warnings))
 
     # -- the chosen settings --------------------------------------------------------------------------------
     def base(self) -> Path | None:
@@ -725,7 +794,8 @@ class SettingsPage(Page):
         return str(self._card().get("backbone") or DEFAULT_BACKBONE)
 
     def config_fields(self) -> dict[str, Any]:
-        """FitConfig arguments (trainer.fit.FitConfig) for these settings."""
+        """FitConfig arguments (trainer.config.FitConfig) for these settings; what the page has no widget for
+        (the learning rates) keeps FitConfig's defaults, as the recipe does."""
         epochs = self.epochs.value()
         partial = self.stages.value() < self.BACKBONE_STAGES
         cached = partial and self.cached.isChecked()
@@ -802,6 +872,7 @@ class SettingsPage(Page):
         self.cached.setChecked(False)
         wanted = self.CPU_RESOLUTION if cpu else self._input_size()
         self.resolution.setCurrentIndex(max(0, self.resolution.findData(wanted)))
+        self.apply_recipe()
         self._update_help()
 
     def _stages_changed(self) -> None:
@@ -815,8 +886,8 @@ class SettingsPage(Page):
             if epochs > 1
             else "One pass over the training images (no warm-up epoch)."
         )
-        split = self.fw().split_page.split() if self.wizard() is not None else None
-        n_classes = len(split[0].classes) if split else None
+        parts = self.parts() if self.wizard() is not None else None
+        n_classes = len(parts[0].classes) if parts else None
         c, k = self.classes_per_batch.value(), self.per_class.value()
         used = min(c, n_classes) if n_classes else c
         note = f" Only {n_classes} training classes: batches hold {used}." if n_classes and c > n_classes else ""
@@ -845,51 +916,51 @@ class SettingsPage(Page):
         if isinstance(timing, str):
             self.estimate.setText(colored(f"No time estimate: {timing}", WARN_COLOR))
             return
-        work = self.workload()
-        if work is None:
+        shape = self.run_shape()
+        if shape is None:
             self.estimate.setText("")
             return
-        seconds = estimate_seconds(work, timing)
+        cfg = {**self.config_fields(), **self.fw().fit_overrides}
+        train_stages, eval_stages = timing
+        seconds = estimate_seconds(shape, cfg, train_stages, eval_stages)
         where = "on this CPU" if device == "cpu" else "on the GPU"
-        rate = 1.0 / max(sum(timing), 1e-9)
+        rate = 1.0 / max(sum(eval_stages), 1e-9)
+        held = f", {shape.test_images:,} held-out" if shape.test_images else ""
         text = (
-            f"<b>Estimate: about {format_duration(seconds)}</b> {where}, for {work.train_images:,} training "
-            f"images × {work.epochs} epochs and {work.test_images:,} test images checked each epoch. Based on "
-            f"{rate:.0f} images/s through the model, measured here just now, and training costing about 3× "
-            "that; the real time left shows once training runs."
+            f"<b>Estimate: about {format_duration(seconds)}</b> {where}, for {shape.train_images:,} training "
+            f"images × {cfg['epochs']} epochs; {shape.selection_images:,} images set aside to choose the epoch"
+            f"{held} checked each epoch. Based on {rate:.0f} images/s through the model, measured here just now; "
+            "the real time left shows once training runs."
         )
-        if device == "cpu" and not work.cache_trunk:
-            k = work.trainable_stages or 2
-            faster = estimate_seconds(Workload(**{**work.__dict__, "trainable_stages": k, "cache_trunk": True}), timing)
-            text += f" With the frozen stages cached (last {k} trained): about {format_duration(faster)}."
         self.estimate.setText(text)
 
-    def workload(self) -> Workload | None:
-        split = self.fw().split_page.split()
-        if split is None:
+    def run_shape(self) -> RunShape | None:
+        parts = self.parts()
+        if parts is None:
             return None
-        train_set, test_set = split
-        cfg = {**self.config_fields(), **self.fw().fit_overrides}
-        return Workload(
-            train_images=len(train_set.samples), train_classes=len(train_set.classes),
-            test_images=len(test_set.samples), epochs=cfg["epochs"], warmup_epochs=cfg["warmup_epochs"],
-            classes_per_batch=cfg["classes_per_batch"], per_class=cfg["per_class"],
-            batches_per_epoch=cfg.get("batches_per_epoch"), trainable_stages=cfg["trainable_stages"],
-            cache_trunk=cfg["cache_trunk"],
-        )  # fmt: skip
+        fitted, selection, test = parts
+        continuing = bool(self._card().get("trained")) and self.dim.currentData() is None
+        return RunShape.of(fitted, selection, test, continuing)
 
     def _measure(self, key: tuple[str, int, str]) -> None:
         if self._timing_job is not None:
             return  # one at a time; the next starts when it ends if the settings moved on
         backbone, crop, device = key
-        job = Job("measure", lambda _job: stage_seconds(backbone, crop, device))
+        full = self._input_size()
+
+        def measure(_job: Job) -> tuple[list[float], list[float]]:
+            from trainer.estimate import stage_seconds
+
+            return stage_seconds(backbone, crop, device), stage_seconds(backbone, full, device)
+
+        job = Job("measure", measure)
         job.key = key  # type: ignore[attr-defined]
         job.signals.finished.connect(self._measured)
         job.signals.failed.connect(lambda j, msg: self._measured(j, msg))
         self._timing_job = job
         self.runner.start(job)
 
-    def _measured(self, job: Job, timing: list[float] | str) -> None:
+    def _measured(self, job: Job, timing: tuple[list[float], list[float]] | str) -> None:
         self._timing_job = None
         self._timings[job.key] = timing  # type: ignore[attr-defined]
         self._update_estimate()
@@ -908,8 +979,8 @@ class TrainingPage(Page):
         super().__init__(parent)
         self.setTitle("4 · Training")
         self.setSubTitle(
-            "Loss should fall; Recall@1 on the held-out classes should rise. Cancelling keeps the last "
-            "checkpoint, and Resume continues from it."
+            "Loss should fall; Recall@1 on the held-out images should rise. The best epoch on the training images "
+            "set aside is kept. Cancelling keeps the last checkpoint, and Resume continues from it."
         )
         self.runner = runner
         self.plan: TrainingPlan | None = None
@@ -938,7 +1009,7 @@ class TrainingPage(Page):
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#888888", width=1))
         self.loss_mean = self.loss_plot.plot(pen=pg.mkPen("#333333", width=2))
         self.recall_plot = self.canvas.addPlot(row=0, col=1)
-        style_plot(self.recall_plot, "Recall@1 on held-out classes", "epoch (0 = start)", "R@1 (%)")
+        style_plot(self.recall_plot, "Recall@1 on the held-out images", "epoch (0 = start)", "R@1 (%)")
         self.recall_plot.addLegend(offset=(-8, -8), labelTextSize="8pt", brush=(255, 255, 255, 210))
         self.float_curve = self.recall_plot.plot(
             pen=pg.mkPen(FLOAT_COLOR, width=2), symbol="o", symbolSize=7, symbolBrush=FLOAT_COLOR, name="float"
@@ -992,6 +1063,16 @@ class TrainingPage(Page):
     def isComplete(self) -> bool:
         return self.state == "done" and self.result is not None
 
+    def restart(self) -> None:
+        """A new plan from the wizard (trained on everything, say), shown and started on this page."""
+        if self.state == "running":
+            return
+        self.plan = self.fw().plan()
+        self._reset()
+        if self.fw().currentPage() is not self:
+            self.fw().back()
+        self.start()
+
     # -- the run --------------------------------------------------------------------------------------------
     def start(self) -> None:
         """Run `fit` for the plan; with a checkpoint on disk (after Cancel), it resumes from there."""
@@ -1004,10 +1085,19 @@ class TrainingPage(Page):
         self.state = "running"
         self.started_at = time.monotonic()
         cfg = plan.config
+        test = plan.test
+        judged = (
+            f"judged on {len(test.samples):,} held-out images of {len(test.classes)} classes"
+            if test is not None
+            else "nothing held out (trained on everything)"
+        )
+        chosen = "no images set aside"
+        if plan.selection is not None:
+            chosen = f"{len(plan.selection.samples):,} set aside to choose the epoch"
         self._say(
             ("Resuming" if resuming else "Training")
             + f" {cfg.method} for {cfg.epochs} epoch(s) on {cfg.device}: {len(plan.train.classes)} classes, "
-            f"{len(plan.train.samples):,} images; judged on {len(plan.test.classes)} held-out classes."
+            f"{len(plan.train.samples):,} images; {chosen}; {judged}."
         )
         self._say(f"Run folder: {plan.run_dir}")
         self.status.setText("Loading the starting model…" if not resuming else "Resuming from the checkpoint…")
@@ -1072,7 +1162,7 @@ class TrainingPage(Page):
         if "R@1" in metrics:
             recall = f"R@1 {100 * metrics['R@1']:.1f}% (binary {100 * metrics.get('binary R@1', math.nan):.1f}%)"
         if epoch == 0:
-            return f"Starting model on the held-out classes: {recall}"
+            return f"Starting model on the held-out images: {recall}" if recall else "Starting model measured."
         loss = metrics.get("loss", math.nan)
         cfg_epochs = self.plan.config.epochs if self.plan else "?"
         return f"Epoch {epoch}/{cfg_epochs}: mean loss {loss:.4f}" + (f", {recall}" if recall else "")
@@ -1191,10 +1281,24 @@ def verdict(recall: dict[str, tuple[float, float]]) -> str:
     if float_change == 0 and binary_change == 0:
         return "Both models find a same-class nearest neighbour about equally often on these classes."
     return colored(
-        "The fine-tuned model is worse on these classes: more epochs, another method or more images per class "
-        "may help; until then the starting model is the better choice.",
+        "The fine-tuned model is worse on these images: keep the starting model. More images per class help most; "
+        "more epochs rarely do (the best epoch was already kept).",
         WARN_COLOR,
     )
+
+
+def kept_sentence(kept_epoch: int | None, epochs: int, selection: LabelledFolder | None) -> str:
+    """Which epoch was exported and why, for the result page (rich text)."""
+    if kept_epoch is None:
+        return f"The last of {epochs} epochs was kept."
+    where = f"{len(selection.samples):,} training images set aside" if selection is not None else "training images"
+    if kept_epoch == 0:
+        return colored(
+            f"<b>No epoch beat the starting model</b> on the {where}, so the starting model is kept: the explorer "
+            "can go on with the model it has.",
+            WARN_COLOR,
+        )
+    return f"Epoch {kept_epoch} of {epochs} was kept: the best on the {where} (the held-out images chose nothing)."
 
 
 # -- 5. result -------------------------------------------------------------------------------------------
@@ -1206,8 +1310,8 @@ class ResultPage(Page):
     def __init__(self, runner: JobRunner, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setTitle("5 · Result")
-        self.setSubTitle("Recall@1 on the held-out classes: the share of test images whose nearest neighbour "
-                         "(among the other test images) is of the same class.")  # fmt: skip
+        self.setSubTitle("Recall@1 on the held-out images: the share of them whose nearest neighbour (among the "
+                         "other held-out images) is of the same class.")  # fmt: skip
         self.runner = runner
         self.saved: Path | None = None
         self._save_job: Job | None = None
@@ -1256,6 +1360,12 @@ class ResultPage(Page):
         self.use_button.setDefault(True)
         self.use_button.setStyleSheet("font-weight: bold; padding: 4px 14px;")
         self.use_button.clicked.connect(self.use_now)
+        self.again_button = QPushButton("Train again on everything with these settings")
+        self.again_button.setToolTip(
+            "The same settings on every image of the folder (nothing held out): the model to keep, once these "
+            "settings are known to help"
+        )
+        self.again_button.clicked.connect(lambda: self.fw().train_on_everything())
         self.save_status = help_label()
 
         detail_row = QHBoxLayout()
@@ -1269,6 +1379,7 @@ class ResultPage(Page):
         save_layout.addWidget(self.save_as_button, 0, 3)
         save_layout.addWidget(self.save_status, 1, 1, 1, 3)
         use_row = QHBoxLayout()
+        use_row.addWidget(self.again_button)
         use_row.addStretch(1)
         use_row.addWidget(self.use_button)
 
@@ -1291,7 +1402,7 @@ class ResultPage(Page):
         self.details.hide()
         self.details.setRowCount(0)
         self.detail_status.setText("")
-        recall = held_out_recall(result.history)
+        recall = held_out_recall(result.history, result.kept_epoch)
         self.recall = recall
         for row, key in enumerate(("R@1", "binary R@1")):
             start, end = recall.get(key, (math.nan, math.nan)) if recall else (math.nan, math.nan)
@@ -1304,11 +1415,20 @@ class ResultPage(Page):
                     item.setForeground(pg.mkColor(OK_COLOR if change > 0 else ERROR_COLOR if change < 0 else "#333"))
                 self.table.setItem(row, col, item)
         test = plan.test
-        judged = f"{len(test.classes)} held-out classes ({len(test.samples):,} images) from {test.root}"
-        if recall and "R@1" in recall:
-            self.verdict.setText(f"Judged on {judged}. {verdict(recall)}")
+        kept = kept_sentence(result.kept_epoch, plan.config.epochs, plan.selection)
+        if test is None:
+            self.verdict.setText(
+                f"Trained on every image of {plan.train.root}: nothing was held out to measure. {kept}"
+            )
+        elif recall and "R@1" in recall:
+            judged = f"{len(test.samples):,} held-out images of {len(test.classes)} classes"
+            self.verdict.setText(f"Judged on {judged}. {kept} {verdict(recall)}")
         else:
-            self.verdict.setText(f"No held-out measurement was recorded for this run ({judged}).")
+            self.verdict.setText(f"No held-out measurement was recorded for this run. {kept}")
+        self.again_button.setVisible(test is not None and self.fw().split_page.source() is not None)
+        keep_start = result.kept_epoch == 0 or is_worse(recall)
+        self.use_button.setDefault(not keep_start)
+        self.use_button.setText("Use it now…" if keep_start else "Use it now")
         name = f"{safe_name(plan.train.root.name) or 'model'}-{plan.config.method}"
         self.name.setText(self._unique(name))
         self._show_saved()
@@ -1380,14 +1500,38 @@ class ResultPage(Page):
             self.save(target)
 
     def use_now(self) -> None:
-        """Save if needed, then hand the model to whoever listens (the main window switches to it)."""
+        """Save if needed, then hand the model to whoever listens (the main window switches to it); a model that
+        is worse than the starting one on the held-out images, or is the starting one, is switched to only
+        after a question."""
+        result = self.fw().training_page.result
+        recall = getattr(self, "recall", None)
+        doubtful = result is not None and (result.kept_epoch == 0 or is_worse(recall))
+        if doubtful and result is not None and not self.confirm_use(result.kept_epoch, recall):
+            return
         if self.saved is not None:
             self.fw().use_model(self.saved)
         else:
             self.save(then=self.fw().use_model)
 
+    def confirm_use(self, kept_epoch: int | None, recall: dict[str, tuple[float, float]] | None) -> bool:
+        """Ask before switching to a model that is no better than the starting one."""
+        if kept_epoch == 0:
+            text = ("No epoch beat the starting model, so this is the starting model under a new name. Switch the "
+                    "explorer to it anyway?")  # fmt: skip
+        else:
+            changes = ", ".join(
+                f"{'float' if k == 'R@1' else 'binary'} {100 * a:.1f} → {100 * b:.1f}"
+                for k, (a, b) in (recall or {}).items()
+            )
+            text = (f"On the held-out images the fine-tuned model finds fewer same-class neighbours than the starting "
+                    f"model (Recall@1 {changes}). Switch the explorer to it anyway?")  # fmt: skip
+        answer = QMessageBox.question(self, "Use a model that is not better?", text)
+        return answer == QMessageBox.StandardButton.Yes
+
     def _notes(self, plan: TrainingPlan) -> dict[str, Any]:
         recall = getattr(self, "recall", None) or {}
+        if plan.test is None:
+            return {"held_out": {"none": "trained on every image"}}
         held_out = {
             "test_folder": str(plan.test.root), "classes": len(plan.test.classes), "images": len(plan.test.samples),
         }  # fmt: skip
@@ -1423,7 +1567,7 @@ class ResultPage(Page):
     # -- every dimension ------------------------------------------------------------------------------------
     def evaluate_details(self) -> None:
         result, plan = self.fw().training_page.result, self.fw().training_page.plan
-        if result is None or plan is None or self._eval_job is not None:
+        if result is None or plan is None or self._eval_job is not None or plan.test is None:
             return
         base, test, device = plan.base, plan.test, plan.config.device
         new, limit = result.model_path.with_suffix(""), plan.config.eval_max_images

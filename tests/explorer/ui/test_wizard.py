@@ -9,6 +9,7 @@ committed ones live): `WIZARD_SCREENSHOTS=docs/screenshots pytest tests/explorer
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 import shiboken6
 from PIL import Image
-from PySide6.QtWidgets import QTableWidget, QWizard
+from PySide6.QtWidgets import QMessageBox, QTableWidget, QWizard
 from pytestqt.qtbot import QtBot
 
 from explorer.engine.session import RetrievalSession
@@ -74,6 +75,24 @@ def finish_wizard(wizard: FineTuneWizard, qtbot: QtBot) -> None:
     qtbot.waitUntil(lambda: not shiboken6.isValid(wizard) or not wizard.busy, timeout=TRAIN_MS)
     if shiboken6.isValid(wizard):
         wizard.close()
+
+
+class Questions(list[tuple[str, str]]):
+    """Every QMessageBox.question asked (title, text), each answered with `answer`."""
+
+    answer = QMessageBox.StandardButton.Yes
+
+
+@pytest.fixture(autouse=True)
+def questions(monkeypatch: pytest.MonkeyPatch) -> Questions:
+    asked = Questions()
+
+    def question(_parent: Any, title: str, text: str, *args: Any, **kwargs: Any) -> QMessageBox.StandardButton:
+        asked.append((title, text))
+        return asked.answer
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    return asked
 
 
 @pytest.fixture
@@ -142,17 +161,25 @@ def test_walks_through_every_page_and_saves_the_model(
     assert page1.skipped.rowCount() == 1 and cell(page1.skipped, 0, 0) == "red/broken.jpg"
     assert page1.chart.bars is not None
 
-    # 2. Split by class, seeded: two classes train, two are held out, none in both.
+    # 2. My classes by default: 2 of each class's 6 images held out, none in both parts.
     wizard.next()
     page2 = wizard.split_page
-    assert page2.auto.isChecked() and page2.isComplete()
+    assert page2.by_images.isChecked() and page2.isComplete() and page2.protocol() == "images"
     split = page2.split()
     assert split is not None
+    train, test = split
+    assert train.counts() == dict.fromkeys(COLOURS, 4) and test.counts() == dict.fromkeys(COLOURS, 2)
+    assert not set(train.samples) & set(test.samples) and "8 images" in page2.test_title.text()
+    # New classes: two classes train, two are held out, none in both.
+    page2.auto.setChecked(True)
+    split = page2.split()
+    assert split is not None and page2.protocol() == "classes"
     train, test = split
     assert len(train.classes) == len(test.classes) == 2 and not set(train.classes) & set(test.classes)
     assert page2.train_list.count() == 2 and "12 images" in page2.test_title.text()
     page2.seed.setValue(7)  # another seed, another (still valid) split
     assert page2.split() is not None
+    page2.by_images.setChecked(True)
 
     # 3. Settings, with a measured time estimate.
     wizard.next()
@@ -164,6 +191,9 @@ def test_walks_through_every_page_and_saves_the_model(
     assert "measured here" in page3.estimate.text()
     plan = wizard.plan()
     assert (plan.config.trainable_stages, plan.config.cache_trunk, plan.config.dim) == (1, True, 64)
+    assert plan.selection is not None and plan.protocol == "images"  # the epoch is chosen on training images
+    assert not set(plan.selection.samples) & set(plan.train.samples)
+    assert plan.test is not None and not set(plan.test.samples) & set(plan.selection.samples)
 
     # 4. Training in a worker: live curves, then Next.
     wizard.next()
@@ -172,7 +202,7 @@ def test_walks_through_every_page_and_saves_the_model(
     qtbot.waitUntil(page4.isComplete, timeout=TRAIN_MS)
     assert page4.losses and all(np.isfinite(page4.losses))
     assert [e for e, _ in page4.epochs] == [0, 1]
-    assert "Starting model on the held-out classes" in page4.log.toPlainText()
+    assert "Starting model on the held-out images" in page4.log.toPlainText()
     assert wizard.button(QWizard.WizardButton.BackButton).isEnabled()
 
     # 5. The result against the starting model, saved under a name.
@@ -324,6 +354,80 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
     assert page.result is not None and page.result.resumed_from_step == 1
     assert page.result.card.recipe["steps"] == 4
     assert [e for e, _ in page.epochs] == [0, 1]
+
+
+# -- the model kept, and what is asked ------------------------------------------------------------------
+
+
+def to_result_page(wizard: FineTuneWizard, qtbot: QtBot, model: Path) -> None:
+    qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
+    wizard.next()
+    wizard.next()
+    choose_fast_settings(wizard, qtbot, model)
+    wizard.next()
+    qtbot.waitUntil(wizard.training_page.isComplete, timeout=TRAIN_MS)
+    wizard.next()
+
+
+def test_a_model_no_better_than_the_start_is_used_only_after_a_question(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path,
+    questions: Questions,
+) -> None:  # fmt: skip
+    wizard = make_wizard(labelled_folder(tmp_path / "colours"))
+    to_result_page(wizard, qtbot, small_model_path)
+    page, training = wizard.result_page, wizard.training_page
+    assert training.result is not None
+    training.result = dataclasses.replace(training.result, kept_epoch=0)  # as when no epoch beat the start
+    page.initializePage()
+    assert "No epoch beat the starting model" in page.verdict.text()
+    assert page.use_button.text() == "Use it now…" and not page.use_button.isDefault()
+    ready: list[Path] = []
+    wizard.modelReady.connect(ready.append)
+    questions.answer = QMessageBox.StandardButton.No
+    page.use_button.click()
+    assert len(questions) == 1 and "starting model under a new name" in questions[0][1]
+    assert page.saved is None and not ready  # nothing saved, nothing switched
+    questions.answer = QMessageBox.StandardButton.Yes
+    with qtbot.waitSignal(wizard.modelReady, timeout=SCAN_MS):
+        page.use_button.click()
+
+
+def test_closing_after_a_finished_run_asks_and_says_where_the_run_is_kept(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path,
+    questions: Questions,
+) -> None:  # fmt: skip
+    wizard = make_wizard(labelled_folder(tmp_path / "colours"))
+    to_result_page(wizard, qtbot, small_model_path)
+    plan = wizard.training_page.plan
+    assert plan is not None
+    questions.answer = QMessageBox.StandardButton.No
+    wizard.reject()
+    assert wizard.isVisible() and len(questions) == 1
+    assert str(plan.out.parent) in questions[0][1] and "not saved" in questions[0][1]
+    questions.answer = QMessageBox.StandardButton.Yes
+    wizard.reject()
+    assert not wizard.isVisible()
+
+
+def test_the_wizard_and_trainer_fit_build_the_same_recipe_for_the_same_folder(
+    qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path
+) -> None:
+    from trainer.cli import _parser, recipe_from_args
+
+    folder = labelled_folder(tmp_path / "colours", per_class=10)
+    wizard = make_wizard(folder)
+    wizard.fit_overrides.clear()
+    qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
+    wizard.next()
+    wizard.next()
+    page = wizard.settings_page
+    qtbot.waitUntil(page.isComplete, timeout=SCAN_MS)
+    page.device.setCurrentIndex(page.device.findData("cpu"))
+    plan = wizard.plan()
+    args = _parser().parse_args(["fit", str(folder), "--out", str(tmp_path / "m"), "--device", "cpu"])
+    cli = recipe_from_args(args, plan.train, "cpu")
+    assert plan.config.key() == cli.key()
+    assert (plan.config.epochs, plan.config.per_class, plan.config.trainable_stages) == (cli.epochs, cli.per_class, 6)
 
 
 # -- use it now ------------------------------------------------------------------------------------------
