@@ -539,24 +539,48 @@ class _Trainer:
         m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
         return {"R@1": m["float"][d]["R@1"], "binary R@1": m["binary"][d]["R@1"]}
 
+    def is_candidate(self, epoch: int) -> bool:
+        """Epochs that may be kept: the start, and those after the learning rate first drops (before it, the
+        weights are still in the noisy high-rate phase; choosing among fewer epochs also chases less noise)."""
+        if epoch == 0 or epoch >= self.config.epochs:
+            return True
+        return epoch > self.config.warmup_epochs and self._lr_factor(epoch - 1) < 1.0
+
     def _choose(self, epoch: int) -> dict[str, float]:
         """Score the model on the selection part (carved from the training data) and remember it if it is the best
-        so far, the starting model (epoch 0) included: ties keep the earlier epoch."""
-        if self.selection_set is None:
+        so far, the starting model (epoch 0) included: ties keep the earlier epoch.
+
+        When the selection part holds images of the training classes (my classes), its images are searched
+        against up to 150 training images, as a person searches for more of their labelled categories; when it
+        holds classes of its own (new classes), against each other.
+        """
+        if self.selection_set is None or not self.is_candidate(epoch):
             return {}
         from trainer.evaluation import embed_folder
-        from trainer.metrics import evaluate
+        from trainer.metrics import evaluate, query_gallery_scores
 
         self.model.eval()
-        _paths, labels, emb = embed_folder(
-            self.model, self.selection_set, self.device, self.config.eval_max_images, self.config.seed
-        )
+        cfg = self.config
+        _paths, labels, emb = embed_folder(self.model, self.selection_set, self.device, cfg.eval_max_images, cfg.seed)
         d = (self.card.dim // 8) * 8
-        m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
-        scores = {
-            "chosen on R@1": m["float"][d]["R@1"], "chosen on binary R@1": m["binary"][d]["R@1"],
-            "chosen on MAP@R": m["float"][d]["MAP@R"], "chosen on binary MAP@R": m["binary"][d]["MAP@R"],
-        }  # fmt: skip
+        chosen_on = {p for p, _ in self.selection_set.samples}
+        others = [(p, y) for p, y in self.train_set.samples if p not in chosen_on]
+        if self.selection_set.classes == self.train_set.classes and len(others) >= 2:
+            gallery_set = LabelledFolder(self.train_set.root, self.train_set.classes, others)
+            _g, gallery_labels, gallery = embed_folder(self.model, gallery_set, self.device, 150, cfg.seed)
+            q, g = emb[:, :d], gallery[:, :d]
+            cosine = 1 - _unit(q) @ _unit(g).T
+            hamming = ((q[:, None, :] > 0) != (g[None, :, :] > 0)).sum(-1)
+            scores: dict[str, float] = {}
+            for rep, dist in (("", cosine), ("binary ", hamming)):
+                recall, mean_ap = query_gallery_scores(dist, labels, gallery_labels)
+                scores[f"chosen on {rep}R@1"], scores[f"chosen on {rep}MAP@R"] = recall, mean_ap
+        else:
+            m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
+            scores = {
+                "chosen on R@1": m["float"][d]["R@1"], "chosen on binary R@1": m["binary"][d]["R@1"],
+                "chosen on MAP@R": m["float"][d]["MAP@R"], "chosen on binary MAP@R": m["binary"][d]["MAP@R"],
+            }  # fmt: skip
         score = selection_score(scores)
         if self.best is None or score > self.best.score + 1e-9:
             state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
@@ -601,6 +625,10 @@ class _Trainer:
         path, _ = save_model(self.model.cpu(), self.out, self.card)
         kept = self.best.epoch if self.best is not None else None
         return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps, kept)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: torch.Tensor) -> None:

@@ -208,6 +208,43 @@ def map_at_r(distances: npt.ArrayLike, labels: npt.ArrayLike, *, block_size: int
     return _retrieval_scores(_matrix_blocks(d), labels, d.shape[0], (1,), block_size)[1]
 
 
+def query_gallery_scores(
+    distances: npt.ArrayLike, query_labels: npt.ArrayLike, gallery_labels: npt.ArrayLike
+) -> tuple[float, float]:
+    """(Recall@1, MAP@R) of queries searched against a separate gallery: `distances` is (queries, gallery).
+
+    How the images a person labels are searched for more like them: the queries are images the model never
+    trained on, the gallery the ones it did. R is the number of gallery items of the query's class; a query
+    whose class has none in the gallery is left out.
+
+    Two queries (classes 0, 1) against a gallery at 0, 1, 4 with classes 0, 1, 1: query 0 (at 0.2) finds its
+    one class-0 item first (AP 1); query 1 (at 0.9, R = 2) ranks class 1, class 0, class 1: one hit in its
+    first two ranks, at rank 1 (AP 1/2). Both find a same-class item first.
+
+    >>> q, g = np.array([0.2, 0.9]), np.array([0.0, 1.0, 4.0])
+    >>> query_gallery_scores(np.abs(q[:, None] - g[None, :]), [0, 1], [0, 1, 1])
+    (1.0, 0.75)
+    """
+    d = np.asarray(distances, dtype=np.float64)
+    q = np.asarray(query_labels).reshape(-1)
+    g = np.asarray(gallery_labels).reshape(-1)
+    if d.shape != (len(q), len(g)):
+        raise ValueError(f"distances must be (queries, gallery) = ({len(q)}, {len(g)}), got {d.shape}")
+    order = np.argsort(d, axis=1, kind="stable")
+    match = g[order] == q[:, None]
+    relevant = match.sum(axis=1)
+    keep = relevant > 0
+    if not keep.any():
+        raise ValueError("no query has an item of its class in the gallery")
+    match, relevant = match[keep], relevant[keep]
+    recall = float(match[:, 0].mean())
+    ranks = np.arange(1, match.shape[1] + 1)[None, :]
+    within_r = ranks <= relevant[:, None]
+    precision = np.cumsum(match, axis=1) / ranks
+    ap = np.where(match & within_r, precision, 0.0).sum(axis=1) / relevant
+    return recall, float(ap.mean())
+
+
 # -------------------- clustering
 
 

@@ -508,7 +508,7 @@ def test_the_starting_model_is_kept_when_training_only_hurts(train_folder: Label
         train_folder, tmp_path / "m", wrecked, selection=train_folder,
         callbacks=FitCallbacks(on_message=messages.append),
     )  # fmt: skip
-    scores = [fit_module.selection_score(h) for h in result.history]
+    scores = [fit_module.selection_score(h) for h in result.history if "chosen on R@1" in h]
     assert scores[0] > max(scores[1:]), scores
     assert result.kept_epoch == 0
     assert any("the starting model is kept" in m for m in messages)
@@ -536,3 +536,16 @@ def test_the_best_epoch_survives_a_resume(train_folder: LabelledFolder, tmp_path
     expected, got = weights(reference.model_path), weights(result.model_path)
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], msg=key)
+
+
+def test_only_the_start_and_the_epochs_after_the_first_rate_drop_are_candidates(
+    train_folder: LabelledFolder, tmp_path: Path
+) -> None:
+    from trainer.folders import split_by_images
+
+    fitted, chooser = split_by_images(train_folder, share=0.2)
+    result = fit(fitted, tmp_path / "m", config(epochs=5, warmup_epochs=1), selection=chooser)
+    scored = [h["epoch"] for h in result.history if "chosen on R@1" in h]
+    assert scored == [0, 5]  # the rate drops after 60 % of the 4 fine-tuning epochs: epoch 5 is the first after
+    assert all("chosen on binary MAP@R" in h for h in result.history if h["epoch"] in scored)
+    assert result.kept_epoch in (0, 5)
