@@ -6,7 +6,9 @@ estimate as the settings change, and bench/finetune_small.py checks it against t
 What a run does, and what each part costs per image (stage times are forward passes per image):
 * warm start: the pooled features of up to 2,000 training images (the whole network at the input size);
 * each epoch: its steps (trainable stages forward + backward, frozen ones forward, plus decoding and
-  augmenting the image), then the selection part and the held-out part embedded once (whole network, decoding);
+  augmenting the image), then the held-out part embedded once (whole network, decoding);
+* the candidate epochs (trainer.fit: the start, those after the first rate drop, the last): the selection part
+  embedded, and for my classes up to 150 training images it is searched against;
 * the starting model is judged the same way before the first epoch.
 """
 
@@ -25,6 +27,7 @@ activations and for the weights)."""
 DECODE_SECONDS = 0.004
 """Decoding, resizing and augmenting one image on a CPU that is also training (measured on 2 cores)."""
 WARM_START_IMAGES = 2000
+GALLERY_IMAGES = 150  # trainer.fit._choose: training images a my-classes selection part is searched against
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class RunShape:
     selection_images: int
     test_images: int
     continuing: bool  # from a retrieval model of the same width (no PCA start of a new embedding layer)
+    selection_by_images: bool = True  # the selection part holds images of the training classes (my classes)
 
     @classmethod
     def of(
@@ -44,6 +48,7 @@ class RunShape:
         return cls(
             len(train.samples), len(train.classes), len(selection.samples) if selection else 0,
             len(test.samples) if test else 0, continuing,
+            selection is not None and selection.classes == train.classes,
         )  # fmt: skip
 
 
@@ -56,7 +61,7 @@ def estimate_seconds(
     >>> shape = RunShape(train_images=200, train_classes=4, selection_images=40, test_images=60, continuing=True)
     >>> cfg = {"epochs": 10, "warmup_epochs": 1, "classes_per_batch": 4, "per_class": 6, "trainable_stages": 6}
     >>> round(estimate_seconds(shape, cfg, [0.001] * 9))
-    63
+    67
     """
     cfg: dict[str, Any] = dict(config) if isinstance(config, Mapping) else asdict(config)
     eval_stages = eval_stages or train_stages
@@ -78,9 +83,27 @@ def estimate_seconds(
     if cached:
         seconds += shape.train_images * cfg.get("cache_views", 2) * (frozen + DECODE_SECONDS)
     seconds += min(shape.train_images, WARM_START_IMAGES) * full_eval
-    judged = min(shape.test_images, cfg.get("eval_max_images", 2000)) + shape.selection_images
-    seconds += (epochs + 1) * judged * full_eval
+    seconds += (epochs + 1) * min(shape.test_images, cfg.get("eval_max_images", 2000)) * full_eval
+    if shape.selection_images:
+        gallery = min(GALLERY_IMAGES, shape.train_images) if shape.selection_by_images else 0
+        seconds += candidate_epochs(cfg) * (shape.selection_images + gallery) * full_eval
     return seconds
+
+
+def candidate_epochs(cfg: Mapping[str, Any]) -> int:
+    """How many times the selection part is judged: the start, the epochs after the rate first drops, the last.
+
+    >>> candidate_epochs({"epochs": 10, "warmup_epochs": 1})  # the start, epochs 8 to 10
+    4
+    """
+    epochs, warm = cfg["epochs"], min(cfg.get("warmup_epochs", 0), cfg["epochs"])
+    tune = max(1, epochs - warm)
+    first_drop = min(cfg.get("lr_milestones", (0.6, 0.85)), default=1.0)
+    scored = {0, epochs}
+    for epoch in range(warm + 1, epochs + 1):
+        if (epoch - 1 - warm) / tune >= first_drop:
+            scored.add(epoch)
+    return len(scored)
 
 
 def stage_seconds(backbone: str, crop: int, device: str, batch: int = 8) -> list[float]:
