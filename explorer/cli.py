@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from explorer.engine.catalog import readable
+
 if TYPE_CHECKING:
     from trainer.progress import Progress
 
@@ -101,7 +103,7 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
         print("explorer: --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     if not args.folder.is_dir():
-        print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
+        print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
     report = session.index(args.folder, progress=_progress_printer(args.quiet or args.json))
     if args.json:
@@ -113,7 +115,7 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
             f"{len(report.skipped)} skipped) with model {session.card.name}"
         )
         for s in report.skipped:
-            print(f"  skipped {s.relpath}: {s.reason}")
+            print(f"  skipped {readable(s.relpath)}: {readable(s.reason)}")
     return EXIT_OK
 
 
@@ -121,10 +123,11 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     from trainer.images import ImageLoadError
 
     if not args.folder.is_dir():
-        print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
+        print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if not session.is_indexed(args.folder):
-        print(f"explorer: {args.folder} is not indexed yet; run: explorer index {args.folder}", file=sys.stderr)
+        shown = readable(str(args.folder))
+        print(f"explorer: {shown} is not indexed yet; run: explorer index {shown}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if args.k < 1:
         print("explorer: -k must be at least 1", file=sys.stderr)
@@ -139,7 +142,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     try:
         result = session.query(args.image, args.folder, k=args.k, dim=args.dim)
     except ImageLoadError as exc:
-        print(f"explorer: cannot read {args.image}: {exc}", file=sys.stderr)
+        print(f"explorer: cannot read {readable(str(args.image))}: {exc}", file=sys.stderr)
         return EXIT_BAD_IMAGE
     ranking = result.ranking(args.binary)
     if args.json:
@@ -162,16 +165,16 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
-        print(f"{len(ranking.results)} nearest to {args.image} ({kind}, model {session.card.name}):")
+        print(f"{len(ranking.results)} nearest to {readable(str(args.image))} ({kind}, model {session.card.name}):")
         print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
         for r in ranking.results:
-            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {r.hamming_distance:7d}  {r.relpath}")
+            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {r.hamming_distance:7d}  {readable(r.relpath)}")
     return EXIT_OK
 
 
 def cmd_info(session: Any, args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
-        print(f"explorer: not a folder: {args.folder}", file=sys.stderr)
+        print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
     indexed = session.is_indexed(args.folder)
     collection = session.collection(args.folder) if indexed else None
@@ -194,13 +197,13 @@ def cmd_info(session: Any, args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return EXIT_OK
     if not indexed:
-        print(f"{info['folder']}: not indexed with model {session.card.name} (run: explorer index)")
+        print(f"{readable(str(info['folder']))}: not indexed with model {session.card.name} (run: explorer index)")
         return EXIT_OK
-    print(f"{info['folder']}: {info['images']} images, model {info['model']} ({info['dim']}-d)")
+    print(f"{readable(str(info['folder']))}: {info['images']} images, model {info['model']} ({info['dim']}-d)")
     print(f"  last updated {info['updated']}; catalog {info['catalog']}")
     print(f"  {len(skipped)} skipped")
     for s in skipped:
-        print(f"    {s.relpath}: {s.reason}")
+        print(f"    {readable(s.relpath)}: {readable(s.reason)}")
     return EXIT_OK
 
 

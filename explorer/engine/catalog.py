@@ -66,6 +66,40 @@ class CatalogError(RuntimeError):
     """The catalog cannot be opened or does not match the model it is asked for."""
 
 
+_RAW = "\x00"  # no file name can hold a NUL, so no stored name that is a plain name starts with one
+
+
+def stored_name(relpath: str) -> str:
+    r"""A relative path as SQLite can store it, losslessly.
+
+    Names that are not valid UTF-8 (older cameras, other systems: `bad\xff.jpg`) reach Python with surrogate
+    escapes, which SQLite's text cannot encode; they are stored as NUL + the hex of their bytes instead. Every
+    other name is stored as it is, so catalogs written before this stay valid.
+
+    >>> stored_name("a/b.jpg"), stored_name("caf\udce9.jpg")
+    ('a/b.jpg', '\x00636166e92e6a7067')
+    >>> loaded_name(stored_name("caf\udce9.jpg")) == "caf\udce9.jpg"
+    True
+    """
+    try:
+        relpath.encode("utf-8")
+    except UnicodeEncodeError:
+        return _RAW + relpath.encode("utf-8", "surrogateescape").hex()
+    return relpath
+
+
+def loaded_name(stored: str) -> str:
+    """The inverse of `stored_name`."""
+    if stored.startswith(_RAW):
+        return bytes.fromhex(stored[1:]).decode("utf-8", "surrogateescape")
+    return stored
+
+
+def readable(text: str) -> str:
+    """A name or message with undecodable bytes shown as U+FFFD: what people see and what can be printed."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class Catalog:
     def __init__(self, path: Path, dim: int, meta: dict[str, str] | None = None) -> None:
         self.path = Path(path)
@@ -116,17 +150,17 @@ class Catalog:
         """Stamps of embedded files."""
         with self._lock:
             rows = self._db.execute("SELECT relpath, size, mtime_ns FROM images").fetchall()
-        return {r[0]: FileStamp(*r) for r in rows}
+        return {loaded_name(r[0]): FileStamp(loaded_name(r[0]), r[1], r[2]) for r in rows}
 
     def skipped_stamps(self) -> dict[str, FileStamp]:
         with self._lock:
             rows = self._db.execute("SELECT relpath, size, mtime_ns FROM skipped").fetchall()
-        return {r[0]: FileStamp(*r) for r in rows}
+        return {loaded_name(r[0]): FileStamp(loaded_name(r[0]), r[1], r[2]) for r in rows}
 
     def skipped(self) -> list[SkippedFile]:
         with self._lock:
             rows = self._db.execute("SELECT relpath, reason FROM skipped ORDER BY relpath").fetchall()
-        return [SkippedFile(*r) for r in rows]
+        return [SkippedFile(loaded_name(r[0]), r[1]) for r in rows]
 
     def __len__(self) -> int:
         with self._lock:
@@ -135,7 +169,7 @@ class Catalog:
     # -- changes ----------------------------------------------------------------------------------------
     def remove(self, relpaths: Iterable[str]) -> int:
         """Forget files (embedded or skipped) that are gone from the folder."""
-        rel = [(r,) for r in relpaths]
+        rel = [(stored_name(r),) for r in relpaths]
         with self._lock, self._transaction():
             before = self._db.total_changes
             self._db.executemany("DELETE FROM images WHERE relpath = ?", rel)
@@ -153,17 +187,18 @@ class Catalog:
             v = np.ascontiguousarray(vector, dtype=np.float32)
             if v.shape != (self.dim,):
                 raise CatalogError(f"embedding of {stamp.relpath} has shape {v.shape}, expected ({self.dim},)")
-            rows.append((stamp.relpath, stamp.size, stamp.mtime_ns, v.tobytes()))
+            rows.append((stored_name(stamp.relpath), stamp.size, stamp.mtime_ns, v.tobytes()))
         with self._lock, self._transaction():
             for stamp, _ in embedded:
-                self._db.execute("DELETE FROM images WHERE relpath = ?", (stamp.relpath,))
-                self._db.execute("DELETE FROM skipped WHERE relpath = ?", (stamp.relpath,))
+                self._db.execute("DELETE FROM images WHERE relpath = ?", (stored_name(stamp.relpath),))
+                self._db.execute("DELETE FROM skipped WHERE relpath = ?", (stored_name(stamp.relpath),))
             self._db.executemany("INSERT INTO images (relpath, size, mtime_ns, embedding) VALUES (?, ?, ?, ?)", rows)
             for stamp, reason in skipped:
-                self._db.execute("DELETE FROM images WHERE relpath = ?", (stamp.relpath,))
+                name = stored_name(stamp.relpath)
+                self._db.execute("DELETE FROM images WHERE relpath = ?", (name,))
                 self._db.execute(
                     "INSERT OR REPLACE INTO skipped VALUES (?, ?, ?, ?)",
-                    (stamp.relpath, stamp.size, stamp.mtime_ns, reason),
+                    (name, stamp.size, stamp.mtime_ns, readable(reason)),
                 )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (time.strftime("%Y-%m-%d %H:%M:%S"),))
 
@@ -175,7 +210,7 @@ class Catalog:
         emb = np.empty((len(rows), self.dim), np.float32)
         for i, r in enumerate(rows):
             emb[i] = np.frombuffer(r[2], dtype=np.float32)
-        return CatalogSnapshot(ids, [r[1] for r in rows], emb)
+        return CatalogSnapshot(ids, [loaded_name(r[1]) for r in rows], emb)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

@@ -48,6 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.engine.catalog import readable
 from explorer.ui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ _Index = QModelIndex | QPersistentModelIndex
 def describe(result: SearchResult) -> str:
     """One tooltip / status line for a neighbour."""
     return (
-        f"#{result.rank}  {result.relpath}\n"
+        f"#{result.rank}  {readable(result.relpath)}\n"
         f"cosine distance {result.cosine_distance:.4f} · Hamming distance {result.hamming_distance} bits"
     )
 
@@ -187,10 +188,10 @@ class ResultDelegate(QStyledItemDelegate):
             line = fm.height()
             text_rect = QRect(rect.x() + 3, box.bottom() + 5, rect.width() - 6, line)
             painter.setPen(pal.color(QPalette.ColorRole.Text))
-            name = fm.elidedText(result.path.name, Qt.TextElideMode.ElideMiddle, text_rect.width())
+            name = fm.elidedText(readable(result.path.name), Qt.TextElideMode.ElideMiddle, text_rect.width())
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter, name)
             painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            folder = result.relpath.rpartition("/")[0]
+            folder = readable(result.relpath.rpartition("/")[0])
             folder = fm.elidedText(folder, Qt.TextElideMode.ElideMiddle, text_rect.width())
             painter.drawText(text_rect.translated(0, line), Qt.AlignmentFlag.AlignHCenter, folder)
             dist = f"cos {result.cosine_distance:.3f} · ham {result.hamming_distance}"

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem, QWidget
 
+from explorer.engine.catalog import readable
+
 
 class SkippedFilesTable(QTableWidget):
     """Two read-only columns, file and reason; the file column fits its names, the reason takes the rest."""
@@ -21,8 +23,8 @@ class SkippedFilesTable(QTableWidget):
     def set_rows(self, rows: Sequence[tuple[str, str]]) -> None:
         self.setRowCount(len(rows))
         for row, (name, reason) in enumerate(rows):
-            self.setItem(row, 0, QTableWidgetItem(name))
-            self.setItem(row, 1, QTableWidgetItem(reason))
+            self.setItem(row, 0, QTableWidgetItem(readable(name)))  # names in other encodings, shown readably
+            self.setItem(row, 1, QTableWidgetItem(readable(reason)))
 
     def rows(self) -> list[tuple[str, str]]:
         """(file, reason) as listed."""

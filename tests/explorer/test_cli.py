@@ -188,3 +188,27 @@ def test_unloadable_model_exits_5(tmp_path: Path, image_folder: Path, capsys: py
     code = main(["--model", str(tmp_path / "nothing"), "info", str(image_folder)])
     assert code == EXIT_BAD_MODEL
     assert "cannot load model" in capsys.readouterr().err
+
+
+def test_names_that_are_not_utf8_are_indexed_queried_and_shown(run: Run, tmp_path: Path, make_img: Callable) -> None:
+    """Older cameras and other systems write names in other encodings: `bad\\xff\\xfe.jpg`, a folder `alb\\xe9um/`,
+    a `notes_caf\\xe9.txt` beside the photos. They used to crash the catalog's commit on every run."""
+    import os
+
+    folder = tmp_path / "drive"
+    for i in range(3):
+        make_img(folder / f"good_{i}.jpg", seed=i)
+    raw = os.fsencode(folder)
+    (Path(os.fsdecode(raw + b"/alb\xe9um"))).mkdir()
+    make_img(Path(os.fsdecode(raw + b"/alb\xe9um/bad\xff\xfename.jpg")), seed=7)
+    Path(os.fsdecode(raw + b"/notes_caf\xe9.txt")).write_text("not a picture")
+    code, out, err = run("index", folder, "--quiet")
+    assert code == EXIT_OK, err
+    assert out.startswith("4 images indexed")
+    code, out, err = run("query", os.fsdecode(raw + b"/alb\xe9um/bad\xff\xfename.jpg"), "--in", folder, "-k", 4)
+    assert code == EXIT_OK, err
+    assert "alb\ufffdum/bad\ufffd\ufffdname.jpg" in out.splitlines()[2]  # the query itself first, shown readably
+    out.encode("utf-8")  # printable on a UTF-8 terminal: no lone surrogates
+    assert run("index", folder, "--quiet")[1].startswith("4 images indexed")  # nothing re-embedded or lost
+    code, out, _ = run("info", folder)
+    assert code == EXIT_OK and "4 images" in out and "notes_caf\ufffd.txt" in out
