@@ -92,6 +92,7 @@ def _report_json(report: Any) -> dict[str, Any]:
         "embedded": report.embedded,
         "unchanged": report.unchanged,
         "removed": report.removed,
+        "kept_offline": report.kept_offline,
         "indexed": report.indexed,
         "cancelled": report.cancelled,
         "skipped": [{"path": s.relpath, "reason": s.reason} for s in report.skipped],
@@ -114,6 +115,12 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
             f"({report.embedded} embedded, {report.unchanged} unchanged, {report.removed} removed, "
             f"{len(report.skipped)} skipped) with model {session.card.name}"
         )
+        if report.kept_offline:
+            print(
+                f"  kept {report.kept_offline} indexed images that cannot be seen now (a folder that cannot be read, "
+                "or an empty folder: is the drive connected?); they are removed once their folder is readable and "
+                "they are really gone"
+            )
         for s in report.skipped:
             print(f"  skipped {readable(s.relpath)}: {readable(s.reason)}")
     return EXIT_OK

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.engine.catalog import Catalog, FileStamp, SkippedFile
-from trainer.images import scan_images
+from trainer.images import Skipped, scan_images
 from trainer.inference import BatchEmbedder
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, never_cancelled
 
@@ -22,14 +22,33 @@ class IndexReport:
     skipped: list[SkippedFile] = field(default_factory=list)
     """Every file of the folder that is not in the catalog, with its reason (new and remembered ones)."""
     cancelled: bool = False
+    kept_offline: int = 0
+    """Indexed images kept although not seen: their folder cannot be read now, or the whole folder is empty
+    (an unplugged drive's mount point). They are removed only once their folder is readable and they are gone."""
 
     @property
     def indexed(self) -> int:
-        return self.embedded + self.unchanged
+        return self.embedded + self.unchanged + self.kept_offline
 
 
 def _relpath(path: Path, folder: Path) -> str:
     return path.relative_to(folder).as_posix()
+
+
+ALL: list[str] = ["<the whole folder>"]
+
+
+def _offline(folder: Path, images: list[Path], ignored: list[Skipped]) -> list[str]:
+    """Relative prefixes whose files must be kept though unseen: folders that could not be read, or ALL when the
+    folder holds nothing at all (a drive unplugged from its mount point looks exactly like that)."""
+    if not images and not ignored and not any(os.scandir(folder)):
+        return ALL
+    prefixes = []
+    for item in ignored:
+        if item.reason.startswith("cannot read folder"):
+            rel = _relpath(item.path, folder) if item.path != folder else ""
+            prefixes.append(f"{rel}/" if rel else "")
+    return prefixes
 
 
 def update_catalog(
@@ -90,7 +109,11 @@ def _sync(
         unreadable.append((FileStamp(_relpath(item.path, folder), 0, 0), item.reason))
 
     gone = (set(known) | set(known_skipped)) - present
-    report.removed = len(set(known) - present)
+    offline = _offline(folder, images, ignored)
+    kept = {rel for rel in gone if offline is ALL or any(rel.startswith(prefix) for prefix in offline)}
+    report.kept_offline = len(kept & set(known))
+    gone -= kept
+    report.removed = len(set(known) & gone)
     if gone:
         catalog.remove(sorted(gone))
     if unreadable:

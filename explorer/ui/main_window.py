@@ -704,7 +704,12 @@ class MainWindow(QMainWindow):
         else:
             self.statusBar().showMessage(
                 f"Indexed {summary.folder.name}: {report.embedded:,} new, {report.unchanged:,} unchanged, "
-                f"{report.removed:,} removed, {len(report.skipped):,} skipped ({summary.seconds:.1f} s).",
+                f"{report.removed:,} removed, {len(report.skipped):,} skipped ({summary.seconds:.1f} s)."
+                + (
+                    f" {report.kept_offline:,} kept that cannot be seen now (is the drive connected?)."
+                    if report.kept_offline
+                    else ""
+                ),
                 10000,
             )
         self.indexFinished.emit(summary)

@@ -186,3 +186,42 @@ def test_renamed_folder_is_dropped_and_added_once(
     assert (report.removed, report.embedded, report.unchanged) == (6, 6, 6)
     assert sorted({k.split("/")[0] for k in catalog.stamps()}) == ["a", "c"]
     assert len(catalog) == 12
+
+
+def test_a_folder_that_cannot_be_read_now_keeps_its_embeddings(
+    image_folder: Path, catalog: Catalog, embedder: BatchEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sub-folder unreadable for a moment (a flaky share, a permission change) used to lose its embeddings."""
+    import trainer.images as images_module
+
+    update_catalog(image_folder, catalog, embedder)
+    ids = _ids(catalog)
+    real = images_module._scandir_sorted
+
+    def flaky(path: str) -> Any:
+        if Path(path).name == "b":
+            raise PermissionError(13, "Permission denied")
+        return real(path)
+
+    monkeypatch.setattr(images_module, "_scandir_sorted", flaky)
+    report = update_catalog(image_folder, catalog, embedder)
+    assert (report.removed, report.kept_offline, report.indexed) == (0, 6, 12)
+    assert _ids(catalog) == ids
+    monkeypatch.setattr(images_module, "_scandir_sorted", real)
+    (image_folder / "b" / "img_07.png").unlink()  # readable again, and one file is really gone
+    report = update_catalog(image_folder, catalog, embedder)
+    assert (report.removed, report.kept_offline, len(catalog)) == (1, 0, 11)
+
+
+def test_an_empty_folder_does_not_drop_its_index(image_folder: Path, catalog: Catalog, embedder: BatchEmbedder) -> None:
+    """An unplugged drive leaves its mount point empty: everything is kept, not removed with exit 0."""
+    update_catalog(image_folder, catalog, embedder)
+    away = image_folder.with_name("elsewhere")
+    shutil.move(str(image_folder), str(away))
+    image_folder.mkdir()
+    report = update_catalog(image_folder, catalog, embedder)
+    assert (report.removed, report.kept_offline, len(catalog)) == (0, 12, 12)
+    shutil.rmtree(image_folder)
+    shutil.move(str(away), str(image_folder))  # plugged back in: nothing to embed again
+    report = update_catalog(image_folder, catalog, embedder)
+    assert (report.embedded, report.unchanged, report.kept_offline) == (0, 12, 0)
