@@ -121,7 +121,8 @@ def row(record: dict[str, Any]) -> tuple[list[str], float]:
     kept = next(h for h in history if h["epoch"] == (record["kept_epoch"] if record["kept_epoch"] is not None else -1))
     shape = RunShape(**record["shape"])
     config = record["config"]
-    estimate = estimate_seconds(shape, config, record["per_stage"])
+    stages = record["per_stage"]  # the stage times at the training crop, then at the input size
+    estimate = estimate_seconds(shape, config, stages[: len(stages) // 2], stages[len(stages) // 2 :])
     gain = 100 * (kept["R@1"] - start["R@1"])
     spec = record["folder"]
     cells = [
@@ -153,18 +154,47 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summary) + "\n\nNotes:\n" + "\n".join(notes)
 
 
+def estimate_check(spec: SmallFolder, protocol: str, epochs: list[int]) -> str:
+    """The wizard's estimate against the measured run for a few epoch counts (one folder, fresh stage times)."""
+    folder = scan_labelled_folder(build(spec))
+    train, held = split(folder, protocol)
+    fitted, chooser = carve_validation(train, protocol)
+    shape = RunShape.of(fitted, chooser, held, continuing=True)
+    train_stages = stage_seconds("efficientnet_lite0", 160, "cpu")
+    eval_stages = stage_seconds("efficientnet_lite0", 224, "cpu")
+    lines = ["| folder | protocol | epochs | measured | estimate | off |", "|---|---|---:|---:|---:|---:|"]
+    for n in epochs:
+        config = default_recipe(FolderShape.of(fitted), "cpu", epochs=n, warmup_epochs=1 if n > 1 else 0)
+        estimate = estimate_seconds(shape, config, train_stages, eval_stages)
+        started = time.perf_counter()
+        fit(fitted, WORK / "estimate" / f"{spec.name}-{protocol}-{n}-{time.time():.0f}", config, base=BUNDLED,
+            validation=held, selection=chooser)  # fmt: skip
+        seconds = time.perf_counter() - started
+        lines.append(f"| {spec.name} | {protocol} | {n} | {seconds:.0f} s | {estimate:.0f} s | "
+                     f"{100 * (estimate / seconds - 1):+.0f} % |")  # fmt: skip
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--table", action="store_true", help="only print the table of the runs already done")
     p.add_argument("--only", default=None, help="comma-separated folder names")
+    p.add_argument("--estimate-check", action="store_true", help="clothing6, 1 and 10 epochs: estimate vs measured")
     args = p.parse_args()
     if not DATASETS.is_dir():
         print(f"skipped: {DATASETS} is absent (see ../shared/datasets/README.md)", file=sys.stderr)
+        return 0
+    if args.estimate_check:
+        text = estimate_check(FOLDERS[0], "images", [1, 10])
+        out = RESULTS.with_name("finetune_estimate.md")
+        out.write_text("## The wizard's time estimate against measured runs (CPU)\n\n" + text + "\n", encoding="utf-8")
         return 0
     folders = [f for f in FOLDERS if args.only is None or f.name in args.only.split(",")]
     records = []
     per_stage = stage_seconds("efficientnet_lite0", 160, "cpu") if not args.table else []
     stage_full = stage_seconds("efficientnet_lite0", 224, "cpu") if not args.table else []
+    print(f"stage seconds at 160 px: {sum(per_stage):.4f}, at 224 px: {sum(stage_full):.4f} per image", flush=True)
     for spec in folders:
         for protocol in ("classes", "images"):
             path = WORK / "results" / f"{spec.name}-{protocol}.json"

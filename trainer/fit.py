@@ -15,9 +15,11 @@ ones once per image (trainer.trunk_cache): the recipe the bundled model was trai
 from __future__ import annotations
 
 import hashlib
+import io
 import itertools
 import json
 import math
+import os
 import random
 import time
 from collections.abc import Callable
@@ -355,7 +357,10 @@ class _Trainer:
             state["best_model"] = self.best.state
             state["best_epoch"] = self.best.epoch
             state["best_score"] = self.best.score
-        atomic_write(self._checkpoint_path(), lambda p: torch.save(state, p))
+        path = self._checkpoint_path()
+        if path.exists():
+            os.replace(path, path.with_name(PREVIOUS))  # the last good one stays until the new one is whole
+        atomic_write(path, lambda p: write_checked(p, state))
 
     def _data_key(self) -> str:
         """What the run trains on (every image and its class): the same settings on another folder, or on the
@@ -365,9 +370,19 @@ class _Trainer:
 
     def load_checkpoint(self) -> tuple[int, int] | None:
         path = self._checkpoint_path()
-        if not path.exists():
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a write that was killed midway
+            stale.unlink(missing_ok=True)
+        state = None
+        for candidate in (path, path.with_name(PREVIOUS)):
+            if not candidate.exists():
+                continue
+            try:
+                state = read_checked(candidate)
+                break
+            except CheckpointError as exc:
+                self.cb.message(f"{candidate} is damaged ({exc}); trying the previous checkpoint")
+        if state is None:
             return None
-        state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("config_key") != self.config.key():
             self.cb.message(f"{path} belongs to a run with other settings; starting afresh")
             return None
@@ -646,6 +661,40 @@ def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: tor
         seen = counts > 0
         means = torch.nn.functional.normalize(sums[seen], dim=1)
         proxies.data[seen] = means.to(proxies.dtype) * proxies.data[seen].norm(dim=1, keepdim=True)
+
+
+PREVIOUS = "checkpoint.prev.pt"
+_MAGIC = b"RXCKPT1\n"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is truncated, altered or unreadable; the run falls back to the previous one."""
+
+
+def write_checked(path: Path, state: dict[str, Any]) -> None:
+    """A checkpoint that proves itself whole: a magic line, the SHA-256 of the payload, then torch's payload."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    with open(path, "wb") as f:
+        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def read_checked(path: Path) -> dict[str, Any]:
+    """The checkpoint's state, only if its checksum matches (never unpickled: weights_only)."""
+    data = Path(path).read_bytes()
+    if not data.startswith(_MAGIC):
+        raise CheckpointError("not a checkpoint of this program, or its start is damaged")
+    digest, payload = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError("its checksum does not match: it was truncated or altered")
+    try:
+        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot be read: {type(exc).__name__}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError("holds no training state")
+    return state
 
 
 def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:

@@ -207,7 +207,7 @@ def test_cancelled_run_resumes_at_the_next_step_and_matches_an_uninterrupted_run
         fit(train_folder, out, cfg, callbacks=first.callbacks(), cancel=lambda: len(first.steps) >= 4)
     assert first.steps == [1, 2, 3, 4]
     assert not model_paths(out)[0].exists()  # nothing exported yet
-    state = torch.load(run_dir(out) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = fit_module.read_checked(run_dir(out) / "checkpoint.pt")
     assert (state["global_step"], state["epoch"], state["step_in_epoch"]) == (4, 1, 1)
 
     second = Recorder()
@@ -549,3 +549,31 @@ def test_only_the_start_and_the_epochs_after_the_first_rate_drop_are_candidates(
     assert scored == [0, 5]  # the rate drops after 60 % of the 4 fine-tuning epochs: epoch 5 is the first after
     assert all("chosen on binary MAP@R" in h for h in result.history if h["epoch"] in scored)
     assert result.kept_epoch in (0, 5)
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated"])
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
+    train_folder: LabelledFolder, tmp_path: Path, damage: str
+) -> None:
+    """4 KB overwritten inside the checkpoint used to be loaded and exported as the model (weights up to 3.4e38);
+    a truncated one was a traceback. Now its checksum fails and the previous checkpoint is resumed instead."""
+    cfg = config(epochs=2, batches_per_epoch=3, checkpoint_every=1)
+    out = tmp_path / "model"
+    rec = Recorder()
+    with pytest.raises(Cancelled):
+        fit(train_folder, out, cfg, callbacks=rec.callbacks(), cancel=lambda: len(rec.steps) >= 4)
+    path = run_dir(out) / "checkpoint.pt"
+    assert (run_dir(out) / fit_module.PREVIOUS).exists()
+    data = bytearray(path.read_bytes())
+    if damage == "overwritten":
+        data[len(data) // 2 : len(data) // 2 + 4096] = np.random.default_rng(0).bytes(4096)
+    else:
+        data = data[: len(data) // 3]
+    path.write_bytes(bytes(data))
+    (run_dir(out) / ".checkpoint.pt.abc123.tmp").write_bytes(b"half a checkpoint")  # a write killed midway
+    second = Recorder()
+    result = fit(train_folder, out, cfg, callbacks=second.callbacks())
+    assert any("is damaged" in m and "checksum does not match" in m for m in second.messages)
+    assert result.resumed_from_step == 4  # the previous checkpoint (the cancel wrote step 4 twice)
+    assert all(torch.isfinite(t).all() and t.abs().max() < 1e3 for t in weights(result.model_path).values())
+    assert not list(run_dir(out).glob(".checkpoint.pt.*.tmp"))
