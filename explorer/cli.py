@@ -151,6 +151,9 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     except ImageLoadError as exc:
         print(f"explorer: cannot read {readable(str(args.image))}: {exc}", file=sys.stderr)
         return EXIT_BAD_IMAGE
+    except ValueError as exc:  # an embedding that is not a number: nothing is ranked at random
+        print(f"explorer: {exc}", file=sys.stderr)
+        return EXIT_BAD_MODEL
     ranking = result.ranking(args.binary)
     if args.json:
         out = {

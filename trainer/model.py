@@ -80,6 +80,8 @@ class ModelCard:
         card = cls(**{k: v for k, v in data.items() if k in known})
         card.mean = tuple(card.mean)  # type: ignore[assignment]
         card.std = tuple(card.std)  # type: ignore[assignment]
+        if len(card.std) != 3 or not all(isinstance(x, int | float) and x > 0 for x in card.std):
+            raise ModelFileError(f"the card's std must be three positive numbers, got {list(card.std)}")
         return card
 
     @classmethod
@@ -176,12 +178,22 @@ def load_model(path: Path) -> EmbeddingModel:
         raise ModelFileError(f"model weights not found: {weights}") from None
     except Exception as exc:  # safetensors raises its own error types for corrupt headers
         raise ModelFileError(f"model weights {weights} are not readable: {exc}") from None
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ModelFileError(
+            f"model weights {weights} hold values that are not numbers ({', '.join(bad[:3])}): the file is damaged"
+        )
     model = EmbeddingModel(card, pretrained=False)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ModelFileError(f"weights {weights} do not fit the card {card.name!r}: {exc}") from None
-    return model.eval()
+    model.eval()
+    with torch.inference_mode():  # a probe: a model whose output is not finite would rank by noise
+        probe = model(torch.zeros(1, 3, 64, 64).uniform_(-1, 1, generator=torch.Generator().manual_seed(0)))
+    if not bool(torch.isfinite(probe).all()):
+        raise ModelFileError(f"model {path} gives embeddings that are not numbers: its weights or card are damaged")
+    return model
 
 
 def model_fingerprint(path: Path) -> str:

@@ -183,13 +183,17 @@ class Catalog:
     ) -> None:
         """Record one batch atomically: new or changed files get fresh row ids, failures their reason."""
         rows = []
+        skipped = list(skipped)
         for stamp, vector in embedded:
             v = np.ascontiguousarray(vector, dtype=np.float32)
             if v.shape != (self.dim,):
                 raise CatalogError(f"embedding of {stamp.relpath} has shape {v.shape}, expected ({self.dim},)")
+            if not np.isfinite(v).all():  # never stored, so never searched: NaN distances rank at random
+                skipped.append((stamp, "the model gave an embedding that is not a number (is the model damaged?)"))
+                continue
             rows.append((stored_name(stamp.relpath), stamp.size, stamp.mtime_ns, v.tobytes()))
         with self._lock, self._transaction():
-            for stamp, _ in embedded:
+            for stamp, _ in embedded:  # a non-finite one is replaced by its skip record below
                 self._db.execute("DELETE FROM images WHERE relpath = ?", (stored_name(stamp.relpath),))
                 self._db.execute("DELETE FROM skipped WHERE relpath = ?", (stored_name(stamp.relpath),))
             self._db.executemany("INSERT INTO images (relpath, size, mtime_ns, embedding) VALUES (?, ?, ?, ?)", rows)
@@ -210,6 +214,10 @@ class Catalog:
         emb = np.empty((len(rows), self.dim), np.float32)
         for i, r in enumerate(rows):
             emb[i] = np.frombuffer(r[2], dtype=np.float32)
+        finite = np.isfinite(emb).all(axis=1)  # rows written by an older version or altered on disk
+        if not finite.all():
+            keep = np.flatnonzero(finite)
+            return CatalogSnapshot(ids[keep], [loaded_name(rows[i][1]) for i in keep], emb[keep])
         return CatalogSnapshot(ids, [loaded_name(r[1]) for r in rows], emb)
 
     def _transaction(self) -> _Transaction:

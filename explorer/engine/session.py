@@ -115,6 +115,8 @@ class RetrievalSession:
     ) -> QueryResult:
         """Both rankings (float and binary) of the folder for one query image or embedding."""
         emb = image if isinstance(image, np.ndarray) else self.embed_query(image)
+        if not np.isfinite(emb).all():
+            raise ValueError("the query's embedding is not a number: the model or the image is damaged")
         collection = self.collection(folder)
         return QueryResult(
             emb,

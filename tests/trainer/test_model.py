@@ -327,3 +327,29 @@ def test_resnet50_random_init_and_pretrained_refusal() -> None:
         EmbeddingModel(ModelCard.for_backbone("r", "resnet50"), pretrained=True)
     with pytest.raises(BackboneError, match="unknown backbone"):
         get_backbone("vgg16")
+
+
+def test_weights_or_a_card_that_give_nan_are_refused_on_load(tmp_path: Path) -> None:
+    """Bytes flipped in the safetensors, or `std: 0` in the card, gave `nan` distances in arbitrary order."""
+    import json as json_module
+
+    from safetensors.torch import load_file, save_file
+
+    from trainer.model import ModelFileError, load_model, model_paths, save_model
+
+    model = EmbeddingModel(ModelCard.for_backbone("m", "efficientnet_lite0", 64), pretrained=False)
+    path = tmp_path / "m"
+    save_model(model, path)
+    load_model(path)  # whole: loads
+    weights, card = model_paths(path)
+    state = load_file(str(weights))
+    state["embedding.weight"][3, 5] = float("nan")
+    save_file(state, str(weights))
+    with pytest.raises(ModelFileError, match="not numbers"):
+        load_model(path)
+    save_model(model, path)
+    data = json_module.loads(card.read_text())
+    data["std"] = [0.5, 0.0, 0.5]
+    card.write_text(json_module.dumps(data))
+    with pytest.raises(ModelFileError, match="three positive numbers"):
+        load_model(path)

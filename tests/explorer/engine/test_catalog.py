@@ -133,3 +133,20 @@ def test_catalogs_live_in_the_cache_per_folder_and_model(tmp_path: Path, isolate
     assert d.is_relative_to(isolated_cache)
     assert d.name == "abc123" and catalog_dir(a, "def456") != d
     assert not d.is_relative_to(a)
+
+
+def test_an_embedding_that_is_not_a_number_is_never_stored_or_searched(tmp_path: Path) -> None:
+    from explorer.engine.catalog import Catalog, FileStamp
+
+    catalog = Catalog(tmp_path / "c.sqlite", dim=4)
+    good, bad = FileStamp("good.jpg", 1, 1), FileStamp("bad.jpg", 1, 1)
+    catalog.commit_batch([(good, np.ones(4, np.float32)), (bad, np.array([1, np.nan, 0, 0], np.float32))], [])
+    assert list(catalog.stamps()) == ["good.jpg"]
+    assert [s.relpath for s in catalog.skipped()] == ["bad.jpg"] and "not a number" in catalog.skipped()[0].reason
+    # A row written by an older version (or altered on disk) is left out of what is searched.
+    with catalog._lock:
+        catalog._db.execute(
+            "INSERT INTO images (relpath, size, mtime_ns, embedding) VALUES ('old.jpg', 1, 1, ?)",
+            (np.array([np.inf, 0, 0, 0], np.float32).tobytes(),),
+        )
+    assert catalog.snapshot().relpaths == ["good.jpg"]
