@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +117,9 @@ class Catalog:
         stored = self.meta()
         if "dim" in stored and int(stored["dim"]) != dim:
             raise CatalogError(f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}")
-        self.set_meta({"dim": str(dim), **(meta or {})})
+        # Row ids restart when a catalog is recreated: the identity is what ties an index file to this one.
+        self.identity = stored.get("identity") or uuid.uuid4().hex
+        self.set_meta({"dim": str(dim), "identity": self.identity, **(meta or {})})
 
     @staticmethod
     def peek_meta(path: Path) -> dict[str, str]:

@@ -116,6 +116,8 @@ class FloatIndex:
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.threads = threads
+        self.built_from = ""
+        """The identity of the catalog whose rows the ids are (explorer.engine.catalog): saved and checked."""
         self._index = hnswlib.Index(space="cosine", dim=dim)
         # allow_replace_deleted lets new ids reuse the slots of deleted ones, so a catalog with churn does
         # not grow the graph (and the file) forever.
@@ -285,6 +287,7 @@ class FloatIndex:
                 "ef_search": self.ef_search,
                 "index_bytes": index_tmp.stat().st_size,
                 "index_crc32": _file_crc32(index_tmp),
+                "built_from": self.built_from,
             }
             meta_tmp = _temp_beside_ordinary(_meta_path(path))
             with open(meta_tmp, "wb") as f:
@@ -338,6 +341,7 @@ class FloatIndex:
         obj._configure()
         obj._live = live
         obj._deleted = deleted
+        obj.built_from = str(meta.get("built_from", ""))
         return obj
 
 

@@ -106,8 +106,11 @@ class Collection:
             index = FloatIndex.load(path)
             if index.dim != dim:
                 raise IndexFileError(f"{path} is {index.dim}-d")
+            if index.built_from != self.catalog.identity:  # ids of another catalog (recreated since)
+                raise IndexFileError(f"{path} was built from another catalog")
         except (IndexFileError, FileNotFoundError):
             index = FloatIndex(dim)
+            index.built_from = self.catalog.identity
         ids = self.snapshot.ids
         added, removed = index.sync(ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim])
         if added or removed or not path.exists():

@@ -201,3 +201,25 @@ def test_corrupt_persisted_index_is_rebuilt(
     _check_ranking(coll.search(q, k=4, dim=64), coll, q, 4)
     assert sync_calls == [(64, 12, 0)]
     assert index_file.stat().st_size == len(data)  # rewritten whole
+
+
+def test_an_index_file_of_a_recreated_catalog_is_not_reused(tmp_path: Path) -> None:
+    """Row ids restart when a catalog is recreated: the old float index then answered with the neighbour one id
+    off (and without the query itself). The index carries the catalog's identity and is rebuilt."""
+    from explorer.engine.catalog import Catalog, FileStamp
+    from explorer.engine.search import Collection
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "cache" / "catalog.sqlite"
+    old = Catalog(path, dim=16)
+    old.commit_batch([(FileStamp(f"old_{i}.jpg", 1, 1), rng.normal(size=16).astype(np.float32)) for i in range(5)], [])
+    Collection(tmp_path, old).float_index(16)
+    old.close()
+    for stale in path.parent.glob("catalog.sqlite*"):
+        stale.unlink()
+    new_vectors = rng.normal(size=(4, 16)).astype(np.float32)
+    new = Catalog(path, dim=16)
+    new.commit_batch([(FileStamp(f"new_{i}.jpg", 1, 1), v) for i, v in enumerate(new_vectors)], [])
+    collection = Collection(tmp_path, new)
+    ids, _ = collection.float_index(16).search(new_vectors, 1)
+    assert ids[:, 0].tolist() == collection.snapshot.ids.tolist()  # each vector finds itself
