@@ -107,6 +107,8 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
         print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
     report = session.index(args.folder, progress=_progress_printer(args.quiet or args.json))
+    for note in session.notes:
+        print(f"explorer: {readable(note)}", file=sys.stderr)
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
     else:
@@ -134,7 +136,12 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         return EXIT_NO_FOLDER
     if not session.is_indexed(args.folder):
         shown = readable(str(args.folder))
-        print(f"explorer: {shown} is not indexed yet; run: explorer index {shown}", file=sys.stderr)
+        if session.is_damaged(args.folder):
+            print(
+                f"explorer: the index of {shown} is damaged; run: explorer index {shown} to rebuild it", file=sys.stderr
+            )
+        else:
+            print(f"explorer: {shown} is not indexed yet; run: explorer index {shown}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if args.k < 1:
         print("explorer: -k must be at least 1", file=sys.stderr)

@@ -12,6 +12,8 @@ reason and retried only when it changes.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -67,6 +69,20 @@ class CatalogError(RuntimeError):
     """The catalog cannot be opened or does not match the model it is asked for."""
 
 
+class CatalogDamaged(CatalogError):
+    """The catalog file fails SQLite's integrity check (truncated, overwritten): set it aside and rebuild."""
+
+
+def set_aside(path: Path) -> Path:
+    """Move a damaged catalog (and its WAL files) out of the way, keeping it for inspection; returns where."""
+    target = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            os.replace(part, target.with_name(target.name + suffix))
+    return target
+
+
 _RAW = "\x00"  # no file name can hold a NUL, so no stored name that is a plain name starts with one
 
 
@@ -109,17 +125,37 @@ class Catalog:
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+            check = self._db.execute("PRAGMA quick_check").fetchone()
+            if check is None or check[0] != "ok":
+                raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise CatalogError(f"catalog {self.path} is not readable: {exc}") from None
+            with contextlib.suppress(Exception):
+                self._db.close()
+            raise CatalogDamaged(f"catalog {self.path} is damaged: {exc}") from None
         stored = self.meta()
         if "dim" in stored and int(stored["dim"]) != dim:
             raise CatalogError(f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}")
         # Row ids restart when a catalog is recreated: the identity is what ties an index file to this one.
         self.identity = stored.get("identity") or uuid.uuid4().hex
         self.set_meta({"dim": str(dim), "identity": self.identity, **(meta or {})})
+
+    @staticmethod
+    def is_damaged(path: Path) -> bool:
+        """True when a catalog file exists but fails to open or its integrity check (read-only look)."""
+        if not Path(path).exists():
+            return False
+        try:
+            db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+            try:
+                check = db.execute("PRAGMA quick_check").fetchone()
+                return check is None or check[0] != "ok"
+            finally:
+                db.close()
+        except sqlite3.Error:
+            return True
 
     @staticmethod
     def peek_meta(path: Path) -> dict[str, str]:

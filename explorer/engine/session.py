@@ -17,7 +17,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from explorer.engine.cache import catalog_dir
-from explorer.engine.catalog import Catalog
+from explorer.engine.catalog import Catalog, CatalogDamaged, set_aside
 from explorer.engine.indexer import IndexReport, update_catalog
 from explorer.engine.search import Collection, Ranking
 from trainer.model import EmbeddingModel, ModelCard, load_card, load_model, model_fingerprint
@@ -50,6 +50,8 @@ class RetrievalSession:
         self.batch_size = batch_size
         self._embedder: BatchEmbedder | None = None
         self._collections: dict[Path, Collection] = {}
+        self.notes: list[str] = []
+        """What the session did on its own that a person should hear of (a damaged catalog set aside)."""
         self._lock = threading.RLock()
 
     @property
@@ -72,9 +74,19 @@ class RetrievalSession:
         meta = Catalog.peek_meta(self.catalog_path(folder))
         return "updated" in meta or "completed" in meta
 
+    def is_damaged(self, folder: Path) -> bool:
+        """The folder's catalog exists but is damaged: `index` sets it aside and rebuilds it."""
+        return Catalog.is_damaged(self.catalog_path(Path(folder).resolve()))
+
     def _catalog(self, folder: Path) -> Catalog:
         meta = {"folder": str(folder), "model": self.card.name, "model_fingerprint": self.fingerprint}
-        return Catalog(self.catalog_path(folder), self.card.dim, meta)
+        path = self.catalog_path(folder)
+        try:
+            return Catalog(path, self.card.dim, meta)
+        except CatalogDamaged as exc:
+            moved = set_aside(path)
+            self.notes.append(f"{exc}; it was set aside as {moved.name} and the folder is indexed again")
+            return Catalog(path, self.card.dim, meta)
 
     def collection(self, folder: Path) -> Collection:
         """The folder's collection as last indexed (empty if never indexed)."""

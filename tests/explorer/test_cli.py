@@ -212,3 +212,24 @@ def test_names_that_are_not_utf8_are_indexed_queried_and_shown(run: Run, tmp_pat
     assert run("index", folder, "--quiet")[1].startswith("4 images indexed")  # nothing re-embedded or lost
     code, out, _ = run("info", folder)
     assert code == EXIT_OK and "4 images" in out and "notes_caf\ufffd.txt" in out
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_a_damaged_catalog_is_named_set_aside_and_rebuilt(run: Run, indexed: Path, damage: str) -> None:
+    """It used to make `query` say "not indexed yet" and `index` crash with a traceback."""
+    import os
+
+    code, out, _ = run("info", indexed, "--json")
+    catalog = Path(json.loads(out)["catalog"])
+    data = catalog.read_bytes()
+    catalog.write_bytes(data[: len(data) // 3] if damage == "truncated" else os.urandom(len(data)))
+    for extra in catalog.parent.glob("catalog.sqlite-*"):
+        extra.unlink()
+    code, _, err = run("query", indexed / "a" / "img_02.jpg", "--in", indexed)
+    assert code == EXIT_NO_FOLDER and "is damaged; run: explorer index" in err
+    code, out, err = run("index", indexed, "--quiet")
+    assert code == EXIT_OK and "set aside as catalog.sqlite.damaged-" in err
+    assert out.startswith("12 images indexed")
+    assert list(catalog.parent.glob("catalog.sqlite.damaged-*"))  # kept for inspection
+    code, out, _ = run("query", indexed / "a" / "img_02.jpg", "--in", indexed, "-k", 1)
+    assert code == EXIT_OK and "a/img_02.jpg" in out
