@@ -107,7 +107,7 @@ def test_reopen_keeps_everything_and_checks_the_dimension(tmp_path: Path) -> Non
 def test_unreadable_catalog_file_is_a_catalog_error(tmp_path: Path) -> None:
     path = tmp_path / "catalog.sqlite"
     path.write_bytes(b"this is not a database" * 200)
-    with pytest.raises(CatalogError, match="not readable"):
+    with pytest.raises(CatalogError, match="is damaged"):
         Catalog(path, DIM)
 
 
