@@ -158,6 +158,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         else "nothing held out"
     )
     chosen = f"{len(chooser.samples)} set aside to choose the epoch" if chooser else "the last epoch kept"
+    if chooser is not None and not chooser.samples:
+        chosen = "too few classes to judge training for new classes (the starting model is kept)"
     say(f"trainer: {len(fitted.samples)} training images of {len(fitted.classes)} classes, {chosen}, {held}")
     say(f"trainer: recipe: {recipe_text(asdict(config))}")
     for warning in recipe_warnings(FolderShape.of(fitted), protocol):

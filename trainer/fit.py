@@ -138,6 +138,9 @@ class _Trainer:
     ) -> None:
         require_trainable(train)
         self.selection_set = selection if selection is not None and len(selection.classes) >= 2 else None
+        self.unjudged = selection is not None and self.selection_set is None
+        """A selection part was asked for but holds nothing that can judge (trainer.folders.carve_validation's
+        empty part): the starting model is what is exported."""
         self.train_set, self.val_set, self.config, self.cb, self.cancel = (
             train,
             validation,
@@ -462,6 +465,9 @@ class _Trainer:
         else:
             self._warm_start()
             start = {**self._validate(), **self._choose(0)}
+            if self.unjudged:
+                state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+                self.best = Best(0, 0.0, state)
             if start:
                 # Epoch 0: the starting point (no training loss yet), so curves, the result page and the choice
                 # of the epoch to keep compare against it.
@@ -610,6 +616,8 @@ class _Trainer:
             self.cb.message(
                 f"kept epoch {self.best.epoch} of {cfg.epochs}"
                 if self.best.epoch
+                else "too few training classes to judge training for new classes; the starting model is kept"
+                if self.unjudged
                 else "no epoch beat the starting model on the images set aside to choose; the starting model is kept"
             )
         self.card = ModelCard(
@@ -630,6 +638,8 @@ class _Trainer:
                         f"{len(self.selection_set.samples)} training images of {len(self.selection_set.classes)} "
                         "classes set aside (mean of Recall@1 and MAP@R, float and binary)"
                         if self.selection_set is not None
+                        else "none could judge new classes (fewer than 4 training classes): the start is kept"
+                        if self.unjudged
                         else "none: the last epoch is kept"
                     ),
                     "base": self.base_card.name if self.base_card else f"{self.card.backbone} ImageNet",

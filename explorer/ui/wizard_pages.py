@@ -1291,6 +1291,12 @@ def kept_sentence(kept_epoch: int | None, epochs: int, selection: LabelledFolder
     """Which epoch was exported and why, for the result page (rich text)."""
     if kept_epoch is None:
         return f"The last of {epochs} epochs was kept."
+    if selection is not None and not selection.samples:
+        return colored(
+            "<b>The starting model is kept</b>: with fewer than 4 training classes nothing can judge what training "
+            "does to new classes. The my-classes protocol suits such a folder.",
+            WARN_COLOR,
+        )
     where = f"{len(selection.samples):,} training images set aside" if selection is not None else "training images"
     if kept_epoch == 0:
         return colored(

@@ -577,3 +577,19 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
     assert result.resumed_from_step == 4  # the previous checkpoint (the cancel wrote step 4 twice)
     assert all(torch.isfinite(t).all() and t.abs().max() < 1e3 for t in weights(result.model_path).values())
     assert not list(run_dir(out).glob(".checkpoint.pt.*.tmp"))
+
+
+def test_with_nothing_to_judge_new_classes_the_starting_model_is_kept(
+    train_folder: LabelledFolder, tmp_path: Path
+) -> None:
+    from trainer.folders import carve_validation
+
+    three = train_folder.subset(train_folder.classes[:3])
+    fitted, chooser = carve_validation(three, "classes")
+    start = fit(fitted, tmp_path / "start", config(epochs=0))
+    messages: list[str] = []
+    result = fit(fitted, tmp_path / "m", config(epochs=2), selection=chooser,
+                 callbacks=FitCallbacks(on_message=messages.append))  # fmt: skip
+    assert result.kept_epoch == 0 and any("too few training classes" in m for m in messages)
+    expected, got = weights(start.model_path), weights(result.model_path)
+    assert all(torch.equal(got[k], expected[k]) for k in expected)

@@ -45,7 +45,11 @@ def test_split_by_protocol() -> None:
 def test_carve_validation_takes_whole_classes_for_new_classes_when_there_are_enough() -> None:
     fitted, chooser = carve_validation(folder([10] * 12), "classes")
     assert chooser is not None and len(chooser.classes) == 3 and not set(fitted.classes) & set(chooser.classes)
-    fitted, chooser = carve_validation(folder([10] * 5), "classes")  # too few classes: images of each instead
+    fitted, chooser = carve_validation(folder([10] * 5), "classes")  # 5 training classes: 2 set aside
+    assert chooser is not None and len(chooser.classes) == 2 and len(fitted.classes) == 3
+    fitted, chooser = carve_validation(folder([10] * 3), "classes")  # nothing can judge new classes
+    assert chooser is not None and chooser.samples == [] and fitted.samples == folder([10] * 3).samples
+    fitted, chooser = carve_validation(folder([10] * 3), "images")  # my classes: images of each
     assert chooser is not None and chooser.classes == fitted.classes and not set(fitted.samples) & set(chooser.samples)
 
 
