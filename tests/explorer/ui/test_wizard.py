@@ -460,14 +460,8 @@ def test_use_it_now_switches_the_window_to_the_new_model_and_queries_again(
     wizard: FineTuneWizard = window.fine_tune_wizard
     wizard.fit_overrides.update(FAST)
     try:
-        qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)  # the window's folder, already chosen
-        assert wizard.folder_page.row.path() == folder.resolve()
-        wizard.next()
-        wizard.next()
-        choose_fast_settings(wizard, qtbot, small_model_path)
-        wizard.next()
-        qtbot.waitUntil(wizard.training_page.isComplete, timeout=TRAIN_MS)
-        wizard.next()
+        to_result_page(wizard, qtbot, small_model_path)
+        assert wizard.folder_page.row.path() == folder.resolve()  # the window's folder, already chosen
         with qtbot.waitSignal(wizard.modelReady, timeout=SCAN_MS) as ready:
             wizard.result_page.use_button.click()
     finally:
