@@ -597,11 +597,11 @@ class _Trainer:
                 recall, mean_ap = query_gallery_scores(dist, labels, gallery_labels)
                 scores[f"chosen on {rep}R@1"], scores[f"chosen on {rep}MAP@R"] = recall, mean_ap
         else:
+            # Classes of their own (new classes): Recall@1 alone. MAP@R rises as training tightens every class,
+            # also where the nearest neighbour gets no better: on 8 bird species it chose an epoch 1.7 points
+            # worse on the new species than a start that already found a same-class neighbour for every image.
             m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
-            scores = {
-                "chosen on R@1": m["float"][d]["R@1"], "chosen on binary R@1": m["binary"][d]["R@1"],
-                "chosen on MAP@R": m["float"][d]["MAP@R"], "chosen on binary MAP@R": m["binary"][d]["MAP@R"],
-            }  # fmt: skip
+            scores = {"chosen on R@1": m["float"][d]["R@1"], "chosen on binary R@1": m["binary"][d]["R@1"]}
         score = selection_score(scores)
         if self.best is None or score > self.best.score + 1e-9:
             state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
