@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from trainer.data import scan_labelled_folder
@@ -115,6 +116,35 @@ def run_one(spec: SmallFolder, protocol: str, per_stage: list[float]) -> dict[st
     return record
 
 
+def against_training(record: dict[str, Any]) -> dict[str, float]:
+    """My classes as a person uses them: each held-out image searched for among the training images (the labelled
+    collection), Recall@1 float and binary of the starting and the kept model. Computed once, kept in the record."""
+    if "against_training" in record or record["protocol"] != "images":
+        return dict(record.get("against_training", {}))
+    from trainer.evaluation import embed_folder
+    from trainer.metrics import query_gallery_scores
+    from trainer.model import load_model
+
+    spec = SmallFolder(**record["folder"])
+    folder = scan_labelled_folder(build(spec))
+    train, held = split(folder, "images")
+    assert held is not None
+    out = {}
+    for label, path in (("start", BUNDLED), ("kept", WORK / "models" / f"{spec.name}-images")):
+        model = load_model(path)
+        _, q_labels, q = embed_folder(model, held, "cpu")
+        _, g_labels, g = embed_folder(model, train, "cpu")
+        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+        cosine = 1 - unit(q) @ unit(g).T
+        hamming = ((q[:, None, :] > 0) != (g[None, :, :] > 0)).sum(-1)
+        out[f"{label} R@1"] = query_gallery_scores(cosine, q_labels, g_labels)[0]
+        out[f"{label} binary R@1"] = query_gallery_scores(hamming, q_labels, g_labels)[0]
+    record["against_training"] = out
+    path = WORK / "results" / f"{spec.name}-images.json"
+    path.write_text(json.dumps(record, indent=1, default=str))
+    return out
+
+
 def row(record: dict[str, Any]) -> tuple[list[str], float]:
     history = record["history"]
     start = history[0]
@@ -125,19 +155,27 @@ def row(record: dict[str, Any]) -> tuple[list[str], float]:
     estimate = estimate_seconds(shape, config, stages[: len(stages) // 2], stages[len(stages) // 2 :])
     gain = 100 * (kept["R@1"] - start["R@1"])
     spec = record["folder"]
+    vs_train = against_training(record)
+    gallery = (
+        f"{100 * vs_train['start R@1']:.1f} → {100 * vs_train['kept R@1']:.1f} "
+        f"({100 * vs_train['start binary R@1']:.1f} → {100 * vs_train['kept binary R@1']:.1f})"
+        if vs_train
+        else ""
+    )
     cells = [
         spec["name"], spec["kind"], "my classes" if record["protocol"] == "images" else "new classes",
         f"{spec['classes']} x {spec['per_class']}", f"{100 * start['R@1']:.1f}", f"{100 * kept['R@1']:.1f}",
         f"{gain:+.1f}", f"{100 * start['binary R@1']:.1f}", f"{100 * kept['binary R@1']:.1f}",
         f"{record['kept_epoch']} of {config['epochs']}", f"{record['seconds'] / 60:.1f}", f"{estimate / 60:.1f}",
-        f"{100 * (estimate / record['seconds'] - 1):+.0f} %",
+        f"{100 * (estimate / record['seconds'] - 1):+.0f} %", gallery,
     ]  # fmt: skip
     return cells, gain
 
 
 def table(records: list[dict[str, Any]]) -> str:
     header = ["folder", "kind", "protocol", "classes x images", "start R@1", "kept R@1", "gain", "start bin R@1",
-              "kept bin R@1", "epoch kept", "minutes", "estimate", "estimate off"]  # fmt: skip
+              "kept bin R@1", "epoch kept", "minutes", "estimate", "estimate off",
+              "my classes, held-out vs training images: R@1 start → kept (binary)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 4 + "---:|" * (len(header) - 4)]
     gains: dict[str, list[float]] = {"images": [], "classes": []}
     for record in records:
@@ -150,6 +188,16 @@ def table(records: list[dict[str, Any]]) -> str:
             g = gains[protocol]
             summary.append(f"{name}: median gain {statistics.median(g):+.1f}, worst {min(g):+.1f}, best {max(g):+.1f} "
                            f"Recall@1 points over {len(g)} folders")  # fmt: skip
+    vs = [against_training(r) for r in records if r["protocol"] == "images"]
+    vs = [v for v in vs if v]
+    if vs:
+        g = [100 * (v["kept R@1"] - v["start R@1"]) for v in vs]
+        b = [100 * (v["kept binary R@1"] - v["start binary R@1"]) for v in vs]
+        summary.append(
+            f"my classes, held-out images searched among the training images: median gain "
+            f"{statistics.median(g):+.1f} (worst {min(g):+.1f}), binary median {statistics.median(b):+.1f} "
+            f"(worst {min(b):+.1f})"
+        )
     notes = [f"- {s['name']}: {s['note']}" for s in (asdict(f) for f in FOLDERS) if s["note"]]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {s}" for s in summary) + "\n\nNotes:\n" + "\n".join(notes)
 
