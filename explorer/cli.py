@@ -195,18 +195,19 @@ def cmd_info(session: Any, args: argparse.Namespace) -> int:
         return EXIT_NO_FOLDER
     indexed = session.is_indexed(args.folder)
     collection = session.collection(args.folder) if indexed else None
-    meta = collection.catalog.meta() if collection else {}
-    skipped = collection.catalog.skipped() if collection else []
+    # `is not None`: a collection with no images is falsy, and that is exactly when its skipped files matter
+    meta = collection.catalog.meta() if collection is not None else {}
+    skipped = collection.catalog.skipped() if collection is not None else []
     info = {
         "folder": str(Path(args.folder).resolve()),
         "indexed": indexed,
-        "images": len(collection) if collection else 0,
+        "images": len(collection) if collection is not None else 0,
         "model": session.card.name,
         "model_trained": session.card.trained,
         "model_fingerprint": session.fingerprint,
         "dim": session.card.dim,
         "nested_dims": session.card.nested_dims,
-        "updated": meta.get("updated"),
+        "updated": meta.get("updated") or meta.get("completed"),
         "catalog": str(session.catalog_path(args.folder)),
         "skipped": [{"path": s.relpath, "reason": s.reason} for s in skipped],
     }

@@ -233,3 +233,13 @@ def test_a_damaged_catalog_is_named_set_aside_and_rebuilt(run: Run, indexed: Pat
     assert list(catalog.parent.glob("catalog.sqlite.damaged-*"))  # kept for inspection
     code, out, _ = run("query", indexed / "a" / "img_02.jpg", "--in", indexed, "-k", 1)
     assert code == EXIT_OK and "a/img_02.jpg" in out
+
+
+def test_info_on_a_folder_where_nothing_could_be_indexed_lists_why(run: Run, tmp_path: Path) -> None:
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    assert run("index", folder, "--quiet")[0] == EXIT_OK
+    code, out, _ = run("info", folder)
+    assert code == EXIT_OK and "0 images" in out
+    assert "1 skipped" in out and "cut.jpg" in out and "last updated None" not in out
