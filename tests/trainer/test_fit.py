@@ -593,3 +593,14 @@ def test_with_nothing_to_judge_new_classes_the_starting_model_is_kept(
     assert result.kept_epoch == 0 and any("too few training classes" in m for m in messages)
     expected, got = weights(start.model_path), weights(result.model_path)
     assert all(torch.equal(got[k], expected[k]) for k in expected)
+
+
+def test_an_epoch_worse_than_the_start_in_float_or_binary_is_not_kept() -> None:
+    start = {"chosen on R@1": 0.8, "chosen on binary R@1": 0.8, "chosen on MAP@R": 0.5, "chosen on binary MAP@R": 0.5}
+    better = {**start, "chosen on R@1": 0.85, "chosen on MAP@R": 0.6}
+    binary_worse = {**better, "chosen on binary R@1": 0.7, "chosen on MAP@R": 0.9}  # a higher mean, worse codes
+    best = fit_module.selection_score(start)
+    assert fit_module.replaces_best(better, start, best)
+    assert fit_module.selection_score(binary_worse) > fit_module.selection_score(better)
+    assert not fit_module.replaces_best(binary_worse, start, best)
+    assert not fit_module.replaces_best(start, start, best)  # a tie keeps the earlier (the start)
