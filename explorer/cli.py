@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     idx.add_argument(
         "--batch-size", type=int, default=None, help="images per batch (default 256 on a GPU, 32 on a CPU)"
     )
+    idx.add_argument(
+        "--follow-links", action="store_true",
+        help="follow symbolic links that lead out of the folder (by default only links inside it are followed)",
+    )  # fmt: skip
 
     q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
     q.add_argument("image", type=Path)
@@ -106,7 +110,9 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
-    report = session.index(args.folder, progress=_progress_printer(args.quiet or args.json))
+    report = session.index(
+        args.folder, progress=_progress_printer(args.quiet or args.json), follow_outside=args.follow_links
+    )
     for note in session.notes:
         print(f"explorer: {readable(note)}", file=sys.stderr)
     if args.json:

@@ -173,12 +173,14 @@ def scan_images(
     progress: ProgressCallback | None = None,
     cancel: CancelCheck = never_cancelled,
     report_every: int = 64,
+    follow_outside: bool = False,
 ) -> tuple[list[Path], list[Skipped]]:
     """Find every candidate image under `root`, and the files deliberately ignored with a reason.
 
     Candidates are chosen by extension only (case-insensitive): opening thousands of files here would make
-    the scan as slow as indexing, and `load_rgb` reports broken files precisely later anyway. Symlinked
-    folders are followed because people organise albums with them, but every folder is entered at most once
+    the scan as slow as indexing, and `load_rgb` reports broken files precisely later anyway. Symlinks are
+    followed while they stay inside `root` (with `follow_outside`, anywhere: people organise albums with links to
+    other places, and must ask for it), and every folder is entered at most once
     (keyed by device and inode), so a link back to an ancestor cannot loop forever. Real folders are walked
     before symlinked ones, so a photo reachable both ways is listed under its real location; a file reached
     through several links or hard links is listed once. Both lists come back sorted, so repeated scans of an
@@ -199,6 +201,14 @@ def scan_images(
             pass
     except PermissionError as e:
         raise PermissionError(f"cannot read folder (permission denied): {root}") from e
+
+    # A symlink is followed only when it stays inside the chosen folder (unless `follow_outside`): a link to `/`
+    # in a photo folder once had indexing crawl the whole disk, other users' files included.
+    inside = os.path.realpath(root)
+
+    def outside(path: str) -> bool:
+        real = os.path.realpath(path)
+        return not follow_outside and real != inside and not real.startswith(inside.rstrip(os.sep) + os.sep)
 
     visited_dirs: set[tuple[int, int] | str] = {_identity(str(root), root_stat)}
     real_dirs: list[str] = [str(root)]
@@ -235,6 +245,9 @@ def scan_images(
                 is_file = not is_dir and entry.is_file()
             except OSError as e:
                 skipped.append(Skipped(Path(entry.path), _os_reason(e)))
+                continue
+            if is_link and (is_dir or is_file) and outside(entry.path):
+                skipped.append(Skipped(Path(entry.path), "a link to outside the chosen folder (not followed)"))
                 continue
             if is_dir:
                 try:

@@ -57,15 +57,17 @@ def update_catalog(
     embedder: BatchEmbedder,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck = never_cancelled,
+    follow_outside: bool = False,
 ) -> IndexReport:
-    """Embed new and changed files batch by batch (each batch committed on its own), drop deleted ones.
+    """Embed new and changed files batch by batch (each batch committed on its own), drop deleted ones;
+    `follow_outside` follows symlinks that lead out of `folder` (trainer.images.scan_images).
 
     Cancellation stops after the last finished batch was committed (`report.cancelled`), so a cancelled
     or killed run resumes where it stopped.
     """
     report = IndexReport(Path(folder))
     try:
-        _sync(report, catalog, embedder, progress, cancel)
+        _sync(report, catalog, embedder, progress, cancel, follow_outside)
     except Cancelled:  # during the scan (nothing changed yet) or between two committed batches
         report.cancelled = True
     finally:
@@ -79,9 +81,10 @@ def _sync(
     embedder: BatchEmbedder,
     progress: ProgressCallback | None,
     cancel: CancelCheck,
+    follow_outside: bool = False,
 ) -> None:
     folder = report.folder
-    images, ignored = scan_images(folder, progress, cancel)
+    images, ignored = scan_images(folder, progress, cancel, follow_outside=follow_outside)
     report.scanned = len(images)
     known = catalog.stamps()
     known_skipped = catalog.skipped_stamps()

@@ -97,14 +97,18 @@ class RetrievalSession:
             return self._collections[folder]
 
     def index(
-        self, folder: Path, progress: ProgressCallback | None = None, cancel: CancelCheck = never_cancelled
+        self,
+        folder: Path,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck = never_cancelled,
+        follow_outside: bool = False,
     ) -> IndexReport:
         """Embed what is new or changed in `folder`, then refresh its collection and indexes."""
         folder = Path(folder).resolve()
         if not folder.is_dir():
             raise NotADirectoryError(f"not a folder: {folder}")
         collection = self.collection(folder)
-        report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel)
+        report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel, follow_outside)
         collection.reload()
         if not report.cancelled:
             collection.catalog.set_meta({"completed": time.strftime("%Y-%m-%d %H:%M:%S")})

@@ -452,10 +452,25 @@ def test_scan_survives_symlink_cycles(tmp_path: Path) -> None:
     (root / "alias.jpg").symlink_to(root / "top.jpg")
     (root / "dangling.jpg").symlink_to(tmp_path / "nothing.jpg")
 
-    found, skipped = scan_images(root)
+    found, skipped = scan_images(root, follow_outside=True)
 
     assert found == [root / "a_album" / "far.png", root / "dir" / "inner.jpg", root / "top.jpg"]
     assert skipped == [Skipped(root / "dangling.jpg", "broken symlink")]
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="no symlinks")
+def test_scan_follows_links_only_inside_the_chosen_folder_unless_asked(tmp_path: Path) -> None:
+    """A symlink to `/` inside the photo folder once had indexing crawl the whole disk."""
+    root = tmp_path / "photos"
+    make_image(root / "top.jpg", seed=1)
+    make_image(root / "dir" / "inner.jpg", seed=2)
+    (root / "everything").symlink_to("/", target_is_directory=True)
+    (root / "far.jpg").symlink_to(make_image(tmp_path / "elsewhere" / "far.jpg", seed=3))
+    (root / "inside").symlink_to(root / "dir", target_is_directory=True)  # inside: followed (found once)
+    found, skipped = scan_images(root)
+    assert found == [root / "dir" / "inner.jpg", root / "top.jpg"]
+    reason = "a link to outside the chosen folder (not followed)"
+    assert skipped == [Skipped(root / "everything", reason), Skipped(root / "far.jpg", reason)]
 
 
 def test_scan_reports_what_it_found_and_can_be_cancelled(tmp_path: Path) -> None:
