@@ -94,7 +94,7 @@ def run_one(spec: SmallFolder, protocol: str, per_stage: list[float]) -> dict[st
     record_path = WORK / "results" / f"{spec.name}-{protocol}.json"
     if record_path.exists():
         return dict(json.loads(record_path.read_text()))
-    folder = scan_labelled_folder(build(spec))
+    folder = scan_labelled_folder(build(spec), follow_outside=True)
     train, held = split(folder, protocol)
     assert held is not None
     fitted, chooser = carve_validation(train, protocol)
@@ -126,7 +126,7 @@ def against_training(record: dict[str, Any]) -> dict[str, float]:
     from trainer.model import load_model
 
     spec = SmallFolder(**record["folder"])
-    folder = scan_labelled_folder(build(spec))
+    folder = scan_labelled_folder(build(spec), follow_outside=True)
     train, held = split(folder, "images")
     assert held is not None
     out = {}
@@ -204,7 +204,7 @@ def table(records: list[dict[str, Any]]) -> str:
 
 def estimate_check(spec: SmallFolder, protocol: str, epochs: list[int]) -> str:
     """The wizard's estimate against the measured run for a few epoch counts (one folder, fresh stage times)."""
-    folder = scan_labelled_folder(build(spec))
+    folder = scan_labelled_folder(build(spec), follow_outside=True)
     train, held = split(folder, protocol)
     fitted, chooser = carve_validation(train, protocol)
     shape = RunShape.of(fitted, chooser, held, continuing=True)

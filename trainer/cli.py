@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
         "second half of the sorted classes held out; none: all train",
     )  # fmt: skip
     f.add_argument("--split-seed", type=int, default=None, help="shuffle before splitting with this seed")
+    f.add_argument("--follow-links", action="store_true", help="follow symbolic links that lead out of the folder")
     f.add_argument("--test-dir", type=Path, default=None, help="explicit held-out folder (implies --split none)")
     f.add_argument("--keep-last", action="store_true",
                    help="export the last epoch; by default the best epoch on training images set aside (the "
@@ -134,7 +135,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from trainer.recipe import FolderShape, recipe_warnings
 
     try:
-        folder = scan_labelled_folder(args.data)
+        folder = scan_labelled_folder(args.data, follow_outside=args.follow_links)
         for s in folder.skipped:
             print(f"trainer: skipped {s.path}: {s.reason}", file=sys.stderr)
         require_trainable(folder)  # the folder's own problems first, before any split can hide them

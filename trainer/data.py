@@ -39,6 +39,7 @@ def scan_labelled_folder(
     workers: int = 4,
     progress: ProgressCallback | None = None,
     cancel: CancelCheck = never_cancelled,
+    follow_outside: bool = False,
 ) -> LabelledFolder:
     """Classes are the first-level sub-folders (images deeper inside count for that class).
 
@@ -50,7 +51,7 @@ def scan_labelled_folder(
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"not a folder: {root}")
-    images, skipped = scan_images(root, progress, cancel)
+    images, skipped = scan_images(root, progress, cancel, follow_outside=follow_outside)
     by_class: dict[str, list[Path]] = {}
     for path in images:
         rel = path.relative_to(root)

@@ -179,8 +179,8 @@ def scan_images(
 
     Candidates are chosen by extension only (case-insensitive): opening thousands of files here would make
     the scan as slow as indexing, and `load_rgb` reports broken files precisely later anyway. Symlinks are
-    followed while they stay inside `root` (with `follow_outside`, anywhere: people organise albums with links to
-    other places, and must ask for it), and every folder is entered at most once
+    to folders are followed while they stay inside `root` (with `follow_outside`, anywhere: people organise albums
+    with links to other places, and must ask for it), links to files always, and every folder is entered at most once
     (keyed by device and inode), so a link back to an ancestor cannot loop forever. Real folders are walked
     before symlinked ones, so a photo reachable both ways is listed under its real location; a file reached
     through several links or hard links is listed once. Both lists come back sorted, so repeated scans of an
@@ -202,8 +202,9 @@ def scan_images(
     except PermissionError as e:
         raise PermissionError(f"cannot read folder (permission denied): {root}") from e
 
-    # A symlink is followed only when it stays inside the chosen folder (unless `follow_outside`): a link to `/`
-    # in a photo folder once had indexing crawl the whole disk, other users' files included.
+    # A link to a folder is followed only when it stays inside the chosen folder (unless `follow_outside`): a link
+    # to `/` in a photo folder once had indexing crawl the whole disk, other users' files included. A link to one
+    # file is one file someone chose to put there, and is followed.
     inside = os.path.realpath(root)
 
     def outside(path: str) -> bool:
@@ -246,8 +247,8 @@ def scan_images(
             except OSError as e:
                 skipped.append(Skipped(Path(entry.path), _os_reason(e)))
                 continue
-            if is_link and (is_dir or is_file) and outside(entry.path):
-                skipped.append(Skipped(Path(entry.path), "a link to outside the chosen folder (not followed)"))
+            if is_link and is_dir and outside(entry.path):
+                skipped.append(Skipped(Path(entry.path), "a link to a folder outside the chosen one (not followed)"))
                 continue
             if is_dir:
                 try:
