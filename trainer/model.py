@@ -71,7 +71,15 @@ class ModelCard:
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
-        data = json.loads(text)
+        """The card, checked before anything is built from it: types, ranges and the backbone's own contract."""
+        if len(text) > MAX_CARD_BYTES:
+            raise ModelFileError(f"model card is {len(text):,} bytes; a card is a few kilobytes")
+        try:
+            data = json.loads(text)
+        except RecursionError:
+            raise ModelFileError("model card nests too deeply to be a model card") from None
+        if not isinstance(data, dict):
+            raise ModelFileError("model card is not a JSON object")
         if data.get("architecture") != "EmbeddingModel":
             raise ModelFileError(f"unsupported architecture {data.get('architecture')!r}")
         if int(data.get("format_version", 0)) > CARD_FORMAT_VERSION:
@@ -82,6 +90,7 @@ class ModelCard:
         card.std = tuple(card.std)  # type: ignore[assignment]
         if len(card.std) != 3 or not all(isinstance(x, int | float) and x > 0 for x in card.std):
             raise ModelFileError(f"the card's std must be three positive numbers, got {list(card.std)}")
+        _check_card(card)
         return card
 
     @classmethod
@@ -99,6 +108,38 @@ class ModelCard:
 
 class ModelFileError(RuntimeError):
     """A model file or card is missing, corrupt or incompatible; the message names the file."""
+
+
+MAX_CARD_BYTES = 1 << 20
+MAX_INPUT_SIZE = 1024  # pixels a side: beyond it one image's activations take gigabytes
+
+
+def _check_card(card: ModelCard) -> None:
+    """Refuse a card that would build a wrong or dangerous model, with the field named."""
+    from trainer.backbones import BACKBONES
+
+    if card.backbone not in BACKBONES:
+        raise ModelFileError(
+            f"unknown backbone {card.backbone!r} in the model card; known: {', '.join(sorted(BACKBONES))}"
+        )
+    ints = {"feature_dim": card.feature_dim, "dim": card.dim, "input_size": card.input_size,
+            "resize_size": card.resize_size}  # fmt: skip
+    for name, value in ints.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ModelFileError(f"the card's {name} must be a positive whole number, got {value!r}")
+    if card.feature_dim != BACKBONES[card.backbone].feature_dim:
+        raise ModelFileError(f"the card's feature_dim {card.feature_dim} is not {card.backbone}'s width")
+    if not card.input_size <= card.resize_size <= MAX_INPUT_SIZE:
+        raise ModelFileError(
+            f"the card's input_size {card.input_size} and resize_size {card.resize_size} must satisfy "
+            f"input_size <= resize_size <= {MAX_INPUT_SIZE}"
+        )
+    if len(card.mean) != 3 or not all(isinstance(x, int | float) and -10 < x < 10 for x in card.mean):
+        raise ModelFileError(f"the card's mean must be three numbers, got {list(card.mean)}")
+    if not isinstance(card.nested_dims, list) or not all(
+        isinstance(d, int) and 0 < d <= card.dim for d in card.nested_dims
+    ):
+        raise ModelFileError(f"the card's nested_dims must be dimensions up to {card.dim}")
 
 
 class EmbeddingModel(nn.Module):

@@ -353,3 +353,41 @@ def test_weights_or_a_card_that_give_nan_are_refused_on_load(tmp_path: Path) -> 
     card.write_text(json_module.dumps(data))
     with pytest.raises(ModelFileError, match="three positive numbers"):
         load_model(path)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"backbone": "resnet9000"}, "unknown backbone"),
+        ({"dim": "512"}, "dim must be a positive whole number"),
+        ({"resize_size": 20_000}, "resize_size"),
+        ({"input_size": 300, "resize_size": 256}, "input_size <= resize_size"),
+        ({"feature_dim": 999}, "not efficientnet_lite0's width"),
+        ({"nested_dims": [64, 99999]}, "nested_dims"),
+        ({"description": [[[[]]]] * 3}, None),  # harmless: loads
+    ],
+)
+def test_crafted_cards_are_refused_with_the_field_named(
+    tmp_path: Path, change: dict[str, Any], reason: str | None
+) -> None:
+    """They used to crash (RecursionError, KeyError, a 4.1 GB resize) instead of refusing."""
+    from trainer.model import ModelFileError, load_card, model_paths, save_model
+
+    model = EmbeddingModel(ModelCard.for_backbone("m", "efficientnet_lite0", 64), pretrained=False)
+    save_model(model, tmp_path / "m")
+    card = model_paths(tmp_path / "m")[1]
+    card.write_text(json.dumps({**json.loads(card.read_text()), **change}))
+    if reason is None:
+        load_card(tmp_path / "m")
+        return
+    with pytest.raises(ModelFileError, match=reason):
+        load_card(tmp_path / "m")
+
+
+def test_a_card_nested_100000_deep_is_refused(tmp_path: Path) -> None:
+    from trainer.model import ModelFileError, load_card, model_paths
+
+    card = model_paths(tmp_path / "m")[1]
+    card.write_text('{"architecture": "EmbeddingModel", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(ModelFileError, match="nests too deeply"):
+        load_card(tmp_path / "m")
