@@ -110,9 +110,13 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
-    report = session.index(
-        args.folder, progress=_progress_printer(args.quiet or args.json), follow_outside=args.follow_links
-    )
+    try:
+        report = session.index(
+            args.folder, progress=_progress_printer(args.quiet or args.json), follow_outside=args.follow_links
+        )
+    except PermissionError as exc:
+        print(f"explorer: {readable(str(exc))}; check the folder's permissions", file=sys.stderr)
+        return EXIT_NO_FOLDER
     for note in session.notes:
         print(f"explorer: {readable(note)}", file=sys.stderr)
     if args.json:
@@ -243,6 +247,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     from explorer.engine.session import RetrievalSession
     from trainer.model import ModelFileError
 
+    if args.device != "auto":  # checked now, not after a scan, and without importing torch for "auto"
+        from trainer.devices import pick_device
+
+        try:
+            pick_device(args.device)
+        except (ValueError, RuntimeError) as exc:
+            print(f"explorer: {exc}; use --device cpu or leave --device out", file=sys.stderr)
+            return EXIT_USAGE
     try:
         session = RetrievalSession(args.model, device=args.device, batch_size=getattr(args, "batch_size", None))
     except (ModelFileError, OSError) as exc:

@@ -243,3 +243,23 @@ def test_info_on_a_folder_where_nothing_could_be_indexed_lists_why(run: Run, tmp
     code, out, _ = run("info", folder)
     assert code == EXIT_OK and "0 images" in out
     assert "1 skipped" in out and "cut.jpg" in out and "last updated None" not in out
+
+
+def test_a_device_that_is_not_there_and_an_unreadable_folder_are_sentences(
+    run: Run, image_folder: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code = main(["--device", "cuda", "index", str(image_folder)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and "no CUDA device" in err and "--device cpu" in err and "Traceback" not in err
+
+    import trainer.images as images_module
+
+    def refuse(path: str) -> Any:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(images_module.os, "scandir", refuse)
+    code, _, err = run("index", image_folder)
+    assert code == EXIT_NO_FOLDER and "permission denied" in err.lower() and "Traceback" not in err
