@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from trainer.data import scan_labelled_folder
@@ -122,7 +121,7 @@ def against_training(record: dict[str, Any]) -> dict[str, float]:
     if "against_training" in record or record["protocol"] != "images":
         return dict(record.get("against_training", {}))
     from trainer.evaluation import embed_folder
-    from trainer.metrics import query_gallery_scores
+    from trainer.metrics import query_gallery_metrics
     from trainer.model import load_model
 
     spec = SmallFolder(**record["folder"])
@@ -134,11 +133,8 @@ def against_training(record: dict[str, Any]) -> dict[str, float]:
         model = load_model(path)
         _, q_labels, q = embed_folder(model, held, "cpu")
         _, g_labels, g = embed_folder(model, train, "cpu")
-        unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
-        cosine = 1 - unit(q) @ unit(g).T
-        hamming = ((q[:, None, :] > 0) != (g[None, :, :] > 0)).sum(-1)
-        out[f"{label} R@1"] = query_gallery_scores(cosine, q_labels, g_labels)[0]
-        out[f"{label} binary R@1"] = query_gallery_scores(hamming, q_labels, g_labels)[0]
+        found = query_gallery_metrics(q, q_labels, g, g_labels)
+        out[f"{label} R@1"], out[f"{label} binary R@1"] = found["R@1"], found["binary R@1"]
     record["against_training"] = out
     path = WORK / "results" / f"{spec.name}-images.json"
     path.write_text(json.dumps(record, indent=1, default=str))

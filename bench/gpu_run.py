@@ -139,6 +139,13 @@ class Report:
         print(f"-- {name}: {record['seconds']} s", flush=True)
         self.save()
 
+    def fits(self, name: str, seconds: float, budget: float) -> bool:
+        """Whether a step of about `seconds` fits the budget; when not, it is recorded as skipped, with why."""
+        if self.elapsed() + seconds <= budget:
+            return True
+        self.steps[name] = {"skipped": f"would need ~{seconds:.0f} s more"}
+        return False
+
     def save(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"steps": self.steps, "failed": self.failed}, indent=2, default=_plain)
@@ -420,11 +427,7 @@ def main() -> int:
             judge(record, run, config, test, device, args.out, "half")
 
     expected = half_seconds * len(folder.samples) / max(1, len(train_set.samples)) + 30
-    if "all" not in steps:
-        pass
-    elif report.elapsed() + expected > args.budget:
-        report.steps["paper schedule, all 98 classes"] = {"skipped": f"would need ~{expected:.0f} s more"}
-    else:
+    if "all" in steps and report.fits("paper schedule, all 98 classes", expected, args.budget):
         with report.step("paper schedule, all 98 classes") as record:
             run = paper_schedule(record, folder, config, args.work / "classes-all", device)
             description = (
@@ -435,12 +438,7 @@ def main() -> int:
             )
             keep_model(record, run, args.out, description, paths[:64])
 
-    extra = half_seconds + 40
-    if "variant" not in steps:
-        pass
-    elif report.elapsed() + extra > args.budget:
-        report.steps["variant: backbone lr x0.1, 49 -> 49"] = {"skipped": f"would need ~{extra:.0f} s more"}
-    else:
+    if "variant" in steps and report.fits("variant: backbone lr x0.1, 49 -> 49", half_seconds + 40, args.budget):
         with report.step("variant: backbone lr x0.1, 49 -> 49") as record:
             variant = replace(config, backbone_lr_mult=0.1)
             run = paper_schedule(record, train_set, variant, args.work / "classes-49-variant", device)

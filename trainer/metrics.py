@@ -245,6 +245,28 @@ def query_gallery_scores(
     return recall, float(ap.mean())
 
 
+def query_gallery_metrics(
+    queries: npt.ArrayLike, query_labels: npt.ArrayLike, gallery: npt.ArrayLike, gallery_labels: npt.ArrayLike
+) -> dict[str, float]:
+    """Recall@1 and MAP@R of embeddings searched against a gallery, float (cosine) and binary (Hamming on the
+    signs): {"R@1", "MAP@R", "binary R@1", "binary MAP@R"}.
+
+    By cosine both queries find their class first. By sign bits the second query, (-, +), is one bit from both
+    (+, +) of class 0 and (-, -) of class 1; the tie goes to the earlier gallery item, of the wrong class.
+
+    >>> q, g = np.array([[1.0, 0.2], [-1.0, 0.1]]), np.array([[0.9, 0.3], [-0.8, -0.2], [0.7, -0.1]])
+    >>> query_gallery_metrics(q, [0, 1], g, [0, 1, 0])
+    {'R@1': 1.0, 'MAP@R': 1.0, 'binary R@1': 0.5, 'binary MAP@R': 0.5}
+    """
+    q, g = np.asarray(queries), np.asarray(gallery)
+    cosine = 1.0 - _l2_normalise(q) @ _l2_normalise(g).T
+    hamming = ((q[:, None, :] > 0) != (g[None, :, :] > 0)).sum(-1)
+    out: dict[str, float] = {}
+    for rep, dist in (("", cosine), ("binary ", hamming)):
+        out[f"{rep}R@1"], out[f"{rep}MAP@R"] = query_gallery_scores(dist, query_labels, gallery_labels)
+    return out
+
+
 # -------------------- clustering
 
 

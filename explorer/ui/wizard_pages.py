@@ -81,7 +81,6 @@ WARN_COLOR = "#b36b00"
 OK_COLOR = "#1b7a3a"
 BAR_COLOR = "#1f6fb4"
 SMALL_BAR_COLOR = "#d0453a"
-MIN_PER_CLASS = MIN_IMAGES_PER_CLASS
 
 
 # -- small widgets ---------------------------------------------------------------------------------------
@@ -262,7 +261,7 @@ class ClassChart(pg.PlotWidget):
             self.removeItem(self.bars)
         names = list(counts)
         heights = np.array([counts[n] for n in names], np.float64)
-        brushes = [pg.mkBrush(SMALL_BAR_COLOR if h < MIN_PER_CLASS else BAR_COLOR) for h in heights]
+        brushes = [pg.mkBrush(SMALL_BAR_COLOR if h < MIN_IMAGES_PER_CLASS else BAR_COLOR) for h in heights]
         self.bars = pg.BarGraphItem(x=np.arange(len(names)), height=heights, width=0.7, brushes=brushes, pen=None)
         self.addItem(self.bars)
         step = max(1, math.ceil(len(names) / self.MAX_LABELS))

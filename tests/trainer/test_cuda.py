@@ -62,6 +62,16 @@ def flat(path: Path) -> torch.Tensor:
     return torch.cat([state[k].double().flatten() for k in sorted(state) if state[k].is_floating_point()])
 
 
+def cancel_after(folder: LabelledFolder, out: Path, config: FitConfig, steps: int) -> None:
+    """Start a run and cancel it after `steps` steps: its checkpoint is on disk."""
+    done: list[int] = []
+    with pytest.raises(Cancelled):
+        fit(
+            folder, out, config, callbacks=FitCallbacks(on_batch=lambda s, e, loss, lr: done.append(s)),
+            cancel=lambda: len(done) >= steps,
+        )  # fmt: skip
+
+
 @contextlib.contextmanager
 def full_precision() -> Iterator[None]:
     """float32 on the GPU: no autocast, no TF32 in convolutions and matrix products."""
@@ -126,13 +136,8 @@ def test_a_checkpoint_written_on_the_gpu_resumes_to_the_same_weights(
     cfg = gpu_config(epochs=2, batches_per_epoch=4)
     start = flat(fit(train_folder, tmp_path / "start", gpu_config(epochs=0)).model_path)
     reference = flat(fit(train_folder, tmp_path / "reference", cfg).model_path)
-    steps: list[int] = []
     out = tmp_path / "model"
-    with pytest.raises(Cancelled):
-        fit(
-            train_folder, out, cfg, callbacks=FitCallbacks(on_batch=lambda s, e, loss, lr: steps.append(s)),
-            cancel=lambda: len(steps) >= 3,
-        )  # fmt: skip
+    cancel_after(train_folder, out, cfg, 3)
     result = fit(train_folder, out, cfg)
     assert result.resumed_from_step == 3 and result.card.recipe["device"].startswith("cuda")
     resumed = flat(result.model_path)
@@ -143,13 +148,8 @@ def test_a_checkpoint_written_on_the_gpu_resumes_to_the_same_weights(
 
 def test_a_checkpoint_written_on_the_gpu_resumes_on_the_cpu(train_folder: LabelledFolder, tmp_path: Path) -> None:
     cfg = gpu_config(epochs=1, batches_per_epoch=4)
-    steps: list[int] = []
     out = tmp_path / "model"
-    with pytest.raises(Cancelled):
-        fit(
-            train_folder, out, cfg, callbacks=FitCallbacks(on_batch=lambda s, e, loss, lr: steps.append(s)),
-            cancel=lambda: len(steps) >= 2,
-        )  # fmt: skip
+    cancel_after(train_folder, out, cfg, 2)
     result = fit(train_folder, out, dataclasses.replace(cfg, device="cpu"))
     assert result.resumed_from_step == 2
     assert result.card.recipe["device"] == "cpu" and result.card.recipe["steps"] == 4
