@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import ExifTags, Image, UnidentifiedImageError, features
 
+from trainer.decode_memory import DECODE_BUDGET, decode_bytes, scale_high_bit_depth
 from trainer.progress import CancelCheck, Cancelled, Progress, ProgressCallback, never_cancelled
 
 try:  # HEIC/HEIF is what iPhones write; support it whenever the optional plugin is installed.
@@ -112,6 +113,7 @@ _ORIENTATION_TRANSPOSE: dict[int, Image.Transpose] = {
     8: Image.Transpose.ROTATE_90,
 }
 _WHITE = (255, 255, 255)
+_MB = 1024 * 1024
 _MAX_REASON = 160
 
 
@@ -374,35 +376,6 @@ def _bomb_reason(e: BaseException) -> str:
     return f"too large (decompression-bomb guard, limit {MAX_IMAGE_PIXELS:,} pixels)"
 
 
-def _scale_high_bit_depth(im: Image.Image) -> Image.Image:
-    """Map 16-bit, 32-bit integer and float images to 8-bit grey by scaling, never by clipping.
-
-    Pillow's own `convert("L")` clips: a 16-bit scan becomes almost entirely white. The value range is
-    inferred from the mode and the data: `I;16*` is 0..65535; `I` usually holds 16-bit data (PNG and
-    TIFF decoders widen into it) unless its values fit in a byte; floats are taken as 0..1 when they fit,
-    and anything else is stretched from min to max.
-    """
-    a = np.asarray(im)
-    if im.mode.startswith("I;16") and a.dtype.kind == "u":
-        out = (a.astype(np.uint32) >> 8).astype(np.uint8)
-        return Image.fromarray(out, "L")
-    a = a.astype(np.float64)
-    finite = np.isfinite(a)
-    if not finite.any():
-        return Image.new("L", im.size, 0)
-    lo, hi = float(a[finite].min()), float(a[finite].max())
-    if im.mode == "F" and lo >= 0.0 and hi <= 1.0:
-        scaled = a * 255.0
-    elif lo >= 0.0 and hi <= 255.0:
-        scaled = a
-    elif im.mode != "F" and lo >= 0.0 and hi <= 65535.0:
-        scaled = a / 257.0
-    else:
-        scaled = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
-    scaled = np.where(finite, scaled, 0.0)
-    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
-
-
 def _on_white(im: Image.Image) -> Image.Image:
     """Composite an image with alpha onto white: transparent logos and stickers look like they do in a
     browser, instead of on whatever the hidden colour channels happen to hold (often black)."""
@@ -412,8 +385,9 @@ def _on_white(im: Image.Image) -> Image.Image:
     return out
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any Pillow mode to 8-bit RGB, the one input the model understands."""
+def _to_rgb(im: Image.Image, min_side: int | None = None) -> Image.Image:
+    """Convert any Pillow mode to 8-bit RGB, the one input the model understands (high-bit-depth pictures shrunk
+    by an integer factor on the way when the caller needs only `min_side`: trainer.decode_memory)."""
     mode = im.mode
     if mode == "RGB":
         return im
@@ -424,7 +398,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
             return _on_white(im.convert("RGBA"))
         return im.convert("RGB")
     if mode.startswith("I") or mode == "F":
-        return _scale_high_bit_depth(im).convert("RGB")
+        return scale_high_bit_depth(im, min_side).convert("RGB")
     return im.convert("RGB")  # 1, L, CMYK, YCbCr, LAB, HSV, RGBX
 
 
@@ -441,6 +415,23 @@ def _orientation(im: Image.Image) -> int:
         return 1
 
 
+def _jpeg_data_ends_early(im: Image.Image, header_size: tuple[int, int], fh: IO[bytes]) -> bool:
+    """Whether a decoded JPEG is mostly the grey libjpeg fills in when the data stops before the picture does.
+
+    Pillow raises nothing when a JPEG's header claims 10000 x 10000 over the data of a small photo: libjpeg warns
+    and fills the missing rows with mid-grey (128, 128, 128), and the file would be indexed as a flat grey picture.
+    Such a file's last rows are exactly that grey, and it has far fewer bytes than a picture of its size could be
+    coded in: under 0.01 bytes a pixel, where a photo takes 0.1 or more and even a flat one about 0.017 (a few bits
+    per 16 x 16 block).
+    """
+    fh.seek(0, os.SEEK_END)
+    w, h = im.size  # at the draft's scale
+    if fh.tell() >= 0.01 * header_size[0] * header_size[1] or h < 8:
+        return False
+    bottom = np.asarray(im.crop((0, h - max(1, h // 8), w, h)))
+    return bool((bottom == 128).all())
+
+
 def _decode(fh: IO[bytes], path: Path, min_side: int | None) -> Image.Image:
     im: Image.Image | None = None
     try:
@@ -454,12 +445,24 @@ def _decode(fh: IO[bytes], path: Path, min_side: int | None) -> Image.Image:
             # A square request is rotation-safe: whichever side EXIF turns into the short one stays
             # >= min_side. libjpeg then decodes at 1/2, 1/4 or 1/8 scale, several times faster.
             im.draft("RGB", (min_side, min_side))
-        im.load()  # decode everything here, so truncated data fails inside this try
-        transpose = _ORIENTATION_TRANSPOSE.get(_orientation(im))
-        out = _to_rgb(im)
-        if transpose is not None:
-            out = out.transpose(transpose)
-        return out
+        high_bit_depth = im.mode.startswith("I") or im.mode == "F"
+        needed = decode_bytes(im.mode, im.size, converts=im.mode != "RGB" and not (high_bit_depth and min_side))
+        if not DECODE_BUDGET.fits(needed):
+            raise ImageLoadError(
+                f"too large to decode: a {w}x{h} {im.mode} image needs about {needed // _MB:,} MB, more than the "
+                f"{DECODE_BUDGET.total // _MB:,} MB allowed at a time (RETRIEVAL_EXPLORER_DECODE_MB)"
+            )
+        with DECODE_BUDGET.reserve(needed):
+            im.load()  # decode everything here, so truncated data fails inside this try
+            if im.format in _JPEG_FORMATS and _jpeg_data_ends_early(im, (w, h), fh):
+                raise ImageLoadError(
+                    f"corrupt JPEG: its header says {w}x{h} pixels but the data ends long before (only grey)"
+                )
+            transpose = _ORIENTATION_TRANSPOSE.get(_orientation(im))
+            out = _to_rgb(im, min_side)
+            if transpose is not None:
+                out = out.transpose(transpose)
+            return out
     except ImageLoadError:
         raise
     except UnidentifiedImageError as e:

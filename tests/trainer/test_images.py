@@ -503,3 +503,19 @@ def test_scan_bad_root(tmp_path: Path) -> None:
     with pytest.raises(NotADirectoryError, match="not a folder"):
         scan_images(tmp_path / "file.jpg")
     assert scan_images(tmp_path) == ([tmp_path / "file.jpg"], [])
+
+
+def test_a_jpeg_whose_header_claims_more_pixels_than_its_data_holds_is_refused(tmp_path: Path) -> None:
+    # The attack: a small photo's JPEG with 10000 x 10000 written into its header decoded without a word into a
+    # flat grey picture, and was indexed as one.
+    buffer = tmp_path / "photo.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(buffer)
+    data = bytearray(buffer.read_bytes())
+    sof = data.find(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 10_000, 10_000)
+    lying = tmp_path / "lying.jpg"
+    lying.write_bytes(bytes(data))
+    for min_side in (256, None):
+        with pytest.raises(ImageLoadError, match="header says 10000x10000 pixels but the data ends long before"):
+            load_rgb(lying, min_side=min_side)
+    assert load_rgb(buffer, min_side=256).size == (300, 200)  # the honest file still loads
