@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from explorer.engine.catalog import readable
+from explorer.engine.catalog import CatalogError, readable
 
 if TYPE_CHECKING:
     from trainer.progress import Progress
@@ -27,6 +27,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_BAD_MODEL,
     5,
     130,
 )
+EXIT_CACHE = 6  # the cache cannot be written (read-only or full): what is indexed is still searched
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -103,6 +104,12 @@ def _report_json(report: Any) -> dict[str, Any]:
     }
 
 
+def _print_notes(session: Any) -> None:
+    for note in session.notes:
+        print(f"explorer: {readable(note)}", file=sys.stderr)
+    session.notes.clear()
+
+
 def cmd_index(session: Any, args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         print("explorer: --batch-size must be at least 1", file=sys.stderr)
@@ -114,11 +121,14 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
         report = session.index(
             args.folder, progress=_progress_printer(args.quiet or args.json), follow_outside=args.follow_links
         )
+    except CatalogError as exc:
+        _print_notes(session)
+        print(f"explorer: {readable(str(exc))}", file=sys.stderr)
+        return EXIT_CACHE
     except PermissionError as exc:
         print(f"explorer: {readable(str(exc))}; check the folder's permissions", file=sys.stderr)
         return EXIT_NO_FOLDER
-    for note in session.notes:
-        print(f"explorer: {readable(note)}", file=sys.stderr)
+    _print_notes(session)
     if args.json:
         print(json.dumps(_report_json(report), indent=2))
     else:
@@ -171,6 +181,10 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     except ValueError as exc:  # an embedding that is not a number: nothing is ranked at random
         print(f"explorer: {exc}", file=sys.stderr)
         return EXIT_BAD_MODEL
+    except CatalogError as exc:
+        print(f"explorer: {readable(str(exc))}", file=sys.stderr)
+        return EXIT_CACHE
+    _print_notes(session)
     ranking = result.ranking(args.binary)
     if args.json:
         out = {
@@ -221,6 +235,7 @@ def cmd_info(session: Any, args: argparse.Namespace) -> int:
         "catalog": str(session.catalog_path(args.folder)),
         "skipped": [{"path": s.relpath, "reason": s.reason} for s in skipped],
     }
+    _print_notes(session)
     if args.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK

@@ -42,8 +42,10 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "LISTING_STOPPED",
     "MAX_FILE_BYTES",
     "MAX_IMAGE_PIXELS",
+    "MAX_SCAN_ENTRIES",
     "ImageLoadError",
     "Skipped",
     "load_for_model",
@@ -66,6 +68,10 @@ MAX_IMAGE_PIXELS: int = 120_000_000
 # Files bigger than this are not photos we can index usefully (multi-GB TIFF scans, mislabelled videos);
 # skipping them by size avoids reading them at all.
 MAX_FILE_BYTES: int = 300 * 1024 * 1024
+# What one scan may list (files and folders): 20 times a 100,000-photo library with its side files, and a bound on
+# what a link to `/` (followed on request) or a runaway tree costs before the user hears of it.
+MAX_SCAN_ENTRIES: int = 2_000_000
+LISTING_STOPPED = "listing stopped after"
 
 # Pillow's own guard protects every other `Image.open` in the process too (thumbnails, pasted images).
 # It warns above the limit and raises above twice the limit; `load_rgb` checks the size itself right after
@@ -176,6 +182,7 @@ def scan_images(
     cancel: CancelCheck = never_cancelled,
     report_every: int = 64,
     follow_outside: bool = False,
+    max_entries: int | None = None,
 ) -> tuple[list[Path], list[Skipped]]:
     """Find every candidate image under `root`, and the files deliberately ignored with a reason.
 
@@ -191,7 +198,12 @@ def scan_images(
     A scan of a network share or a whole photo library can take minutes before the first image is embedded,
     so it reports the images found so far (stage `SCAN_STAGE`, total 0 = unknown) after every `report_every`
     folders and once at the end, and `cancel` is checked once per folder (raising `Cancelled`).
+
+    One scan lists at most `max_entries` files and folders (`MAX_SCAN_ENTRIES`, far above any photo library): past
+    it, listing stops with a `Skipped` record for `root` whose reason starts with `LISTING_STOPPED`, so that whoever
+    reads the result knows it is incomplete (the explorer then removes nothing it did not see).
     """
+    limit = MAX_SCAN_ENTRIES if max_entries is None else max_entries
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"folder does not exist: {root}")
@@ -227,7 +239,12 @@ def scan_images(
         if progress is not None:
             progress(Progress(len(files), 0, len(files) / max(time.perf_counter() - started, 1e-9), SCAN_STAGE))
 
+    listed = 0
     while real_dirs or linked_dirs:
+        if listed >= limit:
+            why = "the most one run lists: choose a smaller folder, or check for links that lead somewhere huge"
+            skipped.append(Skipped(root, f"{LISTING_STOPPED} {listed:,} files and folders, {why}"))
+            break
         if cancel():
             raise Cancelled(f"scan of {root} cancelled after {len(files):,} images")
         if folders_listed and folders_listed % report_every == 0:
@@ -239,6 +256,7 @@ def scan_images(
         except OSError as e:
             skipped.append(Skipped(Path(current), f"cannot read folder: {_os_reason(e)}"))
             continue
+        listed += len(entries)
         for entry in entries:
             if _is_ignored_silently(entry.name):
                 continue

@@ -8,11 +8,15 @@ brought up to date by adding and removing ids.
 A file is recognised as unchanged by (relative path, size, mtime_ns): an unchanged file is never embedded
 twice; a changed one gets a new row id; a file that could not be read is remembered as skipped with its
 reason and retried only when it changes.
+
+A cache that cannot be written (a read-only drive, a full disk) still answers: the catalog then opens read-only,
+`read_only_reason` says why, and every write raises `CatalogReadOnly` with that reason instead of a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
 import threading
@@ -73,6 +77,59 @@ class CatalogDamaged(CatalogError):
     """The catalog file fails SQLite's integrity check (truncated, overwritten): set it aside and rebuild."""
 
 
+class CatalogReadOnly(CatalogError):
+    """The catalog can be read but nothing can be written to it now (read-only or full cache)."""
+
+
+WHAT_TO_DO = "free some space on it, or set RETRIEVAL_EXPLORER_CACHE to a folder that can be written"
+_WRITE_FAILURES = ("readonly", "read-only", "unable to open database file")
+_WRITE_ERRNOS = {errno.EROFS: "is read-only", errno.EACCES: "cannot be written (permission denied)",
+                 errno.EPERM: "cannot be written (permission denied)", errno.ENOSPC: "is full"}  # fmt: skip
+
+
+def write_failure(exc: BaseException) -> str | None:
+    """Why the cache could not be written, when `exc` says it could not ("is read-only", "is full"); else None."""
+    if isinstance(exc, OSError) and exc.errno in _WRITE_ERRNOS:
+        return _WRITE_ERRNOS[exc.errno]
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc).lower()
+        if "full" in text:
+            return "is full"
+        if "disk i/o error" in text:
+            return "cannot be written (disk I/O error: is the drive full or unplugged?)"
+        if any(s in text for s in _WRITE_FAILURES):
+            return "is read-only"
+    return None
+
+
+def read_only_connection(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A connection that never writes. A WAL catalog on a read-only drive cannot make its shared-memory file, so it
+    is opened `immutable` there, which is exact while its write-ahead log is empty (it is, after a clean close)."""
+    mode = "immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(
+        f"file:{Path(path).resolve()}?{mode}", uri=True, check_same_thread=False, isolation_level=None
+    )
+
+
+def _peek(path: Path, sql: str) -> list[tuple[str, str]]:
+    """Rows of a read-only query, opened as immutable when the plain read-only open fails and the log is empty."""
+    wal = Path(f"{path}-wal")
+    try:
+        db = read_only_connection(path)
+        try:
+            return list(db.execute(sql).fetchall())
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+    db = read_only_connection(path, immutable=True)
+    try:
+        return list(db.execute(sql).fetchall())
+    finally:
+        db.close()
+
+
 def set_aside(path: Path) -> Path:
     """Move a damaged catalog (and its WAL files) out of the way, keeping it for inspection; returns where."""
     target = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -121,39 +178,93 @@ class Catalog:
     def __init__(self, path: Path, dim: int, meta: dict[str, str] | None = None) -> None:
         self.path = Path(path)
         self.dim = dim
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.read_only_reason: str | None = None
         try:
-            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-            check = self._db.execute("PRAGMA quick_check").fetchone()
-            if check is None or check[0] != "ok":
-                raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = self._connect(writable=True)
+            stored = self.meta()
+            self._check_dim(stored)
+            # Row ids restart when a catalog is recreated: the identity is what ties an index file to this one.
+            self.identity = stored.get("identity") or uuid.uuid4().hex
+            self.set_meta({"dim": str(dim), "identity": self.identity, **(meta or {})})
+        except (OSError, sqlite3.OperationalError, CatalogReadOnly) as exc:
+            cause = exc.__cause__ if isinstance(exc, CatalogReadOnly) else exc
+            why = write_failure(cause) if cause is not None else None
+            if why is None and isinstance(exc, sqlite3.OperationalError):  # locked, say: not damage, left alone
+                raise CatalogError(f"catalog {self.path} cannot be opened now: {exc}") from exc
+            if why is None:
+                raise
             with contextlib.suppress(Exception):
                 self._db.close()
-            raise CatalogDamaged(f"catalog {self.path} is damaged: {exc}") from None
-        stored = self.meta()
-        if "dim" in stored and int(stored["dim"]) != dim:
-            raise CatalogError(f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {dim}")
-        # Row ids restart when a catalog is recreated: the identity is what ties an index file to this one.
-        self.identity = stored.get("identity") or uuid.uuid4().hex
-        self.set_meta({"dim": str(dim), "identity": self.identity, **(meta or {})})
+            where = f"the cache folder {self.path.parent} {why}"
+            if not self.path.exists():
+                raise CatalogReadOnly(f"{where}: nothing can be indexed; {WHAT_TO_DO}") from exc
+            self._db = self._connect(writable=False)
+            self.read_only_reason = where
+            stored = self.meta()
+            self._check_dim(stored)
+            self.identity = stored.get("identity", "")
+
+    def _connect(self, writable: bool) -> sqlite3.Connection:
+        """Open the file and check its integrity. Only what SQLite calls damage (not a database, malformed, a
+        failed integrity check) raises `CatalogDamaged`, which has the catalog set aside; a drive that is full,
+        read-only or failing raises its OperationalError (writable) or `CatalogReadOnly` (read-only), and the
+        catalog stays where it is."""
+        wal = Path(f"{self.path}-wal")
+        attempts = [False] if writable else [False, True]
+        for immutable in attempts:
+            try:
+                db = (
+                    sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+                    if writable
+                    else read_only_connection(self.path, immutable)
+                )
+            except sqlite3.OperationalError as exc:
+                if writable:
+                    raise
+                failure: sqlite3.OperationalError = exc
+                if wal.exists() and wal.stat().st_size > 0:
+                    break
+                continue
+            try:
+                check = db.execute("PRAGMA quick_check").fetchone()
+                if check is None or check[0] != "ok":
+                    raise sqlite3.DatabaseError(f"integrity check: {check[0] if check else 'no answer'}")
+                if writable:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.execute("PRAGMA synchronous=NORMAL")
+                    db.executescript(SCHEMA)
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                if writable:
+                    raise
+                failure = exc
+                if wal.exists() and wal.stat().st_size > 0:
+                    break
+            except sqlite3.DatabaseError as exc:
+                db.close()
+                raise CatalogDamaged(f"catalog {self.path} is damaged: {exc}") from None
+        raise CatalogReadOnly(
+            f"the catalog {self.path} cannot be read now ({failure}); is its drive full or unplugged?"
+        )
+
+    def _check_dim(self, stored: dict[str, str]) -> None:
+        if "dim" in stored and int(stored["dim"]) != self.dim:
+            raise CatalogError(f"catalog {self.path} holds {stored['dim']}-d embeddings, the model gives {self.dim}")
 
     @staticmethod
     def is_damaged(path: Path) -> bool:
-        """True when a catalog file exists but fails to open or its integrity check (read-only look)."""
+        """True when a catalog file exists but is not a database or fails its integrity check (read-only look; a
+        drive that cannot be read now is not damage)."""
         if not Path(path).exists():
             return False
         try:
-            db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-            try:
-                check = db.execute("PRAGMA quick_check").fetchone()
-                return check is None or check[0] != "ok"
-            finally:
-                db.close()
+            check = _peek(path, "PRAGMA quick_check")
+            return not check or check[0][0] != "ok"
+        except sqlite3.OperationalError:
+            return False
         except sqlite3.Error:
             return True
 
@@ -163,11 +274,7 @@ class Catalog:
         if not Path(path).exists():
             return {}
         try:
-            db = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
-            try:
-                return dict(db.execute("SELECT key, value FROM meta").fetchall())
-            finally:
-                db.close()
+            return dict(_peek(path, "SELECT key, value FROM meta"))
         except sqlite3.Error:
             return {}
 
@@ -260,6 +367,8 @@ class Catalog:
         return CatalogSnapshot(ids, [loaded_name(r[1]) for r in rows], emb)
 
     def _transaction(self) -> _Transaction:
+        if self.read_only_reason is not None:
+            raise CatalogReadOnly(f"{self.read_only_reason}: nothing new can be saved; {WHAT_TO_DO}")
         return _Transaction(self._db)
 
 
@@ -270,7 +379,25 @@ class _Transaction:
         self._db = db
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            why = write_failure(exc)
+            if why is None:
+                raise
+            raise CatalogReadOnly(f"the cache folder {why}: nothing new can be saved; {WHAT_TO_DO}") from exc
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except sqlite3.OperationalError as failed:
+                exc = failed
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+        why = write_failure(exc) if exc is not None else None
+        if why is not None:  # a full disk mid-run: what was committed before stays, the run ends with the reason
+            raise CatalogReadOnly(f"the cache folder {why}: nothing new can be saved; {WHAT_TO_DO}") from exc
+        if exc_type is None and exc is not None:  # COMMIT itself failed for another reason
+            raise exc

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from explorer.engine.catalog import Catalog, FileStamp, SkippedFile
-from trainer.images import Skipped, scan_images
+from trainer.images import LISTING_STOPPED, Skipped, scan_images
 from trainer.inference import BatchEmbedder
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, never_cancelled
 
@@ -40,8 +40,11 @@ ALL: list[str] = ["<the whole folder>"]
 
 def _offline(folder: Path, images: list[Path], ignored: list[Skipped]) -> list[str]:
     """Relative prefixes whose files must be kept though unseen: folders that could not be read, or ALL when the
-    folder holds nothing at all (a drive unplugged from its mount point looks exactly like that)."""
+    folder holds nothing at all (a drive unplugged from its mount point looks exactly like that) or its listing
+    stopped at the scan's ceiling."""
     if not images and not ignored and not any(os.scandir(folder)):
+        return ALL
+    if any(item.reason.startswith(LISTING_STOPPED) for item in ignored):  # an incomplete listing proves no absence
         return ALL
     prefixes = []
     for item in ignored:

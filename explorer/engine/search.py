@@ -8,13 +8,14 @@ exact (faiss's Hamming scan meets 10 ms at a million 1024-bit codes).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from explorer.engine.catalog import Catalog, CatalogSnapshot
+from explorer.engine.catalog import Catalog, CatalogSnapshot, write_failure
 from explorer.engine.index import BinaryIndex, FloatIndex, IndexFileError
 from trainer.binary import binarize, code_prefix, hamming_distances
 
@@ -50,8 +51,15 @@ def _normalise(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 class Collection:
     """A folder's catalog under one model, loaded for search."""
 
-    def __init__(self, folder: Path, catalog: Catalog, exact_limit: int = DEFAULT_EXACT_LIMIT) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        catalog: Catalog,
+        exact_limit: int = DEFAULT_EXACT_LIMIT,
+        note: Callable[[str], None] = lambda _text: None,
+    ) -> None:
         self.folder = Path(folder)
+        self.note = note  # told what the search had to do differently (a cache that cannot be written)
         self.catalog = catalog
         self.dim = catalog.dim
         self.exact_limit = exact_limit
@@ -97,11 +105,14 @@ class Collection:
     def _index_path(self, dim: int) -> Path:
         return self.catalog.path.parent / f"float-{dim}.hnsw"
 
-    def float_index(self, dim: int) -> FloatIndex:
-        """The persisted hnswlib index for `dim`, extended or pruned to match the catalog."""
+    def float_index(self, dim: int) -> FloatIndex | None:
+        """The persisted hnswlib index for `dim`, extended or pruned to match the catalog; None when the cache
+        cannot be written and holds no index that matches (the exact search then answers, as right and slower).
+        An index that cannot be saved (a full disk) is used from memory, and said so."""
         if dim in self._float:
             return self._float[dim]
         path = self._index_path(dim)
+        index: FloatIndex | None = None
         try:
             index = FloatIndex.load(path)
             if index.dim != dim:
@@ -109,12 +120,23 @@ class Collection:
             if index.built_from != self.catalog.identity:  # ids of another catalog (recreated since)
                 raise IndexFileError(f"{path} was built from another catalog")
         except (IndexFileError, FileNotFoundError):
-            index = FloatIndex(dim)
-            index.built_from = self.catalog.identity
+            index = None
         ids = self.snapshot.ids
-        added, removed = index.sync(ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim])
-        if added or removed or not path.exists():
-            index.save(path)
+        if self.catalog.read_only_reason is not None:
+            if index is None or not np.array_equal(np.sort(index.ids()), ids):
+                self.note(f"{self.catalog.read_only_reason}: the float search is exact, without its saved index")
+                return None
+        else:
+            if index is None:
+                index = FloatIndex(dim)
+                index.built_from = self.catalog.identity
+            added, removed = index.sync(ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim])
+            if added or removed or not path.exists():
+                try:
+                    index.save(path)
+                except OSError as exc:
+                    why = write_failure(exc) or f"cannot be written ({exc.strerror or exc})"
+                    self.note(f"the cache folder {why}: the float index is kept in memory and built again next time")
         self._float[dim] = index
         return index
 
@@ -152,14 +174,17 @@ class Collection:
         if binary:
             found, _ = self.binary_index(d).search(binarize(q[:d])[None], k)
             rows = np.searchsorted(ids, found[0])
-        elif self.uses_exact_float(d):
-            sims = self.unit_vectors(d) @ q_unit
-            rows = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
-            rows = rows[np.lexsort((rows, -sims[rows]))]
+        elif self.uses_exact_float(d) or (index := self.float_index(d)) is None:
+            rows = self._exact_rows(q_unit, d, k)
         else:
-            found, _ = self.float_index(d).search(q[:d], k)
+            found, _ = index.search(q[:d], k)
             rows = np.searchsorted(ids, found[0])
         return Ranking(d, binary, self._results(rows, q_unit, q[:d], d, binary))
+
+    def _exact_rows(self, q_unit: npt.NDArray[np.float32], d: int, k: int) -> npt.NDArray[np.int64]:
+        sims = self.unit_vectors(d) @ q_unit
+        rows = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
+        return np.asarray(rows[np.lexsort((rows, -sims[rows]))], dtype=np.int64)
 
     def _results(
         self,

@@ -17,7 +17,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from explorer.engine.cache import catalog_dir
-from explorer.engine.catalog import Catalog, CatalogDamaged, set_aside
+from explorer.engine.catalog import WHAT_TO_DO, Catalog, CatalogDamaged, CatalogReadOnly, set_aside
 from explorer.engine.indexer import IndexReport, update_catalog
 from explorer.engine.search import Collection, Ranking
 from trainer.model import EmbeddingModel, ModelCard, load_card, load_model, model_fingerprint
@@ -78,22 +78,35 @@ class RetrievalSession:
         """The folder's catalog exists but is damaged: `index` sets it aside and rebuilds it."""
         return Catalog.is_damaged(self.catalog_path(Path(folder).resolve()))
 
+    def note(self, text: str) -> None:
+        """Something the user should hear once (the CLI prints these, the window shows them)."""
+        if text not in self.notes:
+            self.notes.append(text)
+
     def _catalog(self, folder: Path) -> Catalog:
         meta = {"folder": str(folder), "model": self.card.name, "model_fingerprint": self.fingerprint}
         path = self.catalog_path(folder)
         try:
-            return Catalog(path, self.card.dim, meta)
+            catalog = Catalog(path, self.card.dim, meta)
         except CatalogDamaged as exc:
-            moved = set_aside(path)
-            self.notes.append(f"{exc}; it was set aside as {moved.name} and the folder is indexed again")
-            return Catalog(path, self.card.dim, meta)
+            try:
+                moved = set_aside(path)
+            except OSError as failed:
+                raise CatalogReadOnly(
+                    f"{exc}, and the cache folder cannot be written to set it aside: {failed}"
+                ) from exc
+            self.note(f"{exc}; it was set aside as {moved.name} and the folder is indexed again")
+            catalog = Catalog(path, self.card.dim, meta)
+        if catalog.read_only_reason is not None:
+            self.note(f"{catalog.read_only_reason}: searching what is already indexed, nothing new is saved")
+        return catalog
 
     def collection(self, folder: Path) -> Collection:
         """The folder's collection as last indexed (empty if never indexed)."""
         folder = Path(folder).resolve()
         with self._lock:
             if folder not in self._collections:
-                self._collections[folder] = Collection(folder, self._catalog(folder))
+                self._collections[folder] = Collection(folder, self._catalog(folder), note=self.note)
             return self._collections[folder]
 
     def index(
@@ -108,6 +121,8 @@ class RetrievalSession:
         if not folder.is_dir():
             raise NotADirectoryError(f"not a folder: {folder}")
         collection = self.collection(folder)
+        if collection.catalog.read_only_reason is not None:
+            raise CatalogReadOnly(f"{collection.catalog.read_only_reason}: cannot index now; {WHAT_TO_DO}")
         report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel, follow_outside)
         collection.reload()
         if not report.cancelled:

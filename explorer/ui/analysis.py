@@ -60,6 +60,7 @@ class QueryOutcome:
     cosine: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
     hamming: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     float_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    notes: list[str] = field(default_factory=list)  # what the search had to do differently (an unwritable cache)
     binary_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     strips: list[DimStrip] = field(default_factory=list)
     seconds: float = 0.0
@@ -126,6 +127,7 @@ def run_query(
                 continue
             ranking = full if nd == session.card.dim and not binary else collection.search(emb, k, nd, binary)
             out.strips.append(DimStrip(nd, binary, ranking, _overlap(ranking, full), len(full.results)))
+    out.notes = list(session.notes)
     out.seconds = time.perf_counter() - start
     return out
 

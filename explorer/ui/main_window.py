@@ -948,10 +948,11 @@ class MainWindow(QMainWindow):
             self.grid_model.set_results(ranking.results)
             self.grid.set_placeholder("No images are indexed in this folder yet." if not ranking.results else "")
             kind = "binary (Hamming)" if binary else "float (cosine)"
+            note = f" Note: {outcome.notes[-1]}." if outcome.notes else ""
             self.statusBar().showMessage(
                 f"{len(ranking.results)} neighbours of {outcome.label}, {kind} ranking at {outcome.dim}-d, "
-                f"in {outcome.seconds * 1000:.0f} ms",
-                8000,
+                f"in {outcome.seconds * 1000:.0f} ms.{note}",
+                20000 if note else 8000,
             )
 
     def _show_analysis(self, outcome: QueryOutcome) -> None:

@@ -12,6 +12,7 @@ import pytest
 from explorer.cli import (
     EXIT_BAD_IMAGE,
     EXIT_BAD_MODEL,
+    EXIT_CACHE,
     EXIT_NO_FOLDER,
     EXIT_OK,
     EXIT_USAGE,
@@ -263,3 +264,29 @@ def test_a_device_that_is_not_there_and_an_unreadable_folder_are_sentences(
     monkeypatch.setattr(images_module.os, "scandir", refuse)
     code, _, err = run("index", image_folder)
     assert code == EXIT_NO_FOLDER and "permission denied" in err.lower() and "Traceback" not in err
+
+
+def test_a_read_only_cache_answers_queries_with_a_note_and_index_exits_6(
+    run: Run, indexed: Path, monkeypatch: pytest.MonkeyPatch, make_img: Callable[..., Path]
+) -> None:
+    import sqlite3
+
+    from explorer.engine import catalog as catalog_module
+
+    real_connect = sqlite3.connect
+
+    def read_only(database: str, *args: Any, uri: bool = False, **kwargs: Any) -> sqlite3.Connection:
+        if not uri:  # as SQLite opens a file on a read-only drive
+            database, uri = f"file:{Path(database).resolve()}?mode=ro", True
+        return real_connect(database, *args, uri=uri, **kwargs)
+
+    monkeypatch.setattr(catalog_module.sqlite3, "connect", read_only)
+    query = sorted(indexed.rglob("*.jpg"))[0]
+    code, out, err = run("query", query, "--in", indexed, "-k", 3)
+    assert code == EXIT_OK and out.startswith("3 nearest to")
+    assert "is read-only: searching what is already indexed, nothing new is saved" in err
+    make_img(indexed / "new.jpg", seed=42)
+    code, out, err = run("index", indexed, "--quiet")
+    assert code == EXIT_CACHE
+    assert "is read-only: cannot index now; free some space on it, or set RETRIEVAL_EXPLORER_CACHE" in err
+    assert "Traceback" not in err

@@ -519,3 +519,14 @@ def test_a_jpeg_whose_header_claims_more_pixels_than_its_data_holds_is_refused(t
         with pytest.raises(ImageLoadError, match="header says 10000x10000 pixels but the data ends long before"):
             load_rgb(lying, min_side=min_side)
     assert load_rgb(buffer, min_side=256).size == (300, 200)  # the honest file still loads
+
+
+def test_a_scan_lists_at_most_its_ceiling_and_says_where_it_stopped(tmp_path: Path) -> None:
+    for folder in ("a", "b", "c"):
+        for i in range(4):
+            make_image(tmp_path / folder / f"{i}.png", seed=i)
+    found, skipped = scan_images(tmp_path, max_entries=6)  # the root (3) and one folder (4) are listed, then stop
+    assert len(found) == 4
+    assert [s.path for s in skipped] == [tmp_path]
+    assert skipped[0].reason.startswith("listing stopped after 7 files and folders, the most one run lists")
+    assert len(scan_images(tmp_path)[0]) == 12

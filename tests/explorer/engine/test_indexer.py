@@ -225,3 +225,20 @@ def test_an_empty_folder_does_not_drop_its_index(image_folder: Path, catalog: Ca
     shutil.move(str(away), str(image_folder))  # plugged back in: nothing to embed again
     report = update_catalog(image_folder, catalog, embedder)
     assert (report.embedded, report.unchanged, report.kept_offline) == (0, 12, 0)
+
+
+def test_a_listing_stopped_at_the_scan_ceiling_removes_nothing_it_did_not_see(
+    image_folder: Path, catalog: Catalog, embedder: BatchEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A link to `/` (followed on request) once had one run list 256,876 system paths; a run now lists at most
+    MAX_SCAN_ENTRIES, says so, and an incomplete listing is no proof that anything is gone."""
+    import trainer.images as images_module
+
+    update_catalog(image_folder, catalog, embedder)
+    ids = _ids(catalog)
+    monkeypatch.setattr(images_module, "MAX_SCAN_ENTRIES", 3)  # the root's listing (a, b and more) reaches it
+    report = update_catalog(image_folder, catalog, embedder)
+    assert report.removed == 0 and report.indexed == 12
+    assert _ids(catalog) == ids
+    stopped = [s for s in report.skipped if s.reason.startswith(images_module.LISTING_STOPPED)]
+    assert len(stopped) == 1 and "the most one run lists" in stopped[0].reason
