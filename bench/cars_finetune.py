@@ -39,11 +39,11 @@ from _cars_protocol import (
     write_report,
 )
 
+from trainer.card import recipe_text
 from trainer.data import LabelledFolder
 from trainer.devices import pick_device
 from trainer.evaluation import evaluate_model
 from trainer.fit import FitConfig
-from trainer.model_card import recipe_text
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "cars_finetune.md"

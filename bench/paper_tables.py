@@ -26,8 +26,8 @@ from pathlib import Path
 
 import _cars_protocol as cp
 
+from trainer.card import nested_dims
 from trainer.data import LabelledFolder
-from trainer.model import nested_dims
 
 RESULTS = cp.ROOT / "bench" / "results" / "paper_tables.md"
 BATCH = 75

@@ -260,7 +260,7 @@ def cmd_eval(session: Any, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from explorer.engine.session import RetrievalSession
-    from trainer.model import ModelFileError
+    from trainer.card import ModelFileError
 
     if args.device != "auto":  # checked now, not after a scan, and without importing torch for "auto"
         from trainer.devices import pick_device
@@ -278,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = {"index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval}
     try:
         return commands[args.command](session, args)
+    except ModelFileError as exc:  # the weights are read when first needed (a probe image then checks them)
+        print(f"explorer: cannot load model: {exc}", file=sys.stderr)
+        return EXIT_BAD_MODEL
     except KeyboardInterrupt:
         print("\nexplorer: interrupted; finished batches are kept", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -116,8 +116,10 @@ def run_self_test(out: Callable[[str], object] = print, per_group: int = 5, imag
             with _temporary_env("RETRIEVAL_EXPLORER_CACHE", str(cache)):
                 current = "importing the engine and reading the bundled model card"
                 with step(current):
-                    from explorer.engine.session import BUNDLED_MODEL, RetrievalSession
+                    from explorer import paths
+                    from explorer.engine.session import RetrievalSession
 
+                    BUNDLED_MODEL = paths.BUNDLED_MODEL
                     for suffix in (".json", ".safetensors"):
                         f = BUNDLED_MODEL.with_suffix(suffix)
                         if not f.is_file():

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from trainer.model import EmbeddingModel, ModelCard, save_model
+from trainer.card import ModelCard
+from trainer.model import EmbeddingModel, save_model
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "resources" / "models" / "default"
 

@@ -21,12 +21,12 @@ import torch
 from torch import nn
 
 from trainer.backbones import backbone_stages
+from trainer.card import ModelCard, metrics_table, recipe_text
 from trainer.data import LabelledFolder, scan_labelled_folder, split_by_class
 from trainer.devices import pick_device
 from trainer.fit import FitCallbacks, FitConfig, fit
 from trainer.metrics import evaluate
-from trainer.model import EmbeddingModel, ModelCard, load_model, save_model
-from trainer.model_card import metrics_table, recipe_text
+from trainer.model import EmbeddingModel, load_model, save_model
 from trainer.progress import Progress, format_progress
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 

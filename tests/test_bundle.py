@@ -42,9 +42,9 @@ def test_self_test_passes_in_process(isolated_cache: Path) -> None:
 
 def test_self_test_reports_a_failure(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A broken build (here: no bundled model) gives a non-zero status and says what was being done."""
-    import explorer.engine.session as session
+    from explorer import paths
 
-    monkeypatch.setattr(session, "BUNDLED_MODEL", tmp_path / "missing" / "default")
+    monkeypatch.setattr(paths, "BUNDLED_MODEL", tmp_path / "missing" / "default")
     lines: list[str] = []
     assert run_self_test(out=lines.append) == 1
     assert "bundled model file missing" in lines[-1]

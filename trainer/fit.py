@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader
 
 from trainer.atomic import atomic_write
 from trainer.backbones import backbone_stages
+from trainer.card import ModelCard, nested_dims
 from trainer.config import FitConfig
 from trainer.data import (
     ImageDataset,
@@ -44,7 +45,7 @@ from trainer.data import (
 )
 from trainer.devices import autocast_for, default_loader_workers, pick_device, uses_channels_last
 from trainer.methods import build_objective
-from trainer.model import EmbeddingModel, ModelCard, load_model, nested_dims, save_model
+from trainer.model import EmbeddingModel, load_model, save_model
 from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
 from trainer.samplers import ClassBalancedSampler
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
@@ -391,6 +392,7 @@ class _Trainer:
         for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a write that was killed midway
             stale.unlink(missing_ok=True)
         state = None
+        damaged = False
         for candidate in (path, path.with_name(PREVIOUS)):
             if not candidate.exists():
                 continue
@@ -398,8 +400,11 @@ class _Trainer:
                 state = read_checked(candidate)
                 break
             except CheckpointError as exc:
+                damaged = True
                 self.cb.message(f"{candidate} is damaged ({exc}); trying the previous checkpoint")
         if state is None:
+            if damaged:
+                self.cb.message("no checkpoint of this run can be used; starting afresh")
             return None
         if state.get("config_key") != self.config.key():
             self.cb.message(f"{path} belongs to a run with other settings; starting afresh")

@@ -3,19 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from pathlib import Path
 
-from platformdirs import user_cache_dir
-
-APP_NAME = "retrieval-explorer"
-
-
-def cache_root() -> Path:
-    """`$RETRIEVAL_EXPLORER_CACHE` when set (tests, portable installs), else the platform's user cache."""
-    override = os.environ.get("RETRIEVAL_EXPLORER_CACHE")
-    return Path(override) if override else Path(user_cache_dir(APP_NAME))
+from explorer.paths import cache_root
 
 
 def folder_key(folder: Path) -> str:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from explorer.engine.catalog import Catalog, FileStamp, SkippedFile
 from trainer.images import LISTING_STOPPED, Skipped, scan_images
-from trainer.inference import BatchEmbedder
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, never_cancelled
+
+if TYPE_CHECKING:
+    from trainer.inference import BatchEmbedder
 
 
 @dataclass

@@ -16,17 +16,16 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from explorer import paths
 from explorer.engine.cache import catalog_dir
 from explorer.engine.catalog import WHAT_TO_DO, Catalog, CatalogDamaged, CatalogReadOnly, set_aside
 from explorer.engine.indexer import IndexReport, update_catalog
 from explorer.engine.search import Collection, Ranking
-from trainer.model import EmbeddingModel, ModelCard, load_card, load_model, model_fingerprint
+from trainer.card import ModelCard, load_card, model_fingerprint
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
 if TYPE_CHECKING:
     from trainer.inference import BatchEmbedder
-
-BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
 
 
 @dataclass(frozen=True)
@@ -43,7 +42,7 @@ class QueryResult:
 
 class RetrievalSession:
     def __init__(self, model_path: Path | None = None, device: str = "auto", batch_size: int | None = None) -> None:
-        self.model_path = Path(model_path) if model_path else BUNDLED_MODEL
+        self.model_path = Path(model_path) if model_path else paths.BUNDLED_MODEL
         self.card: ModelCard = load_card(self.model_path)
         self.fingerprint = model_fingerprint(self.model_path)
         self.device = device
@@ -60,8 +59,9 @@ class RetrievalSession:
         with self._lock:
             if self._embedder is None:
                 from trainer.inference import BatchEmbedder
+                from trainer.model import load_model
 
-                model: EmbeddingModel = load_model(self.model_path)
+                model = load_model(self.model_path)
                 self._embedder = BatchEmbedder(model, self.device, batch_size=self.batch_size)
             return self._embedder
 

@@ -47,6 +47,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.paths import ICON
 from explorer.ui.analysis import IndexSummary, QueryOutcome, RecallTable, folder_recall, index_folder, run_query
 from explorer.ui.export import ExportContext, export_ranking
 from explorer.ui.query_area import QueryArea
@@ -67,7 +68,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 APP_TITLE = "Retrieval Explorer"
-ICON_PATH = Path(__file__).resolve().parents[2] / "resources" / "icons" / "retrieval-explorer.png"
+ICON_PATH = ICON
 GRID_THUMB = 128
 QUERY_THUMB = 480
 SessionFactory = Callable[[Path | None], "RetrievalSession"]

@@ -17,7 +17,8 @@ from typing import Any
 from PySide6.QtCore import QEvent, QObject, QSize, QTimer, Signal
 from PySide6.QtWidgets import QDialog, QMessageBox, QWidget, QWizard
 
-from explorer.ui.wizard_jobs import Environment, TrainingPlan, models_dir, probe_environment, runs_dir
+from explorer.paths import models_dir, runs_dir
+from explorer.ui.wizard_jobs import Environment, TrainingPlan, probe_environment
 from explorer.ui.wizard_pages import FolderPage, ResultPage, SettingsPage, SplitPage, TrainingPage
 from explorer.ui.workers import Job, JobRunner
 from trainer.config import FitConfig  # torch-free

@@ -9,43 +9,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from platformdirs import user_data_dir
-
+from trainer.backbone_specs import BACKBONE_INFO
+from trainer.card import load_card
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled  # torch-free
 
 if TYPE_CHECKING:
     from trainer.data import LabelledFolder
     from trainer.fit import FitCallbacks, FitConfig, FitResult
 
-APP_NAME = "retrieval-explorer"
-BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"
 DEFAULT_BACKBONE = "efficientnet_lite0"
 MIN_SPLIT_CLASSES = 4  # trainer.data.split_by_class: 2 classes to train, 2 to test
 TRAIN_SUBFOLDERS = ("train", "training")
 TEST_SUBFOLDERS = ("test", "val", "validation")
-
-
-def data_root() -> Path:
-    """`$RETRIEVAL_EXPLORER_DATA` when set (tests, portable installs), else the platform's user data folder."""
-    override = os.environ.get("RETRIEVAL_EXPLORER_DATA")
-    return Path(override) if override else Path(user_data_dir(APP_NAME))
-
-
-def models_dir() -> Path:
-    """Where fine-tuned models are saved by name."""
-    return data_root() / "models"
-
-
-def runs_dir() -> Path:
-    """Where training runs keep their checkpoints and trunk caches until the model is saved."""
-    return data_root() / "training-runs"
 
 
 def safe_name(name: str) -> str:
@@ -140,10 +121,11 @@ def probe_environment() -> Environment:
 def card_summary(model: Path | None) -> dict[str, Any]:
     """The parts of a model card the settings page shows; the ImageNet backbone when `model` is None."""
     if model is None:
-        return {"name": f"{DEFAULT_BACKBONE} ImageNet", "backbone": DEFAULT_BACKBONE, "dim": 1280,
-                "input_size": 224, "trained": False}  # fmt: skip
-    card = json.loads(Path(str(model) + ".json").read_text(encoding="utf-8"))
-    return {k: card.get(k) for k in ("name", "backbone", "dim", "input_size", "trained", "description")}
+        spec = BACKBONE_INFO[DEFAULT_BACKBONE]
+        return {"name": f"{DEFAULT_BACKBONE} ImageNet", "backbone": DEFAULT_BACKBONE, "dim": spec.feature_dim,
+                "input_size": spec.input_size, "trained": False}  # fmt: skip
+    card = load_card(model)  # checked: a crafted card is refused here with its reason (trainer.card.ModelFileError)
+    return {k: getattr(card, k) for k in ("name", "backbone", "dim", "input_size", "trained", "description")}
 
 
 def format_duration(seconds: float) -> str:
@@ -231,22 +213,24 @@ def is_worse(recall: dict[str, tuple[float, float]] | None) -> bool:
 
 
 def save_model_as(source: Path, target: Path, name: str, notes: dict[str, Any], cleanup: Path | None) -> Path:
-    """Copy the exported model to `target` (weights + card, atomically) under `name`; returns `target`.
+    """Copy the exported model to `target` (weights, card and its Markdown, atomically) under `name`; returns
+    `target` without a suffix.
 
     The card gets the new name and `notes` under metrics. `cleanup` (the run's checkpoint folder, with its
     trunk cache, often far larger than the model) is removed once the copy is safely written.
     """
-    from trainer.atomic import atomic_write
+    from dataclasses import replace
 
-    target = Path(target)
-    if target.suffix in (".safetensors", ".json"):
-        target = target.with_suffix("")
-    src_weights, src_card = Path(str(source) + ".safetensors"), Path(str(source) + ".json")
-    card = json.loads(src_card.read_text(encoding="utf-8"))
-    card["name"] = name
-    card.setdefault("metrics", {}).update(notes)
-    atomic_write(Path(str(target) + ".safetensors"), lambda p: shutil.copyfile(src_weights, p))
-    atomic_write(Path(str(target) + ".json"), lambda p: p.write_text(json.dumps(card, indent=2) + "\n", "utf-8"))
+    from trainer.atomic import atomic_write
+    from trainer.card import model_paths, save_card
+
+    src_weights, _src_card = model_paths(source)
+    card = load_card(source)
+    card = replace(card, name=name, metrics={**card.metrics, **notes})
+    weights, _card_path = model_paths(target)
+    atomic_write(weights, lambda p: shutil.copyfile(src_weights, p))
+    save_card(card, weights.with_suffix(""))
+    target = weights.with_suffix("")
     if cleanup is not None and cleanup.is_dir():
         shutil.rmtree(cleanup, ignore_errors=True)
     return target
@@ -264,8 +248,9 @@ def evaluate_both(
     """
     from dataclasses import replace
 
+    from trainer.card import ModelCard
     from trainer.evaluation import evaluate_model
-    from trainer.model import EmbeddingModel, ModelCard, load_model
+    from trainer.model import EmbeddingModel, load_model
 
     new_model = load_model(new)
     if start is None:

@@ -44,10 +44,10 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from explorer.paths import BUNDLED_MODEL
 from explorer.ui.plots import BINARY_COLOR, FLOAT_COLOR
 from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.wizard_jobs import (
-    BUNDLED_MODEL,
     DEFAULT_BACKBONE,
     MIN_SPLIT_CLASSES,
     Environment,
@@ -65,6 +65,8 @@ from explorer.ui.wizard_jobs import (
     train,
 )
 from explorer.ui.workers import Job, JobRunner
+from trainer.backbone_specs import BACKBONE_INFO
+from trainer.card import ModelFileError
 from trainer.estimate import RunShape, estimate_seconds  # torch-free (stage_seconds imports torch when called)
 from trainer.folders import MIN_IMAGES_PER_CLASS, carve_validation
 from trainer.progress import Progress, format_time_left
@@ -579,7 +581,7 @@ class SettingsPage(Page):
     """The run's settings, each with one line of help, and an honest estimate of how long it will take."""
 
     DIMS = (64, 128, 256, 512, 1024)
-    BACKBONE_STAGES = 9  # trainer.backbones.backbone_stages of the EfficientNet-Lite family
+    BACKBONE_STAGES = BACKBONE_INFO[DEFAULT_BACKBONE].stages
     RESOLUTIONS = (224, 192, 160, 128)
     CPU_STAGES, CPU_RESOLUTION = CPU_STAGES, CPU_CROP  # trainer.recipe: what a CPU trains by default
 
@@ -816,7 +818,7 @@ class SettingsPage(Page):
     def _card(self) -> dict[str, Any]:
         try:
             return card_summary(self.base())
-        except (OSError, ValueError):
+        except (OSError, ValueError, ModelFileError):
             return card_summary(None)
 
     def _input_size(self) -> int:

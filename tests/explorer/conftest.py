@@ -63,16 +63,16 @@ def reuse_small_model(
 
     Returns the list of paths the session layer asked to load, for tests of lazy loading.
     """
-    from explorer.engine import session as session_module
+    from trainer import model as model_module  # the session imports load_model when it first needs it
 
-    original = session_module.load_model
+    original = model_module.load_model
     asked: list[Path] = []
 
     def cached(path: Path) -> EmbeddingModel:
         asked.append(Path(path))
         return small_model if Path(path) == small_model_path else original(path)
 
-    monkeypatch.setattr(session_module, "load_model", cached)
+    monkeypatch.setattr(model_module, "load_model", cached)
     return asked
 
 

@@ -12,8 +12,9 @@ import pytest
 from imagegen import make_cast_image, make_labelled_folder
 
 import trainer.fit as fit_module
+from trainer.card import model_paths
 from trainer.cli import EXIT_BAD_MODEL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
-from trainer.model import load_model, model_paths
+from trainer.model import load_model
 from trainer.progress import Cancelled
 
 TINY_FIT = [

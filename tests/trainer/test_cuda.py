@@ -21,10 +21,11 @@ from imagegen import make_image, make_labelled_folder
 from safetensors.torch import load_file
 
 import trainer.fit as fit_module
+from trainer.card import model_paths
 from trainer.data import LabelledFolder, scan_labelled_folder
 from trainer.fit import FitCallbacks, FitConfig, fit
 from trainer.inference import BatchEmbedder, embed_all
-from trainer.model import load_model, model_paths
+from trainer.model import load_model
 from trainer.progress import Cancelled
 
 pytestmark = [
@@ -175,11 +176,12 @@ def test_the_wizard_training_job_runs_on_cuda_in_a_thread_is_cancelled_and_resum
     train_folder: LabelledFolder, test_folder: LabelledFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRIEVAL_EXPLORER_DATA", str(tmp_path / "data"))
+    from explorer.paths import runs_dir
     from explorer.ui import wizard_jobs
 
     plan = wizard_jobs.TrainingPlan(
         train_folder, test_folder, gpu_config(epochs=2, batches_per_epoch=3), None, "efficientnet_lite0",
-        wizard_jobs.runs_dir(),
+        runs_dir(),
     )  # fmt: skip
     outcome: dict[str, Any] = {}
     stop = threading.Event()

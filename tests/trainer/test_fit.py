@@ -22,13 +22,14 @@ from torch import nn
 
 import trainer.fit as fit_module
 from trainer.backbones import backbone_stages
+from trainer.card import ModelCard, model_paths
 from trainer.data import LabelledFolder, scan_labelled_folder
 from trainer.evaluation import embed_folder
 from trainer.fit import FitCallbacks, FitConfig, FitError, fit
 from trainer.images import load_rgb, preprocess_pil
 from trainer.methods import NestedObjective
 from trainer.metrics import cosine_distance_matrix, recall_at_k
-from trainer.model import EmbeddingModel, ModelCard, load_model, model_paths
+from trainer.model import EmbeddingModel, load_model
 from trainer.progress import Cancelled
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "default"

@@ -17,18 +17,9 @@ from safetensors.torch import save_file
 
 from trainer.backbones import BackboneError, get_backbone
 from trainer.binary import binarize, code_prefix
+from trainer.card import ModelCard, ModelFileError, load_card, model_fingerprint, model_paths, nested_dims
 from trainer.images import load_for_model, preprocess_pil
-from trainer.model import (
-    EmbeddingModel,
-    ModelCard,
-    ModelFileError,
-    load_card,
-    load_model,
-    model_fingerprint,
-    model_paths,
-    nested_dims,
-    save_model,
-)
+from trainer.model import EmbeddingModel, load_model, save_model
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 
@@ -335,7 +326,8 @@ def test_weights_or_a_card_that_give_nan_are_refused_on_load(tmp_path: Path) -> 
 
     from safetensors.torch import load_file, save_file
 
-    from trainer.model import ModelFileError, load_model, model_paths, save_model
+    from trainer.card import ModelFileError, model_paths
+    from trainer.model import load_model, save_model
 
     model = EmbeddingModel(ModelCard.for_backbone("m", "efficientnet_lite0", 64), pretrained=False)
     path = tmp_path / "m"
@@ -371,7 +363,8 @@ def test_crafted_cards_are_refused_with_the_field_named(
     tmp_path: Path, change: dict[str, Any], reason: str | None
 ) -> None:
     """They used to crash (RecursionError, KeyError, a 4.1 GB resize) instead of refusing."""
-    from trainer.model import ModelFileError, load_card, model_paths, save_model
+    from trainer.card import ModelFileError, load_card, model_paths
+    from trainer.model import save_model
 
     model = EmbeddingModel(ModelCard.for_backbone("m", "efficientnet_lite0", 64), pretrained=False)
     save_model(model, tmp_path / "m")
@@ -385,7 +378,7 @@ def test_crafted_cards_are_refused_with_the_field_named(
 
 
 def test_a_card_nested_100000_deep_is_refused(tmp_path: Path) -> None:
-    from trainer.model import ModelFileError, load_card, model_paths
+    from trainer.card import ModelFileError, load_card, model_paths
 
     card = model_paths(tmp_path / "m")[1]
     card.write_text('{"architecture": "EmbeddingModel", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")

@@ -12,8 +12,9 @@ from torch import nn
 
 import trainer.trunk_cache as trunk_cache
 from trainer.backbones import backbone_stages
+from trainer.card import ModelCard
 from trainer.images import load_rgb, preprocess_pil
-from trainer.model import EmbeddingModel, ModelCard
+from trainer.model import EmbeddingModel
 from trainer.progress import Cancelled, Progress
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 

@@ -10,8 +10,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from explorer.engine.cache import cache_root, catalog_dir, folder_key
+from explorer.engine.cache import catalog_dir, folder_key
 from explorer.engine.catalog import Catalog, CatalogError, FileStamp, SkippedFile
+from explorer.paths import cache_root
 
 DIM = 16
 

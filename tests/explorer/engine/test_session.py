@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from explorer.engine.session import BUNDLED_MODEL, RetrievalSession
+from explorer.engine.session import RetrievalSession
+from explorer.paths import BUNDLED_MODEL
+from trainer.card import model_fingerprint
 from trainer.images import SCAN_STAGE, ImageLoadError
-from trainer.model import load_model, model_fingerprint, save_model
+from trainer.model import load_model, save_model
 from trainer.progress import Progress
 
 

@@ -1,0 +1,41 @@
+"""Every place the app reads or writes, in one module (no Qt, no torch): resources, cache, data, models, runs.
+
+Nothing is ever written into the user's photo folders. Catalogs and float indexes live in the cache (they can be
+rebuilt); fine-tuned models and training runs in the data folder (they cannot). Both follow the platform's
+conventions and can be moved with an environment variable (tests, portable installs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from platformdirs import user_cache_dir, user_data_dir
+
+from trainer.paths import BUNDLED_MODEL, RESOURCES
+
+APP_NAME = "retrieval-explorer"
+ICON = RESOURCES / "icons" / "retrieval-explorer.png"
+__all__ = ["APP_NAME", "BUNDLED_MODEL", "ICON", "cache_root", "data_root", "models_dir", "runs_dir"]
+
+
+def cache_root() -> Path:
+    """`$RETRIEVAL_EXPLORER_CACHE` when set, else the platform's user cache (`~/.cache/retrieval-explorer`)."""
+    override = os.environ.get("RETRIEVAL_EXPLORER_CACHE")
+    return Path(override) if override else Path(user_cache_dir(APP_NAME))
+
+
+def data_root() -> Path:
+    """`$RETRIEVAL_EXPLORER_DATA` when set, else the platform's user data folder (`~/.local/share/...`)."""
+    override = os.environ.get("RETRIEVAL_EXPLORER_DATA")
+    return Path(override) if override else Path(user_data_dir(APP_NAME))
+
+
+def models_dir() -> Path:
+    """Where fine-tuned models are saved by name."""
+    return data_root() / "models"
+
+
+def runs_dir() -> Path:
+    """Where training runs keep their checkpoints and trunk caches until the model is saved."""
+    return data_root() / "training-runs"
