@@ -31,7 +31,7 @@ from explorer.ui.results_view import RankingModel, ResultsView
 from explorer.ui.thumbnails import ThumbnailCache
 
 if TYPE_CHECKING:
-    from explorer.ui.analysis import DimStrip, QueryOutcome, RecallTable
+    from explorer.app.analysis import DimStrip, QueryOutcome, RecallTable
 
 STRIP_THUMB = 64
 

@@ -47,9 +47,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable, folder_recall, index_folder, run_query
+from explorer.app.export import ExportContext, export_ranking
 from explorer.paths import ICON
-from explorer.ui.analysis import IndexSummary, QueryOutcome, RecallTable, folder_recall, index_folder, run_query
-from explorer.ui.export import ExportContext, export_ranking
 from explorer.ui.query_area import QueryArea
 from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, copy_paths
 from explorer.ui.settings import MAX_K, Settings

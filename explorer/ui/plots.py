@@ -20,7 +20,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
 if TYPE_CHECKING:
-    from explorer.ui.analysis import QueryOutcome
+    from explorer.app.analysis import QueryOutcome
 
 FLOAT_COLOR = "#1f6fb4"
 BINARY_COLOR = "#e8710a"

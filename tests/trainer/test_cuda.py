@@ -176,10 +176,10 @@ def test_the_wizard_training_job_runs_on_cuda_in_a_thread_is_cancelled_and_resum
     train_folder: LabelledFolder, test_folder: LabelledFolder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RETRIEVAL_EXPLORER_DATA", str(tmp_path / "data"))
+    from explorer.app import fine_tune
     from explorer.paths import runs_dir
-    from explorer.ui import wizard_jobs
 
-    plan = wizard_jobs.TrainingPlan(
+    plan = fine_tune.TrainingPlan(
         train_folder, test_folder, gpu_config(epochs=2, batches_per_epoch=3), None, "efficientnet_lite0",
         runs_dir(),
     )  # fmt: skip
@@ -194,7 +194,7 @@ def test_the_wizard_training_job_runs_on_cuda_in_a_thread_is_cancelled_and_resum
 
     def job() -> None:
         try:
-            outcome["result"] = wizard_jobs.train(plan, FitCallbacks(on_batch=on_batch), stop.is_set)
+            outcome["result"] = fine_tune.train(plan, FitCallbacks(on_batch=on_batch), stop.is_set)
         except Exception as exc:  # the one error path a worker reports through
             outcome["error"] = exc
         outcome["thread"] = threading.current_thread().name

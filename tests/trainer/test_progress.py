@@ -1,4 +1,4 @@
-"""Progress reports: time left only when it can be known (the docstring examples run in test_model_card)."""
+"""Progress reports: time left only when it can be known (docstring examples: tests/trainer/test_card.py)."""
 
 from __future__ import annotations
 

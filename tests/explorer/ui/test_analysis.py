@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from explorer.ui.analysis import folder_labels, folder_recall
+from explorer.app.analysis import folder_labels, folder_recall
 from trainer.metrics import evaluate
 
 QUERY_TIMEOUT_MS = 60_000

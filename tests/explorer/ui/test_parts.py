@@ -154,8 +154,8 @@ def test_python_m_explorer_shows_the_window_without_importing_torch(tmp_path: Pa
 
 @pytest.mark.parametrize("suffix", [".csv", ".json"])
 def test_export_format_follows_the_suffix(tmp_path: Path, suffix: str) -> None:
+    from explorer.app.export import ExportContext, export_ranking
     from explorer.engine.search import Ranking, SearchResult
-    from explorer.ui.export import ExportContext, export_ranking
 
     ranking = Ranking(64, True, [SearchResult(1, tmp_path / "a.jpg", "a.jpg", 0.25, 7, 3)])
     path = export_ranking(tmp_path / f"out{suffix}", ranking, ExportContext("q.jpg", tmp_path, "m"))

@@ -22,12 +22,12 @@ from PIL import Image
 from PySide6.QtWidgets import QMessageBox, QTableWidget, QWizard
 from pytestqt.qtbot import QtBot
 
+from explorer.app.fine_tune import TrainingPlan
 from explorer.engine.session import RetrievalSession
-from explorer.ui import wizard_pages
 from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
-from explorer.ui.wizard import FineTuneWizard
-from explorer.ui.wizard_jobs import TrainingPlan
+from explorer.ui.wizard import FineTuneWizard, training_page
+from explorer.ui.wizard import common as wizard_common
 from trainer.progress import Progress
 
 SCAN_MS = 60_000
@@ -259,9 +259,9 @@ def test_device_picks_the_recipe_measured_for_it(
 
 
 def test_folder_check_progress_in_words() -> None:
-    assert wizard_pages.progress_words(None) == ""
-    assert wizard_pages.progress_words(Progress(1200, 0, 600.0, "scanning")) == " 1,200 images found so far"
-    assert wizard_pages.progress_words(Progress(1000, 5000, 100.0, "checking")) == " 1,000 of 5,000 images, 0:40 left"
+    assert wizard_common.progress_words(None) == ""
+    assert wizard_common.progress_words(Progress(1200, 0, 600.0, "scanning")) == " 1,200 images found so far"
+    assert wizard_common.progress_words(Progress(1000, 5000, 100.0, "checking")) == " 1,000 of 5,000 images, 0:40 left"
 
 
 def test_refuses_a_folder_with_one_class_and_says_why(
@@ -324,7 +324,7 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
     page = wizard.training_page
     # Cancel from inside the training thread right after its first batch, so the run stops at step 1 exactly;
     # a cancel sent from the GUI thread lands after however many batches ran meanwhile.
-    real_train = wizard_pages.train
+    real_train = training_page.train
 
     def train_cancelled_after_first_batch(plan: TrainingPlan, callbacks: Any, cancelled: Callable[[], bool]) -> Any:
         on_batch = callbacks.on_batch
@@ -337,7 +337,7 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
         callbacks.on_batch = batch
         return real_train(plan, callbacks, cancelled)
 
-    monkeypatch.setattr(wizard_pages, "train", train_cancelled_after_first_batch)
+    monkeypatch.setattr(training_page, "train", train_cancelled_after_first_batch)
     wizard.next()
     plan: TrainingPlan | None = page.plan
     assert plan is not None
@@ -347,7 +347,7 @@ def test_cancel_keeps_the_checkpoint_and_resume_finishes_the_run(
     assert "checkpoint" in page.status.text()
     assert wizard.button(QWizard.WizardButton.BackButton).isEnabled()  # settings may change after a cancel
 
-    monkeypatch.setattr(wizard_pages, "train", real_train)
+    monkeypatch.setattr(training_page, "train", real_train)
     page.resume_button.click()
     qtbot.waitUntil(page.isComplete, timeout=TRAIN_MS)
     assert "resuming at epoch 1, batch 2 (step 1)" in page.log.toPlainText()

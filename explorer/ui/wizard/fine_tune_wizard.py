@@ -1,10 +1,10 @@
 """Fine-tune wizard: from a labelled folder to a model the explorer can use, without a terminal.
 
-Five pages (explorer.ui.wizard_pages): the folder, checked at once; the split by class; the settings with
+Five pages, one module each in this package: the folder, checked at once; the split by class; the settings with
 a time estimate; training with live curves, Cancel and Resume; the result against the starting model,
 saved by name and, with "Use it now", handed to the main window through `modelReady`.
 
-It is a thin layer over `trainer`: the pages build a `TrainingPlan` (explorer.ui.wizard_jobs) and every slow
+It is a thin layer over `trainer`: the pages build a `TrainingPlan` (explorer.app.fine_tune) and every slow
 step (scanning, measuring, `trainer.fit.fit`, evaluating, saving) runs as a `Job` on this wizard's runners,
 the same background-thread pattern as the main window's, so the GUI thread never waits for them.
 """
@@ -12,17 +12,24 @@ the same background-thread pattern as the main window's, so the GUI thread never
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QEvent, QObject, QSize, QTimer, Signal
 from PySide6.QtWidgets import QDialog, QMessageBox, QWidget, QWizard
 
+from explorer.app.fine_tune import Environment, FolderReport, TrainingPlan, probe_environment
 from explorer.paths import models_dir, runs_dir
-from explorer.ui.wizard_jobs import Environment, TrainingPlan, probe_environment
-from explorer.ui.wizard_pages import FolderPage, ResultPage, SettingsPage, SplitPage, TrainingPage
+from explorer.ui.wizard.folder_page import FolderPage
+from explorer.ui.wizard.result_page import ResultPage
+from explorer.ui.wizard.settings_page import SettingsPage
+from explorer.ui.wizard.split_page import SplitPage
+from explorer.ui.wizard.training_page import TrainingPage
 from explorer.ui.workers import Job, JobRunner
 from trainer.config import FitConfig  # torch-free
 from trainer.folders import LabelledFolder
+
+if TYPE_CHECKING:
+    from trainer.fit import FitResult
 
 CONFIRM_STOP_AFTER_S = 30.0
 """Closing the wizard stops a run; after this many seconds of training that deserves a question first."""
@@ -106,6 +113,25 @@ class FineTuneWizard(QWizard):
             fitted, test, FitConfig(**fields), self.settings_page.base(), self.settings_page.backbone(),
             self.runs_dir, selection, protocol,
         )  # fmt: skip
+
+    def folder_report(self) -> FolderReport | None:
+        return self.folder_page.report
+
+    def protocol(self) -> str:
+        return self.split_page.protocol()
+
+    def split(self) -> tuple[LabelledFolder, LabelledFolder] | None:
+        return self.split_page.split()
+
+    def source_folder(self) -> LabelledFolder | None:
+        return self.split_page.source()
+
+    def training_outcome(self) -> tuple[TrainingPlan | None, FitResult | None]:
+        return self.training_page.plan, self.training_page.result
+
+    def set_training_running(self, running: bool) -> None:
+        """While a run trains, the settings page is a commit page: Back cannot change what is training."""
+        self.settings_page.setCommitPage(running)
 
     def train_on_everything(self) -> None:
         """The same settings on the whole folder (nothing held out); the result page shows that run next."""
