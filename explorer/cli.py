@@ -154,6 +154,9 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     if not args.folder.is_dir():
         print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
+    if not args.image.is_file():
+        print(f"explorer: no such file: {readable(str(args.image))}", file=sys.stderr)
+        return EXIT_BAD_IMAGE
     if not session.is_indexed(args.folder):
         shown = readable(str(args.folder))
         if session.is_damaged(args.folder):
@@ -198,7 +201,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
                     "rank": r.rank,
                     "path": str(r.path),
                     "cosine_distance": round(r.cosine_distance, 6),
-                    "hamming_distance": r.hamming_distance,
+                    "hamming_distance": r.hamming_distance if ranking.dim % 8 == 0 else None,
                 }
                 for r in ranking.results
             ],
@@ -209,7 +212,8 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         print(f"{len(ranking.results)} nearest to {readable(str(args.image))} ({kind}, model {session.card.name}):")
         print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
         for r in ranking.results:
-            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {r.hamming_distance:7d}  {readable(r.relpath)}")
+            hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"  # no codes at this width
+            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {hamming}  {readable(r.relpath)}")
     return EXIT_OK
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -126,6 +127,25 @@ def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str) -> 
     return default_recipe(FolderShape.of(train), device_type, **overrides)
 
 
+def skipped_lines(skipped: Sequence[Any], shown: int = 5) -> list[str]:
+    """The files left out, a few by name and the rest counted by reason (a flat folder of 20,000 photos would
+    otherwise print 20,000 lines before the one that matters).
+
+    >>> from types import SimpleNamespace as S
+    >>> for line in skipped_lines([S(path=f"{i}.jpg", reason="not in a class sub-folder") for i in range(7)], 2):
+    ...     print(line)
+    skipped 0.jpg: not in a class sub-folder
+    skipped 1.jpg: not in a class sub-folder
+    and 5 more skipped: 5 not in a class sub-folder
+    """
+    lines = [f"skipped {s.path}: {s.reason}" for s in skipped[:shown]]
+    rest = Counter(s.reason for s in skipped[shown:])
+    if rest:
+        counts = ", ".join(f"{n:,} {reason}" for reason, n in rest.most_common())
+        lines.append(f"and {sum(rest.values()):,} more skipped: {counts}")
+    return lines
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
     from trainer.card import recipe_text
     from trainer.data import DatasetError, require_trainable, scan_labelled_folder
@@ -137,9 +157,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     try:
         folder = scan_labelled_folder(args.data, follow_outside=args.follow_links)
-        for s in folder.skipped:
-            print(f"trainer: skipped {s.path}: {s.reason}", file=sys.stderr)
-        require_trainable(folder)  # the folder's own problems first, before any split can hide them
+        try:
+            require_trainable(folder)  # the folder's own problems first, before any split can hide them
+        except DatasetError as exc:  # the one line that matters first, then what was left out
+            print(f"trainer: cannot train on {args.data}: {exc}", file=sys.stderr)
+            for line in skipped_lines(folder.skipped):
+                print(f"trainer: {line}", file=sys.stderr)
+            return EXIT_USAGE
+        for line in skipped_lines(folder.skipped):
+            print(f"trainer: {line}", file=sys.stderr)
         protocol = "none" if args.test_dir is not None else args.split
         train, held_out = split(folder, protocol, args.split_seed)
         if args.test_dir is not None:

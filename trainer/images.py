@@ -324,7 +324,7 @@ def _one_line(text: str) -> str:
 def _os_reason(e: OSError) -> str:
     """A short reason for an OS-level failure, without the path (the caller shows the path already)."""
     if isinstance(e, FileNotFoundError):
-        return "file vanished"
+        return "no such file (moved or deleted?)"
     if isinstance(e, PermissionError):
         return "permission denied"
     if isinstance(e, IsADirectoryError):

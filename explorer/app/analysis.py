@@ -100,9 +100,12 @@ def run_query(
     dim: int | None,
     label: str = "",
     check: Callable[[], None] = lambda: None,
+    query_path: Path | None = None,
 ) -> QueryOutcome:
     """Embed the query (unless an embedding is given) and, if `folder` is indexed, answer it fully.
 
+    A query that is one of the folder's own images (`query`, or `query_path` when an embedding is given) is left
+    out of its rankings and its plots: its own distance 0 would take the first place and squash the plot's axes.
     Raises trainer.images.ImageLoadError when the query file cannot be read.
     """
     start = time.perf_counter()
@@ -114,18 +117,28 @@ def run_query(
         return out
     check()
     collection = session.collection(folder)
-    result = session.query(emb, folder, k=k, dim=d)
+    own_path = query if isinstance(query, Path) else query_path
+    own = collection.row_of(own_path)
+    result = session.query(emb, folder, k=k, dim=d, exclude=own_path)
     out.float_ranking, out.binary_ranking = result.float_ranking, result.binary_ranking
-    out.cosine, out.hamming = collection.all_distances(emb, d)
-    out.float_rows = ids_to_rows(collection, result.float_ranking.results)
-    out.binary_rows = ids_to_rows(collection, result.binary_ranking.results)
+    cosine, hamming = collection.all_distances(emb, d)
+    float_rows = ids_to_rows(collection, result.float_ranking.results)
+    binary_rows = ids_to_rows(collection, result.binary_ranking.results if result.binary_ranking else [])
+    if own is not None:  # the rows after the query's own move up by one
+        cosine, hamming = np.delete(cosine, own), np.delete(hamming, own)
+        float_rows, binary_rows = float_rows - (float_rows > own), binary_rows - (binary_rows > own)
+    out.cosine, out.hamming, out.float_rows, out.binary_rows = cosine, hamming, float_rows, binary_rows
     check()
-    full = collection.search(emb, k, session.card.dim, binary=False)
+    full = collection.search(emb, k, session.card.dim, binary=False, exclude_row=own)
     for nd in session.card.nested_dims:
         for binary in (False, True):
             if binary and nd % 8:
                 continue
-            ranking = full if nd == session.card.dim and not binary else collection.search(emb, k, nd, binary)
+            ranking = (
+                full
+                if nd == session.card.dim and not binary
+                else collection.search(emb, k, nd, binary, exclude_row=own)
+            )
             out.strips.append(DimStrip(nd, binary, ranking, _overlap(ranking, full), len(full.results)))
     out.notes = list(session.notes)
     out.seconds = time.perf_counter() - start

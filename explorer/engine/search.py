@@ -9,7 +9,7 @@ exact (faiss's Hamming scan meets 10 ms at a million 1024-bit codes).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +66,7 @@ class Collection:
         self._float: dict[int, FloatIndex] = {}
         self._binary: dict[int, BinaryIndex] = {}
         self._unit: dict[int, npt.NDArray[np.float32]] = {}
+        self._rows_by_relpath: dict[str, int] | None = None
         self.reload()
 
     # -- state ------------------------------------------------------------------------------------------
@@ -76,6 +77,7 @@ class Collection:
         self._float.clear()
         self._binary.clear()
         self._unit.clear()
+        self._rows_by_relpath = None
 
     def __len__(self) -> int:
         return len(self.snapshot.ids)
@@ -84,7 +86,7 @@ class Collection:
     def paths(self) -> list[Path]:
         return [self.folder / r for r in self.snapshot.relpaths]
 
-    def _check_dim(self, dim: int | None) -> int:
+    def check_dim(self, dim: int | None) -> int:
         d = self.dim if dim is None else int(dim)
         if not 0 < d <= self.dim:
             raise ValueError(f"dimension {d} is outside 1..{self.dim}")
@@ -158,11 +160,33 @@ class Collection:
                 self.float_index(d)
 
     # -- queries ----------------------------------------------------------------------------------------
+    def row_of(self, path: Path | None) -> int | None:
+        """The snapshot row of a file of this folder (a query picked from the collection itself), else None."""
+        if path is None:
+            return None
+        try:
+            rel = Path(path).resolve().relative_to(self.folder).as_posix()
+        except (ValueError, OSError):
+            return None
+        if self._rows_by_relpath is None:
+            self._rows_by_relpath = {r: i for i, r in enumerate(self.snapshot.relpaths)}
+        return self._rows_by_relpath.get(rel)
+
     def search(
-        self, query: npt.NDArray[np.float32], k: int = 20, dim: int | None = None, binary: bool = False
+        self,
+        query: npt.NDArray[np.float32],
+        k: int = 20,
+        dim: int | None = None,
+        binary: bool = False,
+        exclude_row: int | None = None,
     ) -> Ranking:
-        """The k nearest images to a query embedding (raw, full D), ranked by cosine or by Hamming distance."""
-        d = self._check_dim(dim)
+        """The k nearest images to a query embedding (raw, full D), ranked by cosine or by Hamming distance;
+        `exclude_row` (the query's own row, when it is one of the collection's images) is never among them."""
+        if exclude_row is not None:
+            wider = self.search(query, k + 1, dim, binary)
+            kept = [r for r in wider.results if r.id != int(self.snapshot.ids[exclude_row])][: max(0, int(k))]
+            return Ranking(wider.dim, binary, [replace(r, rank=i + 1) for i, r in enumerate(kept)])
+        d = self.check_dim(dim)
         k = max(0, min(int(k), len(self)))
         q = np.asarray(query, np.float32).reshape(-1)
         if q.shape[0] != self.dim:
@@ -217,7 +241,7 @@ class Collection:
         self, query: npt.NDArray[np.float32], dim: int | None = None
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """Cosine and Hamming distance from the query to every image (row order of `snapshot`), for plots."""
-        d = self._check_dim(dim)
+        d = self.check_dim(dim)
         q = np.asarray(query, np.float32).reshape(-1)[:d]
         cos = np.maximum(1.0 - self.unit_vectors(d) @ _normalise(q), 0.0)
         ham = hamming_distances(binarize(q), self.codes_at(d)) if d % 8 == 0 else np.zeros(len(cos), np.int64)

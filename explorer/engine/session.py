@@ -34,10 +34,14 @@ class QueryResult:
 
     embedding: npt.NDArray[np.float32]
     float_ranking: Ranking
-    binary_ranking: Ranking
+    binary_ranking: Ranking | None  # None at a dimension that is not a multiple of 8 (no binary codes there)
 
     def ranking(self, binary: bool) -> Ranking:
-        return self.binary_ranking if binary else self.float_ranking
+        if not binary:
+            return self.float_ranking
+        if self.binary_ranking is None:
+            raise ValueError(f"binary codes need a dimension divisible by 8, not {self.float_ranking.dim}")
+        return self.binary_ranking
 
 
 class RetrievalSession:
@@ -143,16 +147,20 @@ class RetrievalSession:
         folder: Path,
         k: int = 20,
         dim: int | None = None,
+        exclude: Path | None = None,
     ) -> QueryResult:
-        """Both rankings (float and binary) of the folder for one query image or embedding."""
+        """Both rankings (float, and binary at a dimension divisible by 8) of the folder for one query image or
+        embedding. A query that is itself one of the folder's images (or `exclude`) is not its own first result."""
         emb = image if isinstance(image, np.ndarray) else self.embed_query(image)
         if not np.isfinite(emb).all():
             raise ValueError("the query's embedding is not a number: the model or the image is damaged")
         collection = self.collection(folder)
+        own = collection.row_of(exclude if exclude is not None else image if isinstance(image, Path) else None)
+        d = collection.check_dim(dim)
         return QueryResult(
             emb,
-            collection.search(emb, k, dim, binary=False),
-            collection.search(emb, k, dim, binary=True),
+            collection.search(emb, k, d, binary=False, exclude_row=own),
+            collection.search(emb, k, d, binary=True, exclude_row=own) if d % 8 == 0 else None,
         )
 
     def close(self) -> None:

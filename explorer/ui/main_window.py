@@ -880,10 +880,11 @@ class MainWindow(QMainWindow):
         k = self.k_spin.value()
         dim = self.dim_combo.currentData()
         label = self._query_label
+        query_path = self._query_source if isinstance(self._query_source, Path) else None
 
         def work(job: Job) -> QueryOutcome:
             q = qimage_to_pil(query) if isinstance(query, QImage) else query
-            return run_query(session, q, folder, k, dim, label, check=job.check)
+            return run_query(session, q, folder, k, dim, label, check=job.check, query_path=query_path)
 
         job = Job("query", work)
         job.generation = self._query_generation  # type: ignore[attr-defined]

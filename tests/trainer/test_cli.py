@@ -115,6 +115,24 @@ def test_fit_refuses_a_class_with_one_image_and_a_missing_folder(tmp_path: Path)
     assert run.code == EXIT_USAGE and "not a folder" in run.err
 
 
+def test_fit_on_a_flat_folder_says_why_first_and_counts_the_rest(tmp_path: Path) -> None:
+    # Issue 13: a folder without class sub-folders printed one line per image before the one line that mattered.
+    data = tmp_path / "flat"
+    for i in range(12):
+        make_folder(tmp_path / "tmp", classes=1, per_class=1)
+        (tmp_path / "tmp" / "class_0" / "0.png").rename(data / f"{i}.png" if data.exists() else _mkdir(data, i))
+    run = run_cli("fit", data, "--out", tmp_path / "m", *TINY_FIT)
+    lines = run.err.strip().splitlines()
+    assert run.code == EXIT_USAGE
+    assert lines[0].startswith(f"trainer: cannot train on {data}:") and "class sub-folders" in lines[0]
+    assert len(lines) == 7 and lines[-1] == "trainer: and 7 more skipped: 7 not in a class sub-folder"
+
+
+def _mkdir(folder: Path, i: int) -> Path:
+    folder.mkdir()
+    return folder / f"{i}.png"
+
+
 def test_fit_reports_skipped_files(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "d", classes=1, per_class=2)
     (data / "class_0" / "broken.jpg").write_bytes(b"nope")

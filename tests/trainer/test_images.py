@@ -242,7 +242,7 @@ def test_text_and_html_with_image_names(tmp_path: Path) -> None:
 
 
 def test_vanished_file(tmp_path: Path) -> None:
-    assert reason(tmp_path / "gone.jpg") == "file vanished"
+    assert reason(tmp_path / "gone.jpg") == "no such file (moved or deleted?)"
 
 
 def test_directory_named_like_an_image(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def mixed_files(tmp_path: Path) -> tuple[list[Path], dict[Path, str]]:
         truncated: "truncated JPEG",
         empty: "zero-byte file",
         text: "not an image (text file)",
-        missing: "file vanished",
+        missing: "no such file (moved or deleted?)",
         html: "not an image (HTML page)",
     }
     return order, bad

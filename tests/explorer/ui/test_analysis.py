@@ -20,22 +20,31 @@ def queried(qtbot, make_window, index_in, image_folder):  # type: ignore[no-unty
     qtbot.waitUntil(lambda: window.plots is not None and window.dims is not None, timeout=60_000)
     window.k_spin.setValue(5)
     with qtbot.waitSignal(window.queryFinished, timeout=QUERY_TIMEOUT_MS, check_params_cb=lambda o: o.searched) as b:
-        window.set_query_path(image_folder / "b" / "img_09.png")
+        window.set_query_path(image_folder.joinpath(*QUERY))
     return window, b.args[0]
+
+
+QUERY = ("b", "img_09.png")
+
+
+def _without_query(collection, image_folder, cos, ham):  # type: ignore[no-untyped-def]
+    """The engine's distances to every image but the query's own (one of the folder's images: not plotted)."""
+    own = collection.row_of(image_folder.joinpath(*QUERY))
+    ids = [i for j, i in enumerate(collection.snapshot.ids) if j != own]
+    return np.delete(cos, own), np.delete(ham, own), ids
 
 
 def test_scatter_and_curves_are_the_collections_distances(queried, ui_session, image_folder):  # type: ignore[no-untyped-def]
     window, outcome = queried
     collection = ui_session.collection(image_folder)
-    cos, ham = collection.all_distances(outcome.embedding, 1280)
+    cos, ham, ids = _without_query(collection, image_folder, *collection.all_distances(outcome.embedding, 1280))
     plots = window.plots
 
     x, y = plots.all_points.getData()
     np.testing.assert_allclose(x, cos, rtol=0, atol=1e-7)
     np.testing.assert_array_equal(y, ham)
 
-    result = ui_session.query(outcome.embedding, image_folder, k=5)
-    ids = list(collection.snapshot.ids)
+    result = ui_session.query(outcome.embedding, image_folder, k=5, exclude=image_folder.joinpath(*QUERY))
     float_rows = [ids.index(r.id) for r in result.float_ranking.results]
     binary_rows = [ids.index(r.id) for r in result.binary_ranking.results]
     fx, fy = plots.float_top.getData()
@@ -62,10 +71,11 @@ def test_dimension_strips_are_the_engines_rankings_at_each_dimension(queried, ui
     collection = ui_session.collection(image_folder)
     card = ui_session.card
     assert window.dims.dims == card.nested_dims
-    full = {r.id for r in collection.search(outcome.embedding, 5, card.dim, binary=False).results}
+    own = collection.row_of(image_folder.joinpath(*QUERY))
+    full = {r.id for r in collection.search(outcome.embedding, 5, card.dim, binary=False, exclude_row=own).results}
     for d in card.nested_dims:
         for binary in (False, True):
-            expected = collection.search(outcome.embedding, 5, d, binary=binary)
+            expected = collection.search(outcome.embedding, 5, d, binary=binary, exclude_row=own)
             strip = window.dims.strips[(d, binary)]
             assert [r.relpath for r in strip.model.results] == [r.relpath for r in expected.results]
             overlap = len(full & {r.id for r in expected.results})
@@ -79,11 +89,13 @@ def test_changing_the_dimension_replots_at_that_dimension(qtbot, queried, ui_ses
     window, outcome = queried
     with qtbot.waitSignal(window.queryFinished, timeout=QUERY_TIMEOUT_MS, check_params_cb=lambda o: o.dim == 128):
         window.dim_combo.setCurrentIndex(window.dim_combo.findData(128))
-    cos, ham = ui_session.collection(image_folder).all_distances(outcome.embedding, 128)
+    collection = ui_session.collection(image_folder)
+    cos, ham, _ = _without_query(collection, image_folder, *collection.all_distances(outcome.embedding, 128))
     x, y = window.plots.all_points.getData()
     np.testing.assert_allclose(x, cos, atol=1e-7)
     np.testing.assert_array_equal(y, ham)
-    expected = ui_session.query(outcome.embedding, image_folder, k=5, dim=128).float_ranking
+    expected = ui_session.query(outcome.embedding, image_folder, k=5, dim=128, exclude=image_folder.joinpath(*QUERY))
+    expected = expected.float_ranking
     assert [r.relpath for r in window.grid_model.results] == [r.relpath for r in expected.results]
     assert "128-d" in window.plots.header.text()
 

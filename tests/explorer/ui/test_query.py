@@ -88,7 +88,7 @@ def test_dropped_text_url_and_pasted_path_are_queries(qtbot, make_window, index_
     mime.setText(QUrl.fromLocalFile(str(query)).toString())  # a browser or terminal drag: a file:// URL as text
     outcome = _wait_query(qtbot, window, lambda: _drop(window.query_area, mime))
     assert outcome.label == "img_07.png"
-    assert _grid(window)[0][1] == "b/img_07.png"  # the query itself is in the folder: rank 1
+    assert "b/img_07.png" not in [row[1] for row in _grid(window)]  # one of the folder's images: not its own result
     assert _grid(window) == expected
 
     QGuiApplication.clipboard().setText(f"  {query}\n")
@@ -143,7 +143,7 @@ def test_query_before_choosing_a_folder_waits_for_one(qtbot, make_window, index_
 
     with qtbot.waitSignal(window.queryFinished, timeout=120_000, check_params_cb=lambda o: o.searched):
         window.open_folder(image_folder)
-    assert _grid(window)[0][1] == "a/img_00.jpg"
+    assert "a/img_00.jpg" not in [row[1] for row in _grid(window)] and len(_grid(window)) > 0
 
 
 def test_export_writes_the_shown_ranking(qtbot, make_window, index_in, image_folder, tmp_path):  # type: ignore[no-untyped-def]
