@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     args, qt_args = _parser().parse_known_args(sys.argv[1:] if argv is None else argv)
     # -- non-GUI modes are dispatched here (none yet) --------------------------------------------------
+    from explorer.qt_libraries import window_problem
+
+    problem = window_problem()  # before Qt starts: its own answer is an abort that names the wrong library
+    if problem is not None:
+        print(f"retrieval-explorer: {problem}", file=sys.stderr)
+        return 1
     return _run_window(args, [sys.argv[0], *qt_args], started)
 
 
