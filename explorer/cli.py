@@ -119,7 +119,10 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
         return EXIT_NO_FOLDER
     try:
         report = session.index(
-            args.folder, progress=_progress_printer(args.quiet or args.json), follow_outside=args.follow_links
+            args.folder,
+            progress=_progress_printer(args.quiet or args.json),
+            follow_outside=args.follow_links,
+            on_wait=lambda text: print(f"explorer: {text}", file=sys.stderr, flush=True),
         )
     except CatalogError as exc:
         _print_notes(session)

@@ -57,6 +57,23 @@ def _offline(folder: Path, images: list[Path], ignored: list[Skipped]) -> list[s
     return prefixes
 
 
+def interleaved(paths: list[Path]) -> list[Path]:
+    """The files in an order that takes one from each folder in turn, so that a run cancelled half-way has indexed
+    a fair sample of every folder (in name order it had only the alphabetically first ones).
+
+    >>> [p.as_posix() for p in interleaved([Path(x) for x in ["a/1", "a/2", "a/3", "b/1", "c/1", "c/2"]])]
+    ['a/1', 'b/1', 'c/1', 'a/2', 'c/2', 'a/3']
+    """
+    by_folder: dict[Path, list[Path]] = {}
+    for path in paths:
+        by_folder.setdefault(path.parent, []).append(path)
+    queues = [by_folder[folder] for folder in sorted(by_folder)]
+    out: list[Path] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 def update_catalog(
     folder: Path,
     catalog: Catalog,
@@ -129,7 +146,7 @@ def _sync(
         catalog.commit_batch([], unreadable)
 
     stamp_of = {path: stamp for path, stamp in todo}
-    for batch in embedder.embed_paths([p for p, _ in todo], progress, cancel):
+    for batch in embedder.embed_paths(interleaved([p for p, _ in todo]), progress, cancel):
         catalog.commit_batch(
             list(zip((stamp_of[p] for p in batch.paths), batch.embeddings, strict=True)),
             [(stamp_of[s.path], s.reason) for s in batch.skipped],

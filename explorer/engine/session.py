@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from PIL import Image
 from explorer import paths
 from explorer.engine.cache import catalog_dir
 from explorer.engine.catalog import WHAT_TO_DO, Catalog, CatalogDamaged, CatalogReadOnly, set_aside
+from explorer.engine.index_lock import indexing_lock
 from explorer.engine.indexer import IndexReport, update_catalog
 from explorer.engine.search import Collection, Ranking
 from trainer.card import ModelCard, load_card, model_fingerprint
@@ -119,19 +121,24 @@ class RetrievalSession:
         progress: ProgressCallback | None = None,
         cancel: CancelCheck = never_cancelled,
         follow_outside: bool = False,
+        on_wait: Callable[[str], None] | None = None,
     ) -> IndexReport:
-        """Embed what is new or changed in `folder`, then refresh its collection and indexes."""
+        """Embed what is new or changed in `folder`, then refresh its collection and indexes. One run per folder at a
+        time across processes: a second one waits (`on_wait` hears why; the session's notes otherwise)."""
+        on_wait = on_wait or self.note
         folder = Path(folder).resolve()
         if not folder.is_dir():
             raise NotADirectoryError(f"not a folder: {folder}")
         collection = self.collection(folder)
         if collection.catalog.read_only_reason is not None:
             raise CatalogReadOnly(f"{collection.catalog.read_only_reason}: cannot index now; {WHAT_TO_DO}")
-        report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel, follow_outside)
-        collection.reload()
-        if not report.cancelled:
-            collection.catalog.set_meta({"completed": time.strftime("%Y-%m-%d %H:%M:%S")})
-            collection.prepare()
+        lock = collection.catalog.path.with_name("index.lock")
+        with indexing_lock(lock, on_wait=on_wait, cancel=cancel):  # another process indexing it: wait, say so
+            report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel, follow_outside)
+            collection.reload()
+            if not report.cancelled:
+                collection.catalog.set_meta({"completed": time.strftime("%Y-%m-%d %H:%M:%S")})
+                collection.prepare()
         return report
 
     # -- queries ----------------------------------------------------------------------------------------

@@ -242,3 +242,14 @@ def test_a_listing_stopped_at_the_scan_ceiling_removes_nothing_it_did_not_see(
     assert _ids(catalog) == ids
     stopped = [s for s in report.skipped if s.reason.startswith(images_module.LISTING_STOPPED)]
     assert len(stopped) == 1 and "the most one run lists" in stopped[0].reason
+
+
+def test_a_cancelled_run_has_indexed_a_fair_sample_of_every_folder(
+    image_folder: Path, catalog: Catalog, embedder: BatchEmbedder
+) -> None:
+    """Issue 13: a partial index covered only the alphabetically first sub-folders."""
+    embedder.batch_size = 2  # cancelled after two batches of two
+    report = update_catalog(image_folder, catalog, embedder, cancel=lambda: len(catalog) >= 4)
+    assert report.cancelled
+    folders = {relpath.split("/")[0] for relpath in catalog.snapshot().relpaths}
+    assert folders == {"a", "b"}  # both sub-folders, not the first one only
