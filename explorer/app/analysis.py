@@ -241,6 +241,19 @@ class IndexSummary:
         return bool(self.report.embedded or self.report.removed)
 
 
+def searchable_now(session: RetrievalSession, folder: Path) -> IndexSummary:
+    """What a folder whose last indexing run was cancelled can be searched in now, without indexing (a pool
+    thread: it opens the catalog). Its report says cancelled, with nothing embedded in this run."""
+    from explorer.engine.indexer import IndexReport
+
+    collection = session.collection(folder)
+    report = IndexReport(Path(folder), cancelled=True)
+    report.unchanged = len(collection)
+    report.skipped = collection.catalog.skipped()
+    labelled = folder_labels(collection.snapshot.relpaths) is not None
+    return IndexSummary(Path(folder), report, len(collection), labelled)
+
+
 def index_folder(
     session: RetrievalSession,
     folder: Path,

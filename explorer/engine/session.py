@@ -80,6 +80,10 @@ class RetrievalSession:
         meta = Catalog.peek_meta(self.catalog_path(folder))
         return "updated" in meta or "completed" in meta
 
+    def last_run_cancelled(self, folder: Path) -> bool:
+        """Whether the folder's last indexing run was cancelled (read without opening the catalog for writing)."""
+        return Catalog.peek_meta(self.catalog_path(Path(folder).resolve())).get("last_run") == "cancelled"
+
     def is_damaged(self, folder: Path) -> bool:
         """The folder's catalog exists but is damaged: `index` sets it aside and rebuilds it."""
         return Catalog.is_damaged(self.catalog_path(Path(folder).resolve()))
@@ -136,8 +140,11 @@ class RetrievalSession:
         with indexing_lock(lock, on_wait=on_wait, cancel=cancel):  # another process indexing it: wait, say so
             report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel, follow_outside)
             collection.reload()
-            if not report.cancelled:
-                collection.catalog.set_meta({"completed": time.strftime("%Y-%m-%d %H:%M:%S")})
+            now = time.strftime("%Y-%m-%d %H:%M:%S")
+            if report.cancelled:  # remembered, so that the next launch offers to continue instead of starting
+                collection.catalog.set_meta({"last_run": "cancelled", "cancelled": now})
+            else:
+                collection.catalog.set_meta({"last_run": "completed", "completed": now})
                 collection.prepare()
         return report
 

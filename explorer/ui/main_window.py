@@ -47,7 +47,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable, folder_recall, index_folder, run_query
+from explorer.app.analysis import (
+    IndexSummary,
+    QueryOutcome,
+    RecallTable,
+    folder_recall,
+    index_folder,
+    run_query,
+    searchable_now,
+)
 from explorer.app.export import ExportContext, export_ranking
 from explorer.paths import ICON
 from explorer.ui.query_area import QueryArea
@@ -154,8 +162,10 @@ class MainWindow(QMainWindow):
         self._restore()
         self._started = False  # background work starts after the first paint (see paintEvent)
         self.model_label.setText("Loading the model…")
+        self._launch_folder: Path | None = None  # reopened at launch: a cancelled run there is offered, not restarted
         if self.settings.last_folder is not None and self.settings.last_folder.is_dir():
             self.open_folder(self.settings.last_folder)
+            self._launch_folder = self.folder
 
     # ================================================================================== construction
     def _build_widgets(self) -> None:
@@ -474,7 +484,10 @@ class MainWindow(QMainWindow):
             self.dims.set_dims(list(card.nested_dims))
         self._update_stats()
         self.sessionReady.emit(session)
-        if self.folder is not None and (self._index_wanted or self._summary is None):
+        launch, self._launch_folder = self._launch_folder, None
+        if self.folder is not None and self.folder == launch and session.last_run_cancelled(self.folder):
+            self._offer_to_continue(session, self.folder)
+        elif self.folder is not None and (self._index_wanted or self._summary is None):
             self.reindex()
         if self._query_source is not None:
             self._schedule_query()  # embeds now; searches once the folder's index is settled
@@ -629,6 +642,17 @@ class MainWindow(QMainWindow):
         self._show_indexing(True, busy=True)
         self.index_runner.start(job)
 
+    def _offer_to_continue(self, session: RetrievalSession, folder: Path) -> None:
+        """At launch, a folder whose last run was cancelled (a huge folder picked by mistake, say) is searched as far
+        as it is indexed, and its indexing is offered, not restarted by itself."""
+        self._index_wanted = False
+        self._show_indexing(False)
+        job = Job(f"open {folder}", lambda _job: searchable_now(session, folder))
+        job.signals.finished.connect(self._index_finished)
+        job.signals.failed.connect(self._index_failed)
+        self._index_job = job
+        self.index_runner.start(job)
+
     def cancel(self) -> None:
         """Stop indexing after the batch in flight (work done so far is kept), and metrics in progress."""
         stopped = False
@@ -698,7 +722,14 @@ class MainWindow(QMainWindow):
         report = summary.report
         self._set_skipped(report.skipped)
         self._update_stats()
-        if report.cancelled:
+        if report.cancelled and job.name.startswith("open "):
+            message = (
+                f"Indexing of {summary.folder.name} was cancelled last time: {summary.count:,} images searchable. "
+                "Re-index (Ctrl+R) continues where it stopped."
+            )
+            self.statusBar().showMessage(message, 0)
+            self.folder_info.setText(f"<b>Partly indexed</b> (cancelled)<br><small>{summary.folder}</small>")
+        elif report.cancelled:
             self.statusBar().showMessage(
                 f"Indexing cancelled: {summary.count:,} images searchable so far. Re-index (Ctrl+R) resumes.", 15000
             )

@@ -92,3 +92,34 @@ def test_corrupt_files_are_listed_as_skipped_and_nothing_breaks(qtbot, make_wind
         window.set_query_path(image_folder / "a" / "img_00.jpg")
     relpaths = {r.relpath for r in b.args[0].float_ranking.results}
     assert len(relpaths) == 11 and "a/broken.jpg" not in relpaths  # the other 11 (the query is not its own result)
+
+
+def test_a_cancelled_folder_is_offered_at_the_next_launch_not_restarted(
+    qtbot, make_window, make_img, tmp_path, ui_session
+):  # type: ignore[no-untyped-def]
+    """Issue 13: a cancelled index of a huge folder picked by mistake restarted by itself at every launch."""
+    folder = tmp_path / "huge"
+    for i in range(40):
+        make_img(folder / f"p{i:02d}.png", seed=300 + i, size=(48, 40), fmt="PNG")
+    first = make_window()
+    with qtbot.waitSignal(
+        first.indexProgress, timeout=INDEX_TIMEOUT_MS, check_params_cb=lambda p: p.stage == "embedding"
+    ):
+        first.open_folder(folder)
+    with qtbot.waitSignal(first.indexFinished, timeout=INDEX_TIMEOUT_MS) as cancelled:
+        first.cancel()
+    partial = cancelled.args[0].count
+    assert 0 < partial < 40
+    first.close()
+
+    again = make_window()  # the same settings: the folder is reopened at launch
+    qtbot.waitUntil(lambda: again.summary is not None, timeout=INDEX_TIMEOUT_MS)
+    qtbot.wait(1500)  # time enough for a run that would have started by itself
+    assert not again.indexing
+    assert again.summary.cancelled and again.summary.count == partial
+    assert len(ui_session.collection(folder)) == partial
+    assert "cancelled last time" in again.statusBar().currentMessage()
+    assert "Re-index (Ctrl+R) continues" in again.statusBar().currentMessage()
+    with qtbot.waitSignal(again.indexFinished, timeout=INDEX_TIMEOUT_MS) as resumed:
+        again.reindex_action.trigger()
+    assert not resumed.args[0].cancelled and resumed.args[0].count == 40
