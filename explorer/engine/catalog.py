@@ -298,6 +298,14 @@ class Catalog:
             rows = self._db.execute("SELECT relpath, size, mtime_ns FROM images").fetchall()
         return {loaded_name(r[0]): FileStamp(loaded_name(r[0]), r[1], r[2]) for r in rows}
 
+    def stamp_of(self, relpath: str) -> FileStamp | None:
+        """The stamp of one embedded file, or None."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT size, mtime_ns FROM images WHERE relpath = ?", (stored_name(relpath),)
+            ).fetchone()
+        return FileStamp(relpath, row[0], row[1]) if row else None
+
     def skipped_stamps(self) -> dict[str, FileStamp]:
         with self._lock:
             rows = self._db.execute("SELECT relpath, size, mtime_ns FROM skipped").fetchall()

@@ -165,17 +165,31 @@ class RetrievalSession:
     ) -> QueryResult:
         """Both rankings (float, and binary at a dimension divisible by 8) of the folder for one query image or
         embedding. A query that is itself one of the folder's images (or `exclude`) is not its own first result."""
-        emb = image if isinstance(image, np.ndarray) else self.embed_query(image)
-        if not np.isfinite(emb).all():
-            raise ValueError("the query's embedding is not a number: the model or the image is damaged")
         collection = self.collection(folder)
         own = collection.row_of(exclude if exclude is not None else image if isinstance(image, Path) else None)
+        if isinstance(image, np.ndarray):
+            emb = image
+        elif isinstance(image, Path) and own is not None and self._unchanged_since_indexed(collection, own, image):
+            emb = collection.snapshot.embeddings[own]  # already embedded: no model to load (seconds saved)
+        else:
+            emb = self.embed_query(image)
+        if not np.isfinite(emb).all():
+            raise ValueError("the query's embedding is not a number: the model or the image is damaged")
         d = collection.check_dim(dim)
         return QueryResult(
             emb,
             collection.search(emb, k, d, binary=False, exclude_row=own),
             collection.search(emb, k, d, binary=True, exclude_row=own) if d % 8 == 0 else None,
         )
+
+    @staticmethod
+    def _unchanged_since_indexed(collection: Collection, row: int, path: Path) -> bool:
+        stamp = collection.catalog.stamp_of(collection.snapshot.relpaths[row])
+        try:
+            st = Path(path).stat()
+        except OSError:
+            return False
+        return stamp is not None and (stamp.size, stamp.mtime_ns) == (st.st_size, st.st_mtime_ns)
 
     def close(self) -> None:
         with self._lock:

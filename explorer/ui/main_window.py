@@ -139,6 +139,7 @@ class MainWindow(QMainWindow):
         self._session_job: Job | None = None
         self._index_job: Job | None = None
         self._index_wanted = False  # index the current folder as soon as possible
+        self._index_declined = False  # Cancel pressed while the model loaded: no run starts by itself
         self._summary: IndexSummary | None = None
         self._query_source: Path | QImage | None = None
         self._query_label = ""
@@ -487,7 +488,7 @@ class MainWindow(QMainWindow):
         launch, self._launch_folder = self._launch_folder, None
         if self.folder is not None and self.folder == launch and session.last_run_cancelled(self.folder):
             self._offer_to_continue(session, self.folder)
-        elif self.folder is not None and (self._index_wanted or self._summary is None):
+        elif self.folder is not None and not self._index_declined and (self._index_wanted or self._summary is None):
             self.reindex()
         if self._query_source is not None:
             self._schedule_query()  # embeds now; searches once the folder's index is settled
@@ -621,6 +622,7 @@ class MainWindow(QMainWindow):
         if self.folder is None:
             self.statusBar().showMessage("Choose a folder first (Ctrl+Shift+O).", 5000)
             return
+        self._index_declined = False
         self._index_wanted = True
         if self.session is None:
             self.progress_label.setText("Loading the model…")
@@ -638,6 +640,8 @@ class MainWindow(QMainWindow):
         job.signals.failed.connect(self._index_failed)
         self._index_job = job
         self.progress_label.setText(f"Indexing {folder.name}: scanning…")
+        if not self.grid_model.results:  # not "Loading the model…" for the whole run once the model is there
+            self.grid.set_placeholder("Indexing… the neighbours appear when it finishes.")
         self.folder_info.setText(f"<b>Indexing…</b><br><small>{folder}</small>")
         self._show_indexing(True, busy=True)
         self.index_runner.start(job)
@@ -656,6 +660,12 @@ class MainWindow(QMainWindow):
     def cancel(self) -> None:
         """Stop indexing after the batch in flight (work done so far is kept), and metrics in progress."""
         stopped = False
+        if self._index_job is None and self._index_wanted:  # asked for while the model loads: it will not start
+            self._index_wanted = False
+            self._index_declined = True
+            self._show_indexing(False)
+            self.statusBar().showMessage("Indexing will not start. Re-index (Ctrl+R) starts it.", 10000)
+            return
         if self._index_job is not None:
             self._index_job.cancel()
             self._index_wanted = False
@@ -979,7 +989,7 @@ class MainWindow(QMainWindow):
                 self.grid.set_placeholder("Nothing is indexed in this folder.")
         else:
             self.grid_model.set_results(ranking.results)
-            self.grid.set_placeholder("No images are indexed in this folder yet." if not ranking.results else "")
+            self.grid.set_placeholder(self._no_results_text() if not ranking.results else "")
             kind = "binary (Hamming)" if binary else "float (cosine)"
             note = f" Note: {outcome.notes[-1]}." if outcome.notes else ""
             self.statusBar().showMessage(
@@ -987,6 +997,16 @@ class MainWindow(QMainWindow):
                 f"in {outcome.seconds * 1000:.0f} ms.{note}",
                 20000 if note else 8000,
             )
+
+    def _no_results_text(self) -> str:
+        """Why a search found nothing: no picture of the folder could be indexed (and why), or there is no other."""
+        summary = self._summary
+        if summary is not None and summary.count == 0:
+            skipped = len(summary.report.skipped)
+            if skipped:
+                return f"No picture in this folder could be indexed: {skipped:,} files skipped (the list: Ctrl+K)."
+            return "This folder holds no pictures (JPEG, PNG, HEIC, WebP, TIFF, BMP or GIF files)."
+        return "The folder holds no other pictures than the query."
 
     def _show_analysis(self, outcome: QueryOutcome) -> None:
         """The plots and dimension strips of an outcome (they do not depend on the ranking shown)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -165,3 +166,22 @@ def test_the_same_weights_with_another_input_contract_get_their_own_catalog(tmp_
     other = tmp_path / "other"
     save_model(model, other)
     assert model_fingerprint(other) != model_fingerprint(BUNDLED_MODEL)
+
+
+def test_a_query_that_is_an_indexed_unchanged_file_loads_no_model(
+    session: RetrievalSession, image_folder: Path, small_model_path: Path, reuse_small_model: list[Path]
+) -> None:
+    """Issue 13: every `explorer query` took seconds to load torch and the model, also for a photo of the folder
+    that was embedded when the folder was indexed; its stored embedding answers now."""
+    session.index(image_folder)
+    fresh = RetrievalSession(small_model_path, device="cpu")
+    reuse_small_model.clear()
+    query = image_folder / "a" / "img_02.jpg"
+    result = fresh.query(query, image_folder, k=3)
+    assert reuse_small_model == []  # no model was loaded
+    np.testing.assert_allclose(result.embedding, session.embed_query(query), atol=1e-5)
+    st = query.stat()
+    os.utime(query, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))  # changed since it was indexed
+    fresh.query(query, image_folder, k=3)
+    assert reuse_small_model == [small_model_path]  # embedded again from the file, by the model
+    fresh.close()

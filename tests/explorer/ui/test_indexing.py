@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 from PySide6.QtCore import Qt
 
+from explorer.ui.main_window import MainWindow
+from explorer.ui.settings import Settings
 from trainer.images import SCAN_STAGE
 
 INDEX_TIMEOUT_MS = 120_000
@@ -123,3 +127,43 @@ def test_a_cancelled_folder_is_offered_at_the_next_launch_not_restarted(
     with qtbot.waitSignal(again.indexFinished, timeout=INDEX_TIMEOUT_MS) as resumed:
         again.reindex_action.trigger()
     assert not resumed.args[0].cancelled and resumed.args[0].count == 40
+
+
+def test_cancel_while_the_model_loads_keeps_indexing_from_starting(qtbot, settings_file, image_folder, ui_session):  # type: ignore[no-untyped-def]
+    """Issue 13: the Cancel beside "Loading the model…" did nothing: indexing started anyway."""
+    settings = Settings.at(settings_file)
+    settings.remember_folder(image_folder)
+    loaded = threading.Event()
+
+    def slow_model(_path):  # type: ignore[no-untyped-def]
+        loaded.wait(30)
+        return ui_session
+
+    window = MainWindow(Settings.at(settings_file), session_factory=slow_model)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitUntil(lambda: not window.cancel_button.isHidden(), timeout=10_000)  # "Loading the model…" + Cancel
+    qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+    assert "Indexing will not start" in window.statusBar().currentMessage()
+    loaded.set()
+    qtbot.waitUntil(lambda: window.session is not None, timeout=30_000)
+    qtbot.wait(1000)
+    assert not window.indexing and window.summary is None
+    with qtbot.waitSignal(window.indexFinished, timeout=INDEX_TIMEOUT_MS):
+        window.reindex_action.trigger()  # asked for: it runs
+    window.close()
+
+
+def test_a_folder_whose_files_cannot_be_indexed_says_so_with_the_count(
+    qtbot, make_window, index_in, tmp_path, make_img
+):  # type: ignore[no-untyped-def]
+    """Issue 13: a folder with no images said "No images are indexed in this folder yet"."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    (folder / "a.jpg").write_text("not a picture")
+    (folder / "b.png").write_bytes(b"")
+    window = make_window()
+    index_in(window, folder)
+    with qtbot.waitSignal(window.queryFinished, timeout=INDEX_TIMEOUT_MS):
+        window.set_query_path(make_img(tmp_path / "query.jpg", seed=3))
+    assert window.grid.placeholder == "No picture in this folder could be indexed: 2 files skipped (the list: Ctrl+K)."
