@@ -51,8 +51,36 @@ def main(argv: list[str] | None = None) -> int:
     return _run_window(args, [sys.argv[0], *qt_args], started)
 
 
-def _run_window(args: argparse.Namespace, qt_argv: list[str], started: float) -> int:
+def _log_to_file() -> None:
+    """Everything worth keeping goes to the log file, tracebacks included; the terminal gets warnings in one line."""
     import logging
+    import logging.handlers
+
+    from explorer.paths import log_file
+
+    class OneLine(logging.Formatter):
+        def formatException(self, ei: object) -> str:
+            return ""
+
+        def format(self, record: logging.LogRecord) -> str:
+            return " ".join(super().format(record).split())
+
+    terminal = logging.StreamHandler()
+    terminal.setLevel(logging.WARNING)
+    terminal.setFormatter(OneLine("%(levelname)s %(name)s: %(message)s"))
+    handlers: list[logging.Handler] = [terminal]
+    try:
+        path = log_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=2, encoding="utf-8")
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handlers.append(to_file)
+    except OSError:  # a cache that cannot be written: the terminal still hears of problems
+        pass
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+
+
+def _run_window(args: argparse.Namespace, qt_argv: list[str], started: float) -> int:
     import os
     import time
 
@@ -60,7 +88,7 @@ def _run_window(args: argparse.Namespace, qt_argv: list[str], started: float) ->
     from PySide6.QtGui import QGuiApplication
     from PySide6.QtWidgets import QApplication
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _log_to_file()
     if args.settings is not None:
         os.environ["RETRIEVAL_EXPLORER_SETTINGS"] = str(args.settings)
     app = QApplication.instance() or QApplication(qt_argv)

@@ -16,13 +16,18 @@ from trainer.paths import BUNDLED_MODEL, RESOURCES
 
 APP_NAME = "retrieval-explorer"
 ICON = RESOURCES / "icons" / "retrieval-explorer.png"
-__all__ = ["APP_NAME", "BUNDLED_MODEL", "ICON", "cache_root", "data_root", "models_dir", "runs_dir"]
+__all__ = ["APP_NAME", "BUNDLED_MODEL", "ICON", "cache_root", "data_root", "log_file", "models_dir", "runs_dir"]
 
 
 def cache_root() -> Path:
     """`$RETRIEVAL_EXPLORER_CACHE` when set, else the platform's user cache (`~/.cache/retrieval-explorer`)."""
     override = os.environ.get("RETRIEVAL_EXPLORER_CACHE")
     return Path(override) if override else Path(user_cache_dir(APP_NAME))
+
+
+def log_file() -> Path:
+    """Where the window writes what went wrong, tracebacks included (the terminal gets one line; About says where)."""
+    return cache_root() / "explorer.log"
 
 
 def data_root() -> Path:

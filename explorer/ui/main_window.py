@@ -57,7 +57,7 @@ from explorer.app.analysis import (
     searchable_now,
 )
 from explorer.app.export import ExportContext, export_ranking
-from explorer.paths import ICON
+from explorer.paths import ICON, cache_root, data_root, log_file
 from explorer.ui.query_area import QueryArea
 from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, copy_paths
 from explorer.ui.settings import MAX_K, Settings
@@ -163,6 +163,7 @@ class MainWindow(QMainWindow):
         self._restore()
         self._started = False  # background work starts after the first paint (see paintEvent)
         self.model_label.setText("Loading the model…")
+        self._previous_query: tuple[Path | QImage, str, Any] | None = None  # restored when a new query fails
         self._launch_folder: Path | None = None  # reopened at launch: a cancelled run there is offered, not restarted
         if self.settings.last_folder is not None and self.settings.last_folder.is_dir():
             self.open_folder(self.settings.last_folder)
@@ -886,6 +887,8 @@ class MainWindow(QMainWindow):
         self.query_area.show_query(QPixmap.fromImage(image), label)
 
     def _set_source(self, source: Path | QImage, label: str) -> None:
+        if self.outcome is not None and self._query_source is not None:  # kept if the new one cannot be read
+            self._previous_query = (self._query_source, self._query_label, self._embedding)
         self._query_source = source
         self._query_label = label
         self._embedding = None
@@ -967,6 +970,17 @@ class MainWindow(QMainWindow):
     def _query_failed(self, job: Job, message: str) -> None:
         self._query_ended(job)
         if job.source_generation != self._source_generation:  # type: ignore[attr-defined]
+            return
+        failed_label, previous, self._previous_query = self._query_label, self._previous_query, None
+        if previous is not None and self.outcome is not None:  # a mistaken drop does not wipe what was shown
+            self._query_source, self._query_label, self._embedding = previous
+            source = self._query_source
+            pixmap = self.thumbnails.get(source, QUERY_THUMB) if isinstance(source, Path) else QPixmap.fromImage(source)
+            self.query_area.show_query(pixmap, self._query_label)
+            self.statusBar().showMessage(
+                f"{failed_label} cannot be used as a query: {message}. The previous results stay.", 15000
+            )
+            self.queryFailed.emit(message)
             return
         self._query_source = None
         self.outcome = None
@@ -1116,7 +1130,9 @@ class MainWindow(QMainWindow):
             self,
             f"About {APP_TITLE}",
             f"<b>{APP_TITLE}</b><p>Image retrieval with deep metric learning: NormSoftmax embeddings, "
-            "their binary codes and nested dimensions, on your own folders.</p>",
+            "their binary codes and nested dimensions, on your own folders.</p>"
+            f"<p><small>Indexes: {cache_root()}<br>Fine-tuned models and training runs: {data_root()}<br>"
+            f"What went wrong, with details: {log_file()}</small></p>",
         )
 
     # ================================================================================== shutdown

@@ -18,13 +18,30 @@ from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
 log = logging.getLogger(__name__)
+
+
+def failure_message(job_name: str, exc: Exception) -> str:
+    """One plain sentence for the window. A problem with the person's input (a file that is not a picture, a folder
+    that cannot train, a damaged model or cache) is its own reason and nothing else; anything else is a fault of
+    ours, whose traceback goes to the log file (explorer.paths.log_file; the About box says where), not to the
+    terminal, and the sentence says where it is."""
+    from explorer.engine.catalog import CatalogError
+    from explorer.paths import log_file
+    from trainer.card import ModelFileError
+    from trainer.folders import DatasetError
+    from trainer.images import ImageLoadError
+
+    if isinstance(exc, ImageLoadError | DatasetError | ModelFileError | CatalogError | OSError):
+        log.info("job %s: %s", job_name, exc)
+        return " ".join(str(exc).split()) or type(exc).__name__
+    log.error("job %s failed", job_name, exc_info=exc)
+    return f"something went wrong ({' '.join(str(exc).split())[:200]}); the details are in {log_file()}"
 
 
 class JobCancelled(Exception):
@@ -80,8 +97,7 @@ class Job(QRunnable):
                 self.signals.cancelled.emit(self)
                 return
             except Exception as exc:
-                log.error("job %s failed:\n%s", self.name, traceback.format_exc())
-                self.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self.error = failure_message(self.name, exc)
                 self.signals.failed.emit(self, self.error)
                 return
             self.result = result

@@ -167,3 +167,26 @@ def test_export_writes_the_shown_ranking(qtbot, make_window, index_in, image_fol
     doc = json.loads(Path(window.export_results(tmp_path / "out.json")).read_text())
     assert doc["ranking"] == "binary" and doc["query"] == str(query) and doc["dim"] == 1280
     assert [r["relpath"] for r in doc["results"]] == [r[1] for r in _grid(window)]
+
+
+def test_a_non_picture_dropped_as_the_query_keeps_the_previous_results(
+    qtbot, make_window, index_in, image_folder, tmp_path
+):  # type: ignore[no-untyped-def]
+    """Issue 13: a non-image dropped as the query wiped the results and said "cannot be read: ImageLoadError: not
+    ar…", cut off, with the exception's class name."""
+    window = make_window()
+    index_in(window, image_folder)
+    with qtbot.waitSignal(window.queryFinished, timeout=QUERY_TIMEOUT_MS, check_params_cb=lambda o: o.searched):
+        window.set_query_path(image_folder / "a" / "img_02.jpg")
+    shown = [r.relpath for r in window.grid_model.results]
+    assert shown
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("shopping list\n")
+    with qtbot.waitSignal(window.queryFailed, timeout=QUERY_TIMEOUT_MS) as failed:
+        window.set_query_path(notes)
+    assert failed.args[0] == "not an image (text file)"
+    assert [r.relpath for r in window.grid_model.results] == shown
+    assert window.query_area.caption.text() == "img_02.jpg"
+    assert window.statusBar().currentMessage() == (
+        "notes.jpg cannot be used as a query: not an image (text file). The previous results stay."
+    )
