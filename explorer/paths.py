@@ -16,7 +16,17 @@ from trainer.paths import BUNDLED_MODEL, RESOURCES
 
 APP_NAME = "retrieval-explorer"
 ICON = RESOURCES / "icons" / "retrieval-explorer.png"
-__all__ = ["APP_NAME", "BUNDLED_MODEL", "ICON", "cache_root", "data_root", "log_file", "models_dir", "runs_dir"]
+__all__ = [
+    "APP_NAME",
+    "BUNDLED_MODEL",
+    "ICON",
+    "cache_root",
+    "data_root",
+    "log_file",
+    "models_dir",
+    "pictures_folder",
+    "runs_dir",
+]
 
 
 def cache_root() -> Path:
@@ -28,6 +38,15 @@ def cache_root() -> Path:
 def log_file() -> Path:
     """Where the window writes what went wrong, tracebacks included (the terminal gets one line; About says where)."""
     return cache_root() / "explorer.log"
+
+
+def pictures_folder() -> Path:
+    """Where file dialogs start before a folder is chosen: the user's Pictures folder, else home (never the working
+    directory the app happened to be started in)."""
+    from platformdirs import user_pictures_dir
+
+    pictures = Path(user_pictures_dir())
+    return pictures if pictures.is_dir() else Path.home()
 
 
 def data_root() -> Path:

@@ -233,6 +233,10 @@ class DimensionsPanel(QWidget):
             curve.setData(x, table.series(kind == "binary", k))
         plot.getAxis("bottom").setTicks([[(float(v), str(d)) for v, d in zip(x, table.dims, strict=True)]])
         plot.setXRange(-0.4, float(x.max()) + 0.6, padding=0)  # room for the last tick's label
+        # The axis spans the values with a little room, not 0..1: curves between 0.85 and 0.99 filled a tenth of it.
+        values = np.concatenate([table.series(kind == "binary", k) for kind, k in self.recall_curves])
+        low = max(0.0, float(values.min()) - 0.05) if values.size else 0.0
+        plot.setYRange(low, 1.0 + (1.0 - low) * 0.04, padding=0)
         sample = f" (a random {table.items:,} of {table.sampled_from:,})" if table.sampled_from else ""
         full = table.dims[-1]
         f1, b1 = table.cosine[full][1], table.binary[full][1]

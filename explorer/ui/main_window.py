@@ -57,7 +57,7 @@ from explorer.app.analysis import (
     searchable_now,
 )
 from explorer.app.export import ExportContext, export_ranking
-from explorer.paths import ICON, cache_root, data_root, log_file
+from explorer.paths import ICON, cache_root, data_root, log_file, pictures_folder
 from explorer.ui.query_area import QueryArea
 from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, copy_paths
 from explorer.ui.settings import MAX_K, Settings
@@ -350,6 +350,8 @@ class MainWindow(QMainWindow):
         action(view_menu, "&Binary ranking", lambda: self.ranking_combo.setCurrentIndex(1), "Ctrl+B")
         action(view_menu, "More neighbours", lambda: self.k_spin.stepBy(5), "Ctrl+=")
         action(view_menu, "Fewer neighbours", lambda: self.k_spin.stepBy(-5), "Ctrl+-")
+        view_menu.addSeparator()
+        view_menu.addAction(self.skipped_dock.toggleViewAction())  # "Skipped files (N)", checked while shown
 
         help_menu = menu.addMenu("&Help")
         action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
@@ -358,13 +360,17 @@ class MainWindow(QMainWindow):
     def _restore(self) -> None:
         geometry = self.settings.geometry
         if geometry is None or not self.restoreGeometry(geometry):
-            self.resize(1280, 800)
+            self.resize(self.sizeHint())
         state = self.settings.window_state
         if state is not None:
             self.restoreState(state)
 
     def sizeHint(self) -> QSize:
-        return QSize(1280, 800)
+        """1280 x 800, or less where the screen is smaller: a 1366 x 768 laptop has about 1366 x 700 to show it."""
+        screen = self.screen().availableGeometry() if self.screen() is not None else None
+        if screen is None or screen.width() <= 0:
+            return QSize(1280, 800)
+        return QSize(min(1280, int(screen.width() * 0.95)), min(800, int(screen.height() * 0.92)))
 
     # Dropping anywhere in the window (on the grid, on a plot) means the same as dropping on the query area.
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -517,7 +523,7 @@ class MainWindow(QMainWindow):
         self.dim_combo.setEnabled(True)
 
     def choose_model(self) -> None:
-        start = str(self.model_path.parent) if self.model_path else ""
+        start = str(self.model_path.parent) if self.model_path else str(pictures_folder())
         name, _ = QFileDialog.getOpenFileName(self, "Choose a model", start, "Models (*.safetensors *.json)")
         if name:
             self.set_model(Path(name))
@@ -560,7 +566,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================================== folders
     def choose_folder(self) -> None:
-        start = str(self.folder) if self.folder else ""
+        start = str(self.folder) if self.folder else str(pictures_folder())
         name = QFileDialog.getExistingDirectory(self, "Choose a folder of images", start)
         if name:
             self.open_folder(Path(name))
@@ -613,6 +619,7 @@ class MainWindow(QMainWindow):
         if self.dims is not None:
             self.dims.show_recall(None, "")
         self._set_skipped([])
+        self.skipped_dock.hide()  # another folder's list: not left open and empty
         self.folder_info.setText(f"<small>{folder}</small>")
         self._clear_results("Indexing the folder…")
         self.reindex()
@@ -862,7 +869,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================================== queries
     def choose_query_file(self) -> None:
-        start = str(self.folder) if self.folder else ""
+        start = str(self.folder) if self.folder else str(pictures_folder())
         name, _ = QFileDialog.getOpenFileName(
             self,
             "Open a query image",
@@ -1081,7 +1088,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Nothing to export yet: run a query first.", 5000)
             return
         stem = Path(self.outcome.label if self.outcome else "results").stem or "results"
-        start = str((self.folder or Path.home()) / f"neighbours-of-{stem}.csv")
+        start = str((self.folder or pictures_folder()) / f"neighbours-of-{stem}.csv")
         name, chosen = QFileDialog.getSaveFileName(self, "Export the ranking", start, "CSV (*.csv);;JSON (*.json)")
         if name:
             path = Path(name)

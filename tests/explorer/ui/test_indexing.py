@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMenu
 
 from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
@@ -167,3 +168,22 @@ def test_a_folder_whose_files_cannot_be_indexed_says_so_with_the_count(
     with qtbot.waitSignal(window.queryFinished, timeout=INDEX_TIMEOUT_MS):
         window.set_query_path(make_img(tmp_path / "query.jpg", seed=3))
     assert window.grid.placeholder == "No picture in this folder could be indexed: 2 files skipped (the list: Ctrl+K)."
+
+
+def test_the_skipped_panel_closes_with_its_folder_and_has_a_toggle(qtbot, make_window, index_in, tmp_path, make_img):  # type: ignore[no-untyped-def]
+    """Issue 13: the skipped-files panel, once opened, stayed open and empty across folders, with no View toggle."""
+    odd, plain = tmp_path / "odd", tmp_path / "plain"
+    make_img(odd / "good.jpg", seed=1)
+    (odd / "bad.jpg").write_text("not a picture")
+    make_img(plain / "good.jpg", seed=2)
+    window = make_window()
+    index_in(window, odd)
+    window.show_skipped()
+    assert window.skipped_dock.isVisible()
+    view = next(m for m in window.menuBar().findChildren(QMenu) if m.title() == "&View")
+    toggle = window.skipped_dock.toggleViewAction()  # named after the panel: "Skipped files (1)"
+    assert toggle in view.actions() and toggle.isChecked()
+    index_in(window, plain)
+    assert not window.skipped_dock.isVisible() and not toggle.isChecked()
+    toggle.trigger()
+    assert window.skipped_dock.isVisible()

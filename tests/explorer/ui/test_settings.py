@@ -69,3 +69,17 @@ def test_environment_variable_selects_the_settings_file(tmp_path: Path, monkeypa
     settings.k = 9
     settings.sync()
     assert (tmp_path / "env.ini").exists() and Settings.at(tmp_path / "env.ini").k == 9
+
+
+def test_the_default_window_fits_a_small_laptop_screen(qtbot, settings_file, ui_session, monkeypatch):  # type: ignore[no-untyped-def]
+    """Issue 13: the default window (1280 x 800) was taller than a 1366 x 768 laptop's screen."""
+    from PySide6.QtCore import QRect
+    from PySide6.QtGui import QScreen
+
+    from explorer.ui.main_window import MainWindow
+
+    monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: QRect(0, 0, 1366, 705))
+    window = MainWindow(Settings.at(settings_file), session_factory=lambda _path: ui_session)
+    qtbot.addWidget(window)
+    assert window.sizeHint().width() <= 1366 and window.sizeHint().height() <= 705
+    assert window.height() <= 705
