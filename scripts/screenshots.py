@@ -8,7 +8,9 @@ temporary directory, so a person's preferences and caches are never touched. The
 exactly as the app would on first start.
 
 States: 01 the empty window, 02 indexing in progress, 03 a query's neighbours with the float-against-
-binary plots, 04 the dimension panel (neighbour strips and the folder's Recall@K per dimension).
+binary plots, 04 the dimension panel (neighbour strips and the folder's Recall@K per dimension), 05 a file that is
+not a picture dropped as the query (the previous results stay, one sentence says why), 06 and 07 the neighbours at
+1024 x 640 and at 1920 x 1080.
 """
 
 from __future__ import annotations
@@ -134,6 +136,19 @@ def main(argv: list[str] | None = None) -> int:
 
     window.tabs.setCurrentIndex(1)
     shot("04-dimensions.png")
+
+    window.tabs.setCurrentIndex(0)
+    not_a_picture = work / "holiday-notes.jpg"
+    not_a_picture.write_text("pack the binoculars\n")
+    window.set_query_path(not_a_picture)
+    wait(lambda: window._query_job is None and "cannot be used" in window.statusBar().currentMessage(), what="error")
+    shot("05-not-a-picture-dropped.png")
+
+    window.set_query_path(query)
+    wait(lambda: window.outcome is not None and window.outcome.searched and window._query_job is None, what="query")
+    for name, size in (("06-neighbours-1024x640.png", (1024, 640)), ("07-neighbours-1920x1080.png", (1920, 1080))):
+        window.resize(*size)
+        shot(name)
 
     window.close()
     shutil.rmtree(work, ignore_errors=True)

@@ -259,6 +259,8 @@ class MainWindow(QMainWindow):
         self.neighbours_split.addWidget(self._placeholder("Loading plots…"))
         self.neighbours_split.setStretchFactor(0, 3)
         self.neighbours_split.setStretchFactor(1, 2)
+        # At 1024 px the grid fell to one column while the plots kept their share: the grid keeps two.
+        self.grid.setMinimumWidth(self.grid.minimum_width_for(2))
         self.neighbours_split.setSizes([560, 440])
         self.tabs = QTabWidget()
         self.tabs.addTab(self.neighbours_split, "Neighbours")

@@ -241,6 +241,12 @@ class ResultsView(QListView):
         if not self.compact:
             self._justify()
 
+    def minimum_width_for(self, columns: int) -> int:
+        """The width that shows `columns` columns of results (a splitter beside keeps at least this)."""
+        hint = self.itemDelegate().sizeHint(self.viewOptions(), QModelIndex())
+        bar = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        return columns * (hint.width() + 8) + 2 * self.frameWidth() + bar + 2
+
     def _justify(self) -> None:
         """Spread the free width evenly between the columns instead of leaving it all on the right.
 
