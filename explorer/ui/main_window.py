@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,7 @@ class MainWindow(QMainWindow):
         self._restore()
         self._started = False  # background work starts after the first paint (see paintEvent)
         self.model_label.setText("Loading the model…")
+        self._important_until = 0.0  # monotonic time until which the status bar shows an indexing outcome
         self._previous_query: tuple[Path | QImage, str, Any] | None = None  # restored when a new query fails
         self._launch_folder: Path | None = None  # reopened at launch: a cancelled run there is offered, not restarted
         if self.settings.last_folder is not None and self.settings.last_folder.is_dir():
@@ -742,6 +744,7 @@ class MainWindow(QMainWindow):
         report = summary.report
         self._set_skipped(report.skipped)
         self._update_stats()
+        self._important_until = time.monotonic() + 12.0  # not overwritten by the query that follows at once
         if report.cancelled and job.name.startswith("open "):
             message = (
                 f"Indexing of {summary.folder.name} was cancelled last time: {summary.count:,} images searchable. "
@@ -1015,6 +1018,8 @@ class MainWindow(QMainWindow):
             self.grid.set_placeholder(self._no_results_text() if not ranking.results else "")
             kind = "binary (Hamming)" if binary else "float (cosine)"
             note = f" Note: {outcome.notes[-1]}." if outcome.notes else ""
+            if self._important_until > time.monotonic() and not note:
+                return  # an indexing outcome is still on show: the query's timing can wait
             self.statusBar().showMessage(
                 f"{len(ranking.results)} neighbours of {outcome.label}, {kind} ranking at {outcome.dim}-d, "
                 f"in {outcome.seconds * 1000:.0f} ms.{note}",

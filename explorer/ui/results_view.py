@@ -364,12 +364,15 @@ class PreviewDialog(QDialog):
             self.image.setText(f"Cannot show this file: {self.thumbnails.error(self.search_result.path)}")
 
     def _show_scaled(self) -> None:
+        """Shrunk to fit, never enlarged: a small picture blown up to the dialog's size is only blur."""
         pixmap = getattr(self, "_pixmap", None)
         if pixmap is not None:
+            room = self.image.size()
+            fits = pixmap.width() <= room.width() and pixmap.height() <= room.height()
             self.image.setPixmap(
-                pixmap.scaled(
-                    self.image.size(), Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
-                )
+                pixmap
+                if fits
+                else pixmap.scaled(room, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
             )
 
     def resizeEvent(self, event: Any) -> None:

@@ -190,3 +190,27 @@ def test_a_non_picture_dropped_as_the_query_keeps_the_previous_results(
     assert window.statusBar().currentMessage() == (
         "notes.jpg cannot be used as a query: not an image (text file). The previous results stay."
     )
+
+
+def test_the_indexing_outcome_is_not_overwritten_by_the_query_that_follows(qtbot, make_window, image_folder):  # type: ignore[no-untyped-def]
+    """Issue 13: "Indexing cancelled: 224 images searchable so far…" was overwritten within milliseconds."""
+    window = make_window()
+    window.set_query_path(image_folder / "a" / "img_00.jpg")
+    with qtbot.waitSignal(window.queryFinished, timeout=QUERY_TIMEOUT_MS, check_params_cb=lambda o: o.searched):
+        window.open_folder(image_folder)
+    assert window.statusBar().currentMessage().startswith(f"Indexed {image_folder.name}: 12 new")
+
+
+def test_a_small_picture_is_previewed_at_its_size_not_blown_up(qtbot, make_img, tmp_path):  # type: ignore[no-untyped-def]
+    """Issue 13: previews upscaled small images into blur."""
+    from explorer.engine.search import SearchResult
+    from explorer.ui.results_view import PreviewDialog
+    from explorer.ui.thumbnails import ThumbnailCache
+
+    path = make_img(tmp_path / "small.png", seed=1, size=(60, 40), fmt="PNG")
+    thumbnails = ThumbnailCache()
+    dialog = PreviewDialog(SearchResult(1, path, "small.png", 0.1, 10, 1), thumbnails)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitUntil(lambda: not dialog.image.pixmap().isNull(), timeout=10_000)
+    assert (dialog.image.pixmap().width(), dialog.image.pixmap().height()) == (60, 40)
