@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QProgressBar,
     QPushButton,
@@ -48,6 +49,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from explorer.app.actions import ACTIONS, RECENT_FOLDERS, VIEW, shortcut_rows
 from explorer.app.analysis import (
     IndexSummary,
     QueryOutcome,
@@ -314,52 +316,50 @@ class MainWindow(QMainWindow):
         return label
 
     def _build_actions(self) -> None:
-        menu = self.menuBar()
-
-        def action(menu_: Any, text: str, slot: Callable[[], Any], shortcut: Any = None, tip: str = "") -> QAction:
-            act = QAction(text, self)
-            if shortcut is not None:
-                act.setShortcut(QKeySequence(shortcut))
-            act.setStatusTip(tip)
-            act.triggered.connect(lambda _checked=False: slot())
-            menu_.addAction(act)
+        """The menus, from the one table of actions (explorer.app.actions), which the shortcut help reads too."""
+        menus: dict[str, QMenu] = {}
+        for spec in ACTIONS:
+            if spec.menu not in menus:
+                menus[spec.menu] = self.menuBar().addMenu(spec.menu)
+            menu = menus[spec.menu]
+            if spec.separator_before:
+                menu.addSeparator()
+            act = QAction(spec.text, self)
+            if spec.shortcut:
+                act.setShortcut(QKeySequence(spec.shortcut))
+            act.setStatusTip(spec.tip)
+            act.triggered.connect(self._slot(spec.slot))
+            menu.addAction(act)
             self.addAction(act)  # shortcuts work even with the menu bar hidden
-            return act
-
-        file_menu = menu.addMenu("&File")
-        self.open_action = action(file_menu, "&Open image…", self.choose_query_file, QKeySequence.StandardKey.Open)
-        self.paste_action = action(file_menu, "&Paste query", self.paste_query, QKeySequence.StandardKey.Paste)
-        self.open_folder_action = action(file_menu, "Open &folder…", self.choose_folder, "Ctrl+Shift+O")
-        self.recent_menu = file_menu.addMenu("&Recent folders")
-        file_menu.addSeparator()
-        action(file_menu, "&Model…", self.choose_model, "Ctrl+M", "Use a fine-tuned model")
-        action(file_menu, "Use the &bundled model", lambda: self.set_model(None))
-        action(file_menu, "&Fine-tune…", self.fine_tune, "Ctrl+T", "Train a model on a labelled folder")
-        file_menu.addSeparator()
-        self.export_action = action(file_menu, "&Export results…", self.choose_export, "Ctrl+E")
-        action(file_menu, "&Copy result paths", self.copy_result_paths, "Ctrl+Shift+C")
-        file_menu.addSeparator()
-        action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
-
-        index_menu = menu.addMenu("&Index")
-        self.reindex_action = action(index_menu, "&Re-index folder", self.reindex, "Ctrl+R")
-        self.cancel_action = action(index_menu, "&Cancel", self.cancel, "Esc")
-        action(index_menu, "Show &skipped files", self.show_skipped, "Ctrl+K")
-
-        view_menu = menu.addMenu("&View")
-        action(view_menu, "&Neighbours", lambda: self.tabs.setCurrentIndex(0), "Ctrl+1")
-        action(view_menu, "&Dimensions", lambda: self.tabs.setCurrentIndex(1), "Ctrl+2")
-        view_menu.addSeparator()
-        action(view_menu, "&Float ranking", lambda: self.ranking_combo.setCurrentIndex(0), "Ctrl+F")
-        action(view_menu, "&Binary ranking", lambda: self.ranking_combo.setCurrentIndex(1), "Ctrl+B")
-        action(view_menu, "More neighbours", lambda: self.k_spin.stepBy(5), "Ctrl+=")
-        action(view_menu, "Fewer neighbours", lambda: self.k_spin.stepBy(-5), "Ctrl+-")
+            if spec.attribute:
+                setattr(self, spec.attribute, act)
+            if spec.slot == "choose_folder":
+                self.recent_menu = menu.addMenu(RECENT_FOLDERS)
+        view_menu = menus[VIEW]
         view_menu.addSeparator()
         view_menu.addAction(self.skipped_dock.toggleViewAction())  # "Skipped files (N)", checked while shown
 
-        help_menu = menu.addMenu("&Help")
-        action(help_menu, "&Keyboard shortcuts", self.show_shortcuts, QKeySequence.StandardKey.HelpContents)
-        action(help_menu, "&About", self.show_about)
+    def _slot(self, name: str) -> Callable[..., None]:
+        """The method an action names ("method" or "method:argument"), as a slot that ignores `checked`."""
+        method, _, argument = name.partition(":")
+        target = getattr(self, method)
+        if argument:
+            value = int(argument)
+            return lambda _checked=False: target(value)
+        return lambda _checked=False: target()
+
+    # small slots the action table names
+    def use_bundled_model(self) -> None:
+        self.set_model(None)
+
+    def show_tab(self, index: int) -> None:
+        self.tabs.setCurrentIndex(index)
+
+    def show_ranking(self, index: int) -> None:
+        self.ranking_combo.setCurrentIndex(index)
+
+    def step_neighbours(self, step: int) -> None:
+        self.k_spin.stepBy(step)
 
     def _restore(self) -> None:
         geometry = self.settings.geometry
@@ -1120,23 +1120,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================================== help
     def show_shortcuts(self) -> None:
-        rows = [
-            ("Ctrl+O", "open a query image"),
-            ("Ctrl+V", "paste an image or a path as the query"),
-            ("Ctrl+Shift+O", "choose the folder to search"),
-            ("Ctrl+R", "re-index the folder (incremental)"),
-            ("Esc", "cancel indexing"),
-            ("Ctrl+E", "export the ranking (CSV / JSON)"),
-            ("Ctrl+Shift+C", "copy the result paths"),
-            ("Ctrl+C", "copy the selected result's path"),
-            ("Ctrl+F / Ctrl+B", "float / binary ranking"),
-            ("Ctrl+= / Ctrl+-", "more / fewer neighbours"),
-            ("Ctrl+1 / Ctrl+2", "neighbours / dimensions tab"),
-            ("Ctrl+K", "skipped files"),
-            ("Ctrl+M", "choose a model"),
-            ("Ctrl+T", "fine-tune a model on a labelled folder"),
-        ]
-        html = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in rows)
+        html = "".join(f"<tr><td><b>{k}</b>&nbsp;&nbsp;</td><td>{v}</td></tr>" for k, v in shortcut_rows())
         QMessageBox.information(self, "Keyboard shortcuts", f"<table>{html}</table>")
 
     def show_about(self) -> None:

@@ -83,3 +83,22 @@ def test_the_default_window_fits_a_small_laptop_screen(qtbot, settings_file, ui_
     qtbot.addWidget(window)
     assert window.sizeHint().width() <= 1366 and window.sizeHint().height() <= 705
     assert window.height() <= 705
+
+
+def test_the_menus_are_built_from_the_action_table(qtbot, settings_file, ui_session):  # type: ignore[no-untyped-def]
+    from PySide6.QtGui import QKeySequence
+    from PySide6.QtWidgets import QMenu
+
+    from explorer.app.actions import ACTIONS
+    from explorer.ui.main_window import MainWindow
+
+    window = MainWindow(Settings.at(settings_file), session_factory=lambda _path: ui_session)
+    qtbot.addWidget(window)
+    menus = {m.title(): m for m in window.menuBar().findChildren(QMenu)}
+    for spec in ACTIONS:
+        found = [a for a in menus[spec.menu].actions() if a.text() == spec.text]
+        assert len(found) == 1, spec.text
+        assert found[0].shortcut() == QKeySequence(spec.shortcut)
+    assert window.reindex_action.text() == "&Re-index folder"  # attributes the window and tests use
+    window.show_tab(1)
+    assert window.tabs.currentIndex() == 1
