@@ -60,6 +60,7 @@ from explorer.app.analysis import (
     searchable_now,
 )
 from explorer.app.export import ExportContext, export_ranking
+from explorer.app.query_state import QueryCoalescer
 from explorer.paths import ICON, cache_root, data_root, log_file, pictures_folder
 from explorer.ui.query_area import QueryArea
 from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, copy_paths
@@ -146,11 +147,9 @@ class MainWindow(QMainWindow):
         self._summary: IndexSummary | None = None
         self._query_source: Path | QImage | None = None
         self._query_label = ""
-        self._query_generation = 0  # bumped by every change that makes the shown outcome stale
-        self._source_generation = 0  # bumped when the query image itself changes
+        self.queries = QueryCoalescer()  # one query at a time; stale answers are never shown
         self._embedding: Any = None  # of the current source under the current session
         self._query_job: Job | None = None
-        self._query_dirty = False
         self.outcome: QueryOutcome | None = None
         self._recall_job: Job | None = None
         self._recall: tuple[RecallTable | None, str] = (None, "")
@@ -564,7 +563,7 @@ class MainWindow(QMainWindow):
         self._summary = None
         self._recall_key = None
         self._index_wanted = self.folder is not None
-        self._query_generation += 1  # an answer from the old model must not be shown under the new one
+        self.queries.settings_changed()  # an answer from the old model must not be shown under the new one
         self._clear_results("Loading the model…")
         self._load_session()
 
@@ -646,7 +645,6 @@ class MainWindow(QMainWindow):
         self._index_wanted = False
         session, folder = self.session, self.folder
         job = Job(f"index {folder}", lambda j: index_folder(session, folder, progress=j.report, cancel=j.cancelled))
-        job.folder = folder  # type: ignore[attr-defined]
         job.signals.progress.connect(self._index_progress)
         job.signals.finished.connect(self._index_finished)
         job.signals.failed.connect(self._index_failed)
@@ -904,8 +902,8 @@ class MainWindow(QMainWindow):
         self._query_source = source
         self._query_label = label
         self._embedding = None
-        self._source_generation += 1
-        self._invalidate_query()
+        self.queries.source_changed()
+        self._schedule_query()
 
     def _thumbnail_ready(self, path: str) -> None:
         if isinstance(self._query_source, Path) and str(self._query_source) == path:
@@ -918,17 +916,15 @@ class MainWindow(QMainWindow):
                 self.query_area.picture.setText("Cannot read this image")
 
     def _invalidate_query(self) -> None:
-        self._query_generation += 1
+        self.queries.settings_changed()
         self._schedule_query()
 
     def _schedule_query(self) -> None:
         if self._query_source is None or self.session is None or self._closing:
             return
-        if self._query_job is not None:
-            self._query_dirty = True  # searched again with the latest state when this one ends
-            return
-        self._query_dirty = False
         session = self.session
+        if self.queries.start(session) is None:
+            return  # searched again with the latest state when the running one ends
         query: Any = self._embedding if self._embedding is not None else self._query_source
         # Search only a folder whose index is settled (see the module docstring); embed meanwhile.
         settled = self._index_job is None and self._summary is not None
@@ -943,9 +939,6 @@ class MainWindow(QMainWindow):
             return run_query(session, q, folder, k, dim, label, check=job.check, query_path=query_path)
 
         job = Job("query", work)
-        job.generation = self._query_generation  # type: ignore[attr-defined]
-        job.source_generation = self._source_generation  # type: ignore[attr-defined]
-        job.session = session  # type: ignore[attr-defined]
         job.signals.finished.connect(self._query_finished)
         job.signals.failed.connect(self._query_failed)
         job.signals.cancelled.connect(self._query_ended)
@@ -957,12 +950,13 @@ class MainWindow(QMainWindow):
     def _query_ended(self, job: Job) -> None:
         if job is self._query_job:
             self._query_job = None
-            if self._query_dirty:
+            if self.queries.end():
                 self._schedule_query()
 
     def _query_finished(self, job: Job, outcome: QueryOutcome) -> None:
-        current = job.generation == self._query_generation  # type: ignore[attr-defined]
-        if job.source_generation == self._source_generation and job.session is self.session:  # type: ignore[attr-defined]
+        ticket = self.queries.running if job is self._query_job else None
+        current = ticket is not None and self.queries.is_current(ticket)
+        if ticket is not None and self.queries.same_image(ticket, self.session):
             self._embedding = outcome.embedding
         self._query_ended(job)
         if not current or self._closing:
@@ -980,8 +974,9 @@ class MainWindow(QMainWindow):
         self.queryFinished.emit(outcome)
 
     def _query_failed(self, job: Job, message: str) -> None:
+        ticket = self.queries.running if job is self._query_job else None
         self._query_ended(job)
-        if job.source_generation != self._source_generation:  # type: ignore[attr-defined]
+        if ticket is None or not self.queries.same_image(ticket):
             return
         failed_label, previous, self._previous_query = self._query_label, self._previous_query, None
         if previous is not None and self.outcome is not None:  # a mistaken drop does not wipe what was shown
