@@ -31,6 +31,22 @@ this many images a seeded random sample stands in, and the panel says so."""
 RECALL_KS = (1, 4)
 
 
+MAX_SCATTER_POINTS = 20_000
+"""Above this many images the scatter draws a fixed random sample (plus every top-k image): a million points would
+take the GUI thread seconds to paint and look the same."""
+
+
+def scatter_sample(n: int, limit: int = MAX_SCATTER_POINTS) -> npt.NDArray[np.int64]:
+    """Rows to draw in the scatter: all of them, or the same seeded random subset for every query.
+
+    >>> scatter_sample(3).tolist(), len(scatter_sample(50_000))
+    ([0, 1, 2], 20000)
+    """
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+
+
 @dataclass
 class DimStrip:
     """The top-k at one nested dimension, in one representation, against the full-dimension float top-k."""
@@ -61,6 +77,10 @@ class QueryOutcome:
     hamming: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     float_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     notes: list[str] = field(default_factory=list)  # what the search had to do differently (an unwritable cache)
+    # What the plots draw, sorted and sampled here on the worker, never on the GUI thread:
+    cosine_sorted: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
+    hamming_sorted: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
+    scatter_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     binary_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     strips: list[DimStrip] = field(default_factory=list)
     seconds: float = 0.0
@@ -128,6 +148,8 @@ def run_query(
         cosine, hamming = np.delete(cosine, own), np.delete(hamming, own)
         float_rows, binary_rows = float_rows - (float_rows > own), binary_rows - (binary_rows > own)
     out.cosine, out.hamming, out.float_rows, out.binary_rows = cosine, hamming, float_rows, binary_rows
+    out.cosine_sorted, out.hamming_sorted = np.sort(cosine), np.sort(hamming)
+    out.scatter_rows = scatter_sample(len(cosine))
     check()
     full = collection.search(emb, k, session.card.dim, binary=False, exclude_row=own)
     for nd in session.card.nested_dims:

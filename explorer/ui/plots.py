@@ -25,18 +25,8 @@ if TYPE_CHECKING:
 FLOAT_COLOR = "#1f6fb4"
 BINARY_COLOR = "#e8710a"
 ALL_COLOR = (120, 120, 120, 110)
-MAX_SCATTER_POINTS = 20_000
-"""Above this many images the scatter draws a fixed random sample (plus every top-k image): a million
-points would take the GUI thread seconds to paint and look the same."""
 
 pg.setConfigOptions(background="w", foreground="#333333", antialias=True)
-
-
-def scatter_sample(n: int, limit: int = MAX_SCATTER_POINTS) -> np.ndarray:
-    """Rows to draw in the scatter: all of them, or the same seeded random subset for every query."""
-    if n <= limit:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
 
 
 def _style_plot(plot: pg.PlotItem, title: str, x: str, y: str) -> None:
@@ -131,22 +121,24 @@ class FloatBinaryPanel(QWidget):
         if not outcome.searched or outcome.collection_size == 0:
             self.clear()
             return
+        # Sorted and sampled on the worker (explorer.app.analysis.run_query): at a million images the sorts alone
+        # held the GUI thread for about 250 ms.
         cos = np.asarray(outcome.cosine, np.float64)
         ham = np.asarray(outcome.hamming, np.float64)
-        sample = scatter_sample(len(cos))
+        sample = outcome.scatter_rows
         self.all_points.setData(x=cos[sample], y=ham[sample])
         sampled = f" (a sample of {len(sample):,})" if len(sample) < len(cos) else ""
         self.scatter.setTitle(f"Every image{sampled}: float against binary distance", size="10pt")
         self.float_top.setData(x=cos[outcome.float_rows], y=ham[outcome.float_rows])
         self.binary_top.setData(x=cos[outcome.binary_rows], y=ham[outcome.binary_rows])
         ranks = np.arange(1, len(cos) + 1, dtype=np.float64)
-        self.cos_curve.setData(ranks, np.sort(cos))
-        self.ham_curve.setData(ranks, np.sort(ham))
+        self.cos_curve.setData(ranks, outcome.cosine_sorted)
+        self.ham_curve.setData(ranks, outcome.hamming_sorted)
         k = len(outcome.float_rows)
         shown = float(min(len(cos), max(3 * k, 30)))
         for plot, values, line in (
-            (self.cos_plot, np.sort(cos), self.k_lines[0]),
-            (self.ham_plot, np.sort(ham), self.k_lines[1]),
+            (self.cos_plot, outcome.cosine_sorted, self.k_lines[0]),
+            (self.ham_plot, outcome.hamming_sorted, self.k_lines[1]),
         ):
             line.setValue(k + 0.5)
             line.show()

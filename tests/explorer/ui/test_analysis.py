@@ -132,7 +132,7 @@ def test_unlabelled_folder_explains_why_there_is_no_recall(qtbot, make_window, i
 
 
 def test_huge_collections_scatter_a_fixed_sample() -> None:
-    from explorer.ui.plots import scatter_sample
+    from explorer.app.analysis import scatter_sample
 
     assert list(scatter_sample(5, limit=10)) == [0, 1, 2, 3, 4]
     big = scatter_sample(1000, limit=100)
