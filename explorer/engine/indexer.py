@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,7 +78,7 @@ def interleaved(paths: list[Path]) -> list[Path]:
 def update_catalog(
     folder: Path,
     catalog: Catalog,
-    embedder: BatchEmbedder,
+    embedder: BatchEmbedder | Callable[[], BatchEmbedder],
     progress: ProgressCallback | None = None,
     cancel: CancelCheck = never_cancelled,
     follow_outside: bool = False,
@@ -101,7 +102,7 @@ def update_catalog(
 def _sync(
     report: IndexReport,
     catalog: Catalog,
-    embedder: BatchEmbedder,
+    embedder: BatchEmbedder | Callable[[], BatchEmbedder],
     progress: ProgressCallback | None,
     cancel: CancelCheck,
     follow_outside: bool = False,
@@ -146,7 +147,10 @@ def _sync(
         catalog.commit_batch([], unreadable)
 
     stamp_of = {path: stamp for path, stamp in todo}
-    for batch in embedder.embed_paths(interleaved([p for p, _ in todo]), progress, cancel):
+    if not todo:
+        return  # nothing to embed: the model (torch and its weights, seconds) is never loaded
+    model = embedder() if callable(embedder) else embedder
+    for batch in model.embed_paths(interleaved([p for p, _ in todo]), progress, cancel):
         catalog.commit_batch(
             list(zip((stamp_of[p] for p in batch.paths), batch.embeddings, strict=True)),
             [(stamp_of[s.path], s.reason) for s in batch.skipped],

@@ -138,7 +138,8 @@ class RetrievalSession:
             raise CatalogReadOnly(f"{collection.catalog.read_only_reason}: cannot index now; {WHAT_TO_DO}")
         lock = collection.catalog.path.with_name("index.lock")
         with indexing_lock(lock, on_wait=on_wait, cancel=cancel):  # another process indexing it: wait, say so
-            report = update_catalog(folder, collection.catalog, self.embedder, progress, cancel, follow_outside)
+            # the model is loaded only when something needs embedding: an unchanged folder answers in a moment
+            report = update_catalog(folder, collection.catalog, lambda: self.embedder, progress, cancel, follow_outside)
             collection.reload()
             now = time.strftime("%Y-%m-%d %H:%M:%S")
             if report.cancelled:  # remembered, so that the next launch offers to continue instead of starting
