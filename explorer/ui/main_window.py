@@ -256,7 +256,8 @@ class MainWindow(QMainWindow):
         self.grid = ResultsView(self.grid_model)
         self.grid.previewRequested.connect(self.preview)
         self.grid.queryRequested.connect(self.set_query_path)
-        self.grid.set_placeholder("Choose a folder of images, then drop a query image on the left.")
+        self.grid.set_placeholder("Click here to choose a folder of images, then drop a query image on the left.")
+        self.grid.placeholderClicked.connect(self._empty_grid_clicked)
         self.neighbours_split = QSplitter(Qt.Orientation.Horizontal)
         self.neighbours_split.addWidget(self.grid)
         self.neighbours_split.addWidget(self._placeholder("Loading plots…"))
@@ -346,6 +347,13 @@ class MainWindow(QMainWindow):
             value = int(argument)
             return lambda _checked=False: target(value)
         return lambda _checked=False: target()
+
+    def _empty_grid_clicked(self) -> None:
+        """The empty grid's message is also its button: the first thing to do is to choose a folder, then a query."""
+        if self.folder is None:
+            self.choose_folder()
+        elif self._query_source is None:
+            self.choose_query_file()
 
     # small slots the action table names
     def use_bundled_model(self) -> None:
@@ -1003,7 +1011,7 @@ class MainWindow(QMainWindow):
         if ranking is None:
             self.grid_model.set_results([])
             if self.folder is None:
-                self.grid.set_placeholder("Choose a folder to search in (Ctrl+Shift+O).")
+                self.grid.set_placeholder("Click here to choose a folder to search in (Ctrl+Shift+O).")
             elif self._index_job is not None:
                 self.grid.set_placeholder("Indexing… the neighbours appear when it finishes.")
             else:
@@ -1044,7 +1052,9 @@ class MainWindow(QMainWindow):
         if placeholder:
             self.grid.set_placeholder(placeholder)
         elif self.folder is not None:
-            self.grid.set_placeholder("Drop a query image on the left, paste one (Ctrl+V) or open one (Ctrl+O).")
+            self.grid.set_placeholder(
+                "Drop a query image on the left, paste one (Ctrl+V), or click here to open one (Ctrl+O)."
+            )
         if self.plots is not None:
             self.plots.clear()
         if self.dims is not None:

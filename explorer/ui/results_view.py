@@ -205,6 +205,7 @@ class ResultsView(QListView):
 
     previewRequested = Signal(object)  # SearchResult
     queryRequested = Signal(object)  # Path: "use this image as the query"
+    placeholderClicked = Signal()  # the empty view's message was clicked: do what it suggests
 
     def __init__(self, model: RankingModel, compact: bool = False, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -307,6 +308,12 @@ class ResultsView(QListView):
             flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
             painter.drawText(rect, int(flags), self.placeholder)
             painter.end()
+
+    def mousePressEvent(self, event: Any) -> None:
+        if self.model().rowCount() == 0 and self.placeholder and event.button() == Qt.MouseButton.LeftButton:
+            self.placeholderClicked.emit()
+            return
+        super().mousePressEvent(event)
 
     def set_placeholder(self, text: str) -> None:
         self.placeholder = text

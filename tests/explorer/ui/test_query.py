@@ -214,3 +214,22 @@ def test_a_small_picture_is_previewed_at_its_size_not_blown_up(qtbot, make_img, 
     dialog.show()
     qtbot.waitUntil(lambda: not dialog.image.pixmap().isNull(), timeout=10_000)
     assert (dialog.image.pixmap().width(), dialog.image.pixmap().height()) == (60, 40)
+
+
+def test_the_empty_grid_is_the_first_button(qtbot, make_window, image_folder, monkeypatch):  # type: ignore[no-untyped-def]
+    """Issue 13: the first action (choose a folder) was a small combo box and a "…" button at the bottom left."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtWidgets import QFileDialog
+
+    asked: list[str] = []
+
+    def choose(_parent, caption, start):  # type: ignore[no-untyped-def]
+        asked.append(caption)
+        return str(image_folder)
+
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", choose)
+    window = make_window()
+    assert window.folder is None and window.grid.placeholder.startswith("Click here to choose a folder")
+    with qtbot.waitSignal(window.indexFinished, timeout=QUERY_TIMEOUT_MS):
+        qtbot.mouseClick(window.grid.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(40, 40))
+    assert asked == ["Choose a folder of images"] and window.folder == image_folder.resolve()
