@@ -157,15 +157,17 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     try:
         folder = scan_labelled_folder(args.data, follow_outside=args.follow_links)
+        problem: DatasetError | None = None
         try:
             require_trainable(folder)  # the folder's own problems first, before any split can hide them
-        except DatasetError as exc:  # the one line that matters first, then what was left out
-            print(f"trainer: cannot train on {args.data}: {exc}", file=sys.stderr)
-            for line in skipped_lines(folder.skipped):
-                print(f"trainer: {line}", file=sys.stderr)
-            return EXIT_USAGE
+        except DatasetError as exc:
+            problem = exc
+        if problem is not None:  # the one line that matters first, then what was left out
+            print(f"trainer: cannot train on {args.data}: {problem}", file=sys.stderr)
         for line in skipped_lines(folder.skipped):
             print(f"trainer: {line}", file=sys.stderr)
+        if problem is not None:
+            return EXIT_USAGE
         protocol = "none" if args.test_dir is not None else args.split
         train, held_out = split(folder, protocol, args.split_seed)
         if args.test_dir is not None:

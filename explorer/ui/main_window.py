@@ -656,6 +656,7 @@ class MainWindow(QMainWindow):
         job.signals.progress.connect(self._index_progress)
         job.signals.finished.connect(self._index_finished)
         job.signals.failed.connect(self._index_failed)
+        job.signals.cancelled.connect(self._index_done)  # cancelled while waiting for another process's run
         self._index_job = job
         self.progress_label.setText(f"Indexing {folder.name}: scanning…")
         if not self.grid_model.results:  # not "Loading the model…" for the whole run once the model is there
