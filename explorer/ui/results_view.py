@@ -126,7 +126,8 @@ class RankingModel(QAbstractListModel):
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Thumbnail, rank badge and, unless compact, the file name, its folder and both distances under it.
+    """Thumbnail, rank badge and, unless compact, the file name, its folder and both distances under it; compact (the
+    dimension strips), both distances in one small line, so a strip can be judged without opening each neighbour.
 
     The folder line matters in labelled folders: it is the class, which is how a person judges a neighbour.
     """
@@ -136,7 +137,7 @@ class ResultDelegate(QStyledItemDelegate):
         self.thumb_size = thumb_size
         self.compact = compact
         self.pad = 4 if compact else 6
-        self.text_lines = 0 if compact else 3
+        self.text_lines = 1 if compact else 3
 
     def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
         line = option.fontMetrics.height()
@@ -182,7 +183,16 @@ class ResultDelegate(QStyledItemDelegate):
         painter.drawRoundedRect(badge, 4, 4)
         painter.setPen(QColor("white"))
         painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
-        if not self.compact:
+        if self.compact:
+            small = QFont(option.font)
+            small.setPointSizeF(max(6.0, small.pointSizeF() * 0.8))
+            painter.setFont(small)
+            line_rect = QRect(rect.x(), box.bottom() + 3, rect.width(), painter.fontMetrics().height())
+            painter.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(
+                line_rect, Qt.AlignmentFlag.AlignHCenter, f"{result.cosine_distance:.2f} · {result.hamming_distance}"
+            )
+        else:
             painter.setFont(option.font)
             fm = painter.fontMetrics()
             line = fm.height()

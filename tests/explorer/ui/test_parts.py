@@ -182,3 +182,15 @@ def test_torch_loads_normally_after_its_libraries_were_preloaded() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[0] == ("loaded" if sys.platform.startswith("linux") else "skipped")
+
+
+def test_dimension_strips_show_both_distances_under_each_neighbour(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: the Dimensions tab's thumbnails had no distance; a compact cell now holds one line for both."""
+    from PySide6.QtWidgets import QStyleOptionViewItem
+
+    from explorer.ui.results_view import ResultDelegate
+
+    option = QStyleOptionViewItem()
+    line = option.fontMetrics.height()
+    compact = ResultDelegate(64, compact=True).sizeHint(option, None)  # type: ignore[arg-type]
+    assert compact.height() == 64 + 2 * 4 + line + 4
