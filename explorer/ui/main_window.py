@@ -67,6 +67,7 @@ from explorer.ui.results_view import PreviewDialog, RankingModel, ResultsView, c
 from explorer.ui.settings import MAX_K, Settings
 from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.thumbnails import ThumbnailCache, qimage_to_pil
+from explorer.ui.widgets import LAST, refill_combo
 from explorer.ui.workers import Job, JobRunner
 from trainer.progress import format_time_left
 
@@ -522,15 +523,8 @@ class MainWindow(QMainWindow):
             self.set_model(None)
 
     def _fill_dims(self, dims: list[int], full: int) -> None:
-        wanted = self.settings.dim or full
-        self.dim_combo.blockSignals(True)
-        self.dim_combo.clear()
-        for d in dims:
-            label = f"{d}  (full)" if d == full else str(d)
-            self.dim_combo.addItem(label, d)
-        index = self.dim_combo.findData(wanted)
-        self.dim_combo.setCurrentIndex(index if index >= 0 else self.dim_combo.count() - 1)
-        self.dim_combo.blockSignals(False)
+        items = [(f"{d}  (full)" if d == full else str(d), d) for d in dims]
+        refill_combo(self.dim_combo, items, keep=self.settings.dim or full, fallback=LAST)
         self.dim_combo.setEnabled(True)
 
     def choose_model(self) -> None:
@@ -589,17 +583,9 @@ class MainWindow(QMainWindow):
 
     def _refresh_folder_combo(self) -> None:
         recent = self.settings.recent_folders
-        self.folder_combo.blockSignals(True)
-        self.folder_combo.clear()
-        for f in recent:
-            self.folder_combo.addItem(f.name or str(f), str(f))
-            self.folder_combo.setItemData(self.folder_combo.count() - 1, str(f), Qt.ItemDataRole.ToolTipRole)
-        if self.folder is not None:
-            self.folder_combo.setCurrentIndex(self.folder_combo.findData(str(self.folder)))
-        else:
-            self.folder_combo.setCurrentIndex(-1)
-            self.folder_combo.setPlaceholderText("Choose a folder…")
-        self.folder_combo.blockSignals(False)
+        items = [(f.name or str(f), str(f), str(f)) for f in recent]
+        refill_combo(self.folder_combo, items, keep=str(self.folder) if self.folder else None, fallback=-1)
+        self.folder_combo.setPlaceholderText("Choose a folder…")
         self.recent_menu.clear()
         for f in recent:
             self.recent_menu.addAction(str(f), self._folder_opener(f))

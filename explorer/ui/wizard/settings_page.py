@@ -24,6 +24,7 @@ from explorer.app.fine_tune import (
     format_duration,
 )
 from explorer.paths import BUNDLED_MODEL
+from explorer.ui.widgets import refill_combo
 from explorer.ui.wizard.common import (
     WARN_COLOR,
     Page,
@@ -177,21 +178,13 @@ class SettingsPage(Page):
     def set_environment(self, env: Environment) -> None:
         self.environment = env
         current = self.method.currentData() or "normsoftmax"
-        self.method.blockSignals(True)
-        self.method.clear()
-        for name, summary in env.methods:
-            self.method.addItem(name, name)
-            self.method.setItemData(self.method.count() - 1, summary, Qt.ItemDataRole.ToolTipRole)
-        self.method.setCurrentIndex(max(0, self.method.findData(current)))
-        self.method.blockSignals(False)
-        self.device.blockSignals(True)
-        self.device.clear()
-        if env.gpu is not None:
-            self.device.addItem(f"GPU: {env.gpu_name or env.gpu}", env.gpu)
+        refill_combo(self.method, [(name, name, summary) for name, summary in env.methods], keep=current)
         threads = env.cpu_threads
-        self.device.addItem(f"CPU ({threads} thread{'s' if threads != 1 else ''})", "cpu")
-        self.device.setCurrentIndex(0)
-        self.device.blockSignals(False)
+        devices: list[tuple[str, object]] = (
+            [(f"GPU: {env.gpu_name or env.gpu}", env.gpu)] if env.gpu is not None else []
+        )
+        devices.append((f"CPU ({threads} thread{'s' if threads != 1 else ''})", "cpu"))
+        refill_combo(self.device, devices)
         self._method_changed()
         self._device_changed()
         self.completeChanged.emit()
@@ -292,15 +285,8 @@ class SettingsPage(Page):
     def _model_changed(self) -> None:
         card = self._card()
         full = int(card.get("dim") or 1280)
-        current = self.dim.currentData()
-        self.dim.blockSignals(True)
-        self.dim.clear()
-        self.dim.addItem(f"{full} (the starting model's)", None)
-        for d in self.DIMS:
-            if d < full:
-                self.dim.addItem(str(d), d)
-        self.dim.setCurrentIndex(max(0, self.dim.findData(current)))
-        self.dim.blockSignals(False)
+        dims: list[tuple[str, object]] = [(f"{full} (the starting model's)", None)]
+        refill_combo(self.dim, dims + [(str(d), d) for d in self.DIMS if d < full], keep=self.dim.currentData())
         self._fill_resolutions()
         if self.base() is None:
             text = "Starts from ImageNet classification features: more to learn, so more epochs help."
@@ -320,15 +306,8 @@ class SettingsPage(Page):
     def _fill_resolutions(self) -> None:
         """The model's input size and the standard smaller ones; the choice survives a change of model."""
         size = self._input_size()
-        current = self.resolution.currentData()
-        self.resolution.blockSignals(True)
-        self.resolution.clear()
-        self.resolution.addItem(f"{size} px (the model's input size)", size)
-        for r in self.RESOLUTIONS:
-            if r < size:
-                self.resolution.addItem(f"{r} px", r)
-        self.resolution.setCurrentIndex(max(0, self.resolution.findData(current)))
-        self.resolution.blockSignals(False)
+        sizes = [(f"{size} px (the model's input size)", size)] + [(f"{r} px", r) for r in self.RESOLUTIONS if r < size]
+        refill_combo(self.resolution, sizes, keep=self.resolution.currentData())
 
     def _device_changed(self) -> None:
         """A GPU trains the paper's way (everything, full size); a CPU the measured CPU recipe."""
