@@ -29,10 +29,15 @@ __all__ = [
 ]
 
 
+def _overridable(variable: str, platform_dir: str) -> Path:
+    """`$variable` when set (tests, portable installs), else the platform's folder."""
+    override = os.environ.get(variable)
+    return Path(override) if override else Path(platform_dir)
+
+
 def cache_root() -> Path:
     """`$RETRIEVAL_EXPLORER_CACHE` when set, else the platform's user cache (`~/.cache/retrieval-explorer`)."""
-    override = os.environ.get("RETRIEVAL_EXPLORER_CACHE")
-    return Path(override) if override else Path(user_cache_dir(APP_NAME))
+    return _overridable("RETRIEVAL_EXPLORER_CACHE", user_cache_dir(APP_NAME))
 
 
 def log_file() -> Path:
@@ -51,8 +56,7 @@ def pictures_folder() -> Path:
 
 def data_root() -> Path:
     """`$RETRIEVAL_EXPLORER_DATA` when set, else the platform's user data folder (`~/.local/share/...`)."""
-    override = os.environ.get("RETRIEVAL_EXPLORER_DATA")
-    return Path(override) if override else Path(user_data_dir(APP_NAME))
+    return _overridable("RETRIEVAL_EXPLORER_DATA", user_data_dir(APP_NAME))
 
 
 def models_dir() -> Path:

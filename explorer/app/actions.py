@@ -20,17 +20,18 @@ class ActionSpec:
     tip: str = ""
     attribute: str = ""
     separator_before: bool = False
+    submenu_after: str = ""  # a submenu the window fills (recent folders) follows this action
 
 
 FILE, INDEX, VIEW, HELP = "&File", "&Index", "&View", "&Help"
-RECENT_FOLDERS = "&Recent folders"  # a submenu of File, after "Open folder…", filled by the window
+RECENT_FOLDERS = "&Recent folders"  # the submenu after "Open folder…", filled by the window
 
 ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(FILE, "&Open image…", "choose_query_file", "Ctrl+O", "open a query image", attribute="open_action"),
     ActionSpec(FILE, "&Paste query", "paste_query", "Ctrl+V", "paste an image or a path as the query",
                attribute="paste_action"),
     ActionSpec(FILE, "Open &folder…", "choose_folder", "Ctrl+Shift+O", "choose the folder to search",
-               attribute="open_folder_action"),
+               attribute="open_folder_action", submenu_after=RECENT_FOLDERS),
     ActionSpec(FILE, "&Model…", "choose_model", "Ctrl+M", "choose a model", "Use a fine-tuned model",
                separator_before=True),
     ActionSpec(FILE, "Use the &bundled model", "use_bundled_model"),

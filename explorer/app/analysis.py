@@ -137,9 +137,8 @@ def run_query(
         return out
     check()
     collection = session.collection(folder)
-    own_path = query if isinstance(query, Path) else query_path
-    own = collection.row_of(own_path)
-    result = session.query(emb, folder, k=k, dim=d, exclude=own_path)
+    result = session.query(emb, folder, k=k, dim=d, exclude=query if isinstance(query, Path) else query_path)
+    own = result.excluded_row
     out.float_ranking, out.binary_ranking = result.float_ranking, result.binary_ranking
     cosine, hamming = collection.all_distances(emb, d)
     float_rows = ids_to_rows(collection, result.float_ranking.results)
@@ -253,6 +252,7 @@ class IndexSummary:
     count: int  # images now searchable in the folder
     labelled: bool
     seconds: float = 0.0
+    resumable: bool = False  # no run: what a folder cancelled last time can be searched in, continuing offered
 
     @property
     def cancelled(self) -> bool:
@@ -273,7 +273,7 @@ def searchable_now(session: RetrievalSession, folder: Path) -> IndexSummary:
     report.unchanged = len(collection)
     report.skipped = collection.catalog.skipped()
     labelled = folder_labels(collection.snapshot.relpaths) is not None
-    return IndexSummary(Path(folder), report, len(collection), labelled)
+    return IndexSummary(Path(folder), report, len(collection), labelled, resumable=True)
 
 
 def index_folder(

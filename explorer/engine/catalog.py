@@ -111,23 +111,27 @@ def read_only_connection(path: Path, immutable: bool = False) -> sqlite3.Connect
     )
 
 
-def _peek(path: Path, sql: str) -> list[tuple[str, str]]:
-    """Rows of a read-only query, opened as immutable when the plain read-only open fails and the log is empty."""
+def read_only_modes(path: Path) -> list[bool]:
+    """The `immutable` flags to try, in order, for a read-only look: plain read-only first; immutable next only
+    while the write-ahead log is empty, since an immutable open would not see what the log holds."""
     wal = Path(f"{path}-wal")
-    try:
-        db = read_only_connection(path)
+    return [False] if wal.exists() and wal.stat().st_size > 0 else [False, True]
+
+
+def _peek(path: Path, sql: str) -> list[tuple[str, str]]:
+    """Rows of a read-only query (`read_only_modes`: immutable when the plain read-only open fails)."""
+    modes = read_only_modes(path)
+    for i, immutable in enumerate(modes):
         try:
-            return list(db.execute(sql).fetchall())
-        finally:
-            db.close()
-    except sqlite3.OperationalError:
-        if wal.exists() and wal.stat().st_size > 0:
-            raise
-    db = read_only_connection(path, immutable=True)
-    try:
-        return list(db.execute(sql).fetchall())
-    finally:
-        db.close()
+            db = read_only_connection(path, immutable)
+            try:
+                return list(db.execute(sql).fetchall())
+            finally:
+                db.close()
+        except sqlite3.OperationalError:
+            if i + 1 == len(modes):
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def set_aside(path: Path) -> Path:
@@ -211,9 +215,7 @@ class Catalog:
         failed integrity check) raises `CatalogDamaged`, which has the catalog set aside; a drive that is full,
         read-only or failing raises its OperationalError (writable) or `CatalogReadOnly` (read-only), and the
         catalog stays where it is."""
-        wal = Path(f"{self.path}-wal")
-        attempts = [False] if writable else [False, True]
-        for immutable in attempts:
+        for immutable in [False] if writable else read_only_modes(self.path):
             try:
                 db = (
                     sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
@@ -224,8 +226,6 @@ class Catalog:
                 if writable:
                     raise
                 failure: sqlite3.OperationalError = exc
-                if wal.exists() and wal.stat().st_size > 0:
-                    break
                 continue
             try:
                 check = db.execute("PRAGMA quick_check").fetchone()
@@ -241,8 +241,6 @@ class Catalog:
                 if writable:
                     raise
                 failure = exc
-                if wal.exists() and wal.stat().st_size > 0:
-                    break
             except sqlite3.DatabaseError as exc:
                 db.close()
                 raise CatalogDamaged(f"catalog {self.path} is damaged: {exc}") from None
@@ -380,6 +378,12 @@ class Catalog:
         return _Transaction(self._db)
 
 
+def _refused(exc: BaseException) -> CatalogReadOnly | None:
+    """The sentence for a write the cache refused (read-only, full), or None for any other failure."""
+    why = write_failure(exc)
+    return None if why is None else CatalogReadOnly(f"the cache folder {why}: nothing new can be saved; {WHAT_TO_DO}")
+
+
 class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any error (the connection runs in autocommit mode)."""
 
@@ -390,10 +394,10 @@ class _Transaction:
         try:
             self._db.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            why = write_failure(exc)
-            if why is None:
+            refused = _refused(exc)
+            if refused is None:
                 raise
-            raise CatalogReadOnly(f"the cache folder {why}: nothing new can be saved; {WHAT_TO_DO}") from exc
+            raise refused from exc
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if exc_type is None:
@@ -404,8 +408,8 @@ class _Transaction:
                 exc = failed
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
-        why = write_failure(exc) if exc is not None else None
-        if why is not None:  # a full disk mid-run: what was committed before stays, the run ends with the reason
-            raise CatalogReadOnly(f"the cache folder {why}: nothing new can be saved; {WHAT_TO_DO}") from exc
+        refused = _refused(exc) if exc is not None else None
+        if refused is not None:  # a full disk mid-run: what was committed before stays, the run ends with the reason
+            raise refused from exc
         if exc_type is None and exc is not None:  # COMMIT itself failed for another reason
             raise exc

@@ -37,6 +37,7 @@ class QueryResult:
     embedding: npt.NDArray[np.float32]
     float_ranking: Ranking
     binary_ranking: Ranking | None  # None at a dimension that is not a multiple of 8 (no binary codes there)
+    excluded_row: int | None = None  # the query's own snapshot row, left out of the rankings (None: not the folder's)
 
     def ranking(self, binary: bool) -> Ranking:
         if not binary:
@@ -181,6 +182,7 @@ class RetrievalSession:
             emb,
             collection.search(emb, k, d, binary=False, exclude_row=own),
             collection.search(emb, k, d, binary=True, exclude_row=own) if d % 8 == 0 else None,
+            own,
         )
 
     @staticmethod

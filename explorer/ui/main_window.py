@@ -334,7 +334,7 @@ class MainWindow(QMainWindow):
             self.addAction(act)  # shortcuts work even with the menu bar hidden
             if spec.attribute:
                 setattr(self, spec.attribute, act)
-            if spec.slot == "choose_folder":
+            if spec.submenu_after == RECENT_FOLDERS:
                 self.recent_menu = menu.addMenu(RECENT_FOLDERS)
         view_menu = menus[VIEW]
         view_menu.addSeparator()
@@ -738,7 +738,7 @@ class MainWindow(QMainWindow):
         self._set_skipped(report.skipped)
         self._update_stats()
         self._important_until = time.monotonic() + 12.0  # not overwritten by the query that follows at once
-        if report.cancelled and job.name.startswith("open "):
+        if summary.resumable:
             message = (
                 f"Indexing of {summary.folder.name} was cancelled last time: {summary.count:,} images searchable. "
                 "Re-index (Ctrl+R) continues where it stopped."
