@@ -14,7 +14,7 @@ from the training data (trainer.folders.carve_validation), never on the held-out
 protocol, Recall@1 (float and binary, full width) of the starting and of the kept model on the held-out part,
 the epoch kept, the minutes taken and the wizard's estimate for the same run.
 
-    .venv/bin/python bench/finetune_small.py          # about 40 min on 2 cores; finished runs are not redone
+    .venv/bin/python bench/finetune_small.py          # about 15 min on 2 cores; finished runs are not redone
     .venv/bin/python bench/finetune_small.py --table  # the table again from the saved results
 """
 
@@ -147,8 +147,10 @@ def row(record: dict[str, Any]) -> tuple[list[str], float]:
     kept = next(h for h in history if h["epoch"] == (record["kept_epoch"] if record["kept_epoch"] is not None else -1))
     shape = RunShape(**record["shape"])
     config = record["config"]
-    stages = record["per_stage"]  # the stage times at the training crop, then at the input size
-    estimate = estimate_seconds(shape, config, stages[: len(stages) // 2], stages[len(stages) // 2 :])
+    stages = record["per_stage"]  # the stage times at 160 px, then at the input size
+    at_input = stages[len(stages) // 2 :]
+    at_crop = stages[: len(stages) // 2] if config["crop_size"] else at_input
+    estimate = estimate_seconds(shape, config, at_crop, at_input)
     gain = 100 * (kept["R@1"] - start["R@1"])
     spec = record["folder"]
     vs_train = against_training(record)

@@ -213,6 +213,9 @@ def recipe_text(recipe: Mapping[str, Any]) -> str:
     k = r.get("trainable_stages")
     if k is None:
         trained = "the whole backbone trained"
+    elif k == 0:
+        trained = "the backbone kept as it is (only the embedding layer and the proxies trained, on its features"
+        trained += ", computed once per image)" if r.get("cache_trunk") else ")"
     else:
         cached = ", computed once per image" if r.get("cache_trunk") else ""
         trained = f"the last {k} backbone stages trained (the earlier ones frozen at their ImageNet weights{cached})"

@@ -32,7 +32,7 @@ def _parse_params(items: Sequence[str]) -> dict[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     from trainer.folders import PROTOCOLS
-    from trainer.recipe import CPU_CROP, CPU_STAGES
+    from trainer.recipe import CPU_CROP, CPU_STAGES, HEAD_LR, HEAD_ONLY_BELOW
 
     p = argparse.ArgumentParser(prog="trainer", description="Deep metric learning on labelled folders.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -56,18 +56,26 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-nested", action="store_true", help="train the full dimension only")
     recipe = "from the folder: "
     f.add_argument("--epochs", type=int, default=None,
-                   help=recipe + "passes to see ~2,400 images on a CPU, ~60,000 on a GPU, 6 to 30; one epoch = one "
-                   "pass over the training images")  # fmt: skip
-    f.add_argument("--warmup-epochs", type=int, default=None, help="1: the first epoch trains only the new layers")
+                   help=recipe + "passes to make ~150 steps when the backbone stays as it is; else to see "
+                   "~2,400 images on a CPU, ~60,000 on a GPU, 6 to 30; one epoch = one pass over the training "
+                   "images")  # fmt: skip
+    f.add_argument("--warmup-epochs", type=int, default=None,
+                   help="1 (0 when the backbone stays): the first epoch trains only the new layers")  # fmt: skip
     f.add_argument("--classes-per-batch", type=int, default=None, help=recipe + "min(25, classes)")
     f.add_argument("--per-class", type=int, default=None, help=recipe + "3 to 8, about 24 images a batch")
     f.add_argument("--batches-per-epoch", type=int, default=None, help="steps per epoch (default: one pass)")
-    f.add_argument("--lr", type=float, default=None, help="0.01: new layers and proxies")
+    f.add_argument("--lr", type=float, default=None,
+                   help=f"new layers and proxies: {HEAD_LR:g} when the backbone stays as it is, else 0.01")  # fmt: skip
     f.add_argument("--backbone-lr-mult", type=float, default=None, help="0.1: the backbone's lr is lr x this")
     f.add_argument("--trainable-stages", type=int, default=None,
-                   help=f"train only the last N backbone stages ({CPU_STAGES} on a CPU, all on a GPU)")  # fmt: skip
-    f.add_argument("--cache-trunk", action="store_true", help="compute the frozen stages once (CPU recipe)")
-    f.add_argument("--cache-views", type=int, default=None, help="2: crops cached per image with --cache-trunk")
+                   help=f"train only the last N backbone stages; 0: none, only the embedding layer and the "
+                   f"proxies (the default below {HEAD_ONLY_BELOW:,} training images); else {CPU_STAGES} on a CPU, all "
+                   "on a GPU")  # fmt: skip
+    f.add_argument("--cache-trunk", action="store_true", default=None,
+                   help="compute the frozen stages once (the default when none train)")  # fmt: skip
+    f.add_argument("--cache-views", type=int, default=None,
+                   help="crops cached per image with --cache-trunk: 1 (the centre) when none train, "
+                   "else 2")  # fmt: skip
     f.add_argument("--crop-size", type=int, default=None,
                    help=f"training resolution ({CPU_CROP} on a CPU, the model's input size on a GPU)")  # fmt: skip
     f.add_argument(
@@ -116,11 +124,12 @@ def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str) -> 
 
     overrides: dict[str, Any] = {k: getattr(args, a) for a, k in RECIPE_FLAGS.items() if getattr(args, a) is not None}
     if args.trainable_stages is not None:
-        overrides["trainable_stages"] = args.trainable_stages or None
+        overrides["trainable_stages"] = args.trainable_stages
+    if args.cache_trunk:
+        overrides["cache_trunk"] = True
     overrides.update(
         method=args.method, method_params=_parse_params(args.param), dim=args.dim, nested=not args.no_nested,
-        cache_trunk=args.cache_trunk, freeze_batchnorm=not args.update_batchnorm, seed=args.seed,
-        device=args.device, num_workers=args.workers,
+        freeze_batchnorm=not args.update_batchnorm, seed=args.seed, device=args.device, num_workers=args.workers,
     )  # fmt: skip
     if args.cache_trunk and "trainable_stages" not in overrides and device_type != "cpu":
         overrides["trainable_stages"] = 2

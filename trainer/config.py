@@ -38,7 +38,7 @@ class FitConfig:
     weight_decay: float = 1e-4
     lr_milestones: tuple[float, ...] = (0.6, 0.85)  # fractions of the fine-tuning epochs
     lr_gamma: float = 0.1
-    trainable_stages: int | None = None  # None: the whole backbone trains; k: only its last k stages
+    trainable_stages: int | None = None  # None: the whole backbone trains; k: only its last k stages (0: none)
     cache_trunk: bool = False  # compute the frozen stages once (needs trainable_stages)
     cache_views: int = 2
     cache_dir: str | None = None  # share trunk caches between runs (keyed by content); default: the run folder

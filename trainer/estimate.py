@@ -9,7 +9,9 @@ What a run does, and what each part costs per image (stage times are forward pas
   augmenting the image), then the held-out part embedded once (whole network, decoding);
 * the candidate epochs (trainer.fit: the start, those after the first rate drop, the last): the selection part
   embedded, and for my classes up to 150 training images it is searched against;
-* the starting model is judged the same way before the first epoch.
+* the starting model is judged the same way before the first epoch;
+* with the whole backbone frozen (the small-folder recipe), every part goes through it once: the frozen stages
+  are cached, and each epoch is judged on the cached features.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ def estimate_seconds(
     eval_stages = eval_stages or train_stages
     full_eval = sum(eval_stages) + DECODE_SECONDS
     k = cfg.get("trainable_stages")
-    head = sum(train_stages) if k is None else sum(train_stages[-k:])
+    head = sum(train_stages) if k is None else sum(train_stages[len(train_stages) - k :])  # k = 0: none
     frozen = sum(train_stages) - head
     cached = bool(cfg.get("cache_trunk"))
     batch = min(cfg["classes_per_batch"], max(1, shape.train_classes)) * cfg["per_class"]
@@ -82,11 +84,13 @@ def estimate_seconds(
     )
     if cached:
         seconds += shape.train_images * cfg.get("cache_views", 2) * (frozen + DECODE_SECONDS)
-    seconds += min(shape.train_images, WARM_START_IMAGES) * full_eval
-    seconds += (epochs + 1) * min(shape.test_images, cfg.get("eval_max_images", 2000)) * full_eval
+    seconds += min(shape.train_images, WARM_START_IMAGES) * (head if cached else full_eval)
+    # With the whole backbone frozen, each part is embedded through it once (trainer.fit._Trainer._embedded).
+    judged = 1 if k == 0 else None
+    seconds += (judged or epochs + 1) * min(shape.test_images, cfg.get("eval_max_images", 2000)) * full_eval
     if shape.selection_images:
         gallery = min(GALLERY_IMAGES, shape.train_images) if shape.selection_by_images else 0
-        seconds += candidate_epochs(cfg) * (shape.selection_images + gallery) * full_eval
+        seconds += (judged or candidate_epochs(cfg)) * (shape.selection_images + gallery) * full_eval
     return seconds
 
 

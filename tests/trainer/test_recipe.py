@@ -7,24 +7,33 @@ from pathlib import Path
 
 from trainer.cli import _parser, recipe_from_args
 from trainer.folders import LabelledFolder
-from trainer.recipe import CPU_IMAGES, FolderShape, default_recipe, recipe_warnings
+from trainer.recipe import CPU_IMAGES, HEAD_LR, HEAD_STEPS, FolderShape, default_recipe, recipe_warnings
 
 
-def test_a_small_folder_gets_bigger_batches_and_more_passes() -> None:
-    small = default_recipe(FolderShape(classes=3, images=90, smallest_class=30))
-    large = default_recipe(FolderShape(classes=50, images=5000, smallest_class=60))
-    assert small.classes_per_batch * small.per_class >= 24  # not 3 x 3
-    assert (large.classes_per_batch, large.per_class) == (25, 3)  # the paper's batches when there are classes
-    assert small.epochs > large.epochs >= 6
-    seen = (
-        small.epochs * (90 // (small.classes_per_batch * small.per_class)) * small.classes_per_batch * small.per_class
-    )
-    assert abs(seen - CPU_IMAGES) / CPU_IMAGES < 0.25
-    assert small.backbone_lr_mult == 0.1 and small.warmup_epochs == 1
+def test_a_folder_with_few_classes_gets_bigger_batches_and_more_passes() -> None:
+    few = default_recipe(FolderShape(classes=3, images=1200, smallest_class=300))
+    many = default_recipe(FolderShape(classes=50, images=5000, smallest_class=60))
+    assert few.classes_per_batch * few.per_class >= 24  # not 3 x 3
+    assert (many.classes_per_batch, many.per_class) == (25, 3)  # the paper's batches when there are classes
+    assert few.epochs >= many.epochs >= 6
+    seen = few.epochs * (1200 // (few.classes_per_batch * few.per_class)) * few.classes_per_batch * few.per_class
+    assert seen >= CPU_IMAGES  # at least the CPU budget of images, and at least 6 passes
+    assert few.backbone_lr_mult == 0.1 and few.warmup_epochs == 1
 
 
-def test_the_device_decides_what_trains() -> None:
-    shape = FolderShape(classes=10, images=800, smallest_class=60)
+def test_a_small_folder_keeps_the_backbone_and_trains_the_embedding_layer_on_features_computed_once() -> None:
+    """bench/finetune_small.py: with backbone stages training, 8 car models x 30 images lost 17-27 points of held-out
+    Recall@1 (memorised); the embedding layer alone lost on no folder of the suite."""
+    for device in ("cpu", "cuda"):
+        small = default_recipe(FolderShape(classes=6, images=192, smallest_class=32), device)
+        assert (small.trainable_stages, small.cache_trunk, small.cache_views, small.crop_size) == (0, True, 1, None)
+        assert (small.lr, small.warmup_epochs) == (HEAD_LR, 0)
+        steps = small.epochs * (192 // (small.classes_per_batch * small.per_class))
+        assert abs(steps - HEAD_STEPS) / HEAD_STEPS < 0.2
+
+
+def test_the_device_decides_what_trains_in_a_large_folder() -> None:
+    shape = FolderShape(classes=10, images=1500, smallest_class=150)
     cpu, gpu = default_recipe(shape, "cpu"), default_recipe(shape, "cuda")
     assert (cpu.trainable_stages, cpu.crop_size) == (6, 160)
     assert (gpu.trainable_stages, gpu.crop_size) == (None, None) and gpu.epochs > cpu.epochs
@@ -41,6 +50,8 @@ def test_trainer_fit_without_recipe_flags_is_the_default_recipe() -> None:
     args = _parser().parse_args(["fit", "/x", "--out", "/m"])
     assert isinstance(args, argparse.Namespace)
     assert recipe_from_args(args, train, "cpu") == default_recipe(FolderShape.of(train), "cpu", device="auto")
-    args = _parser().parse_args(["fit", "/x", "--out", "/m", "--epochs", "3", "--trainable-stages", "0"])
-    tuned = recipe_from_args(args, train, "cpu")
-    assert tuned.epochs == 3 and tuned.trainable_stages is None
+    assert recipe_from_args(args, train, "cpu").trainable_stages == 0  # 96 images: the backbone stays
+    args = _parser().parse_args(["fit", "/x", "--out", "/m", "--epochs", "3", "--trainable-stages", "6"])
+    tuned = recipe_from_args(args, train, "cpu")  # stages asked for: that family's rates and warm-up
+    assert (tuned.epochs, tuned.trainable_stages, tuned.lr, tuned.warmup_epochs) == (3, 6, 0.01, 1)
+    assert not tuned.cache_trunk

@@ -36,7 +36,7 @@ from trainer.backbone_specs import BACKBONE_INFO
 from trainer.card import ModelFileError
 from trainer.estimate import RunShape, estimate_seconds  # torch-free (stage_seconds imports torch when called)
 from trainer.folders import carve_validation
-from trainer.recipe import CPU_CROP, CPU_STAGES, FolderShape, default_recipe, recipe_warnings
+from trainer.recipe import CPU_CROP, CPU_STAGES, HEAD_ONLY_BELOW, FolderShape, default_recipe, recipe_warnings
 
 if TYPE_CHECKING:
     from trainer.data import LabelledFolder
@@ -84,7 +84,7 @@ class SettingsPage(Page):
         self.device = QComboBox()
         self.device.addItem("CPU", "cpu")
         self.stages = QSpinBox()
-        self.stages.setRange(1, self.BACKBONE_STAGES)
+        self.stages.setRange(0, self.BACKBONE_STAGES)
         self.stages.setValue(self.BACKBONE_STAGES)
         self.stages.setSuffix(f" of {self.BACKBONE_STAGES}")
         self.cached = QCheckBox("compute the frozen ones once (fastest; they then see one fixed crop per image)")
@@ -115,10 +115,7 @@ class SettingsPage(Page):
             "Every power-of-two prefix is trained too (nested), so the explorer can search with fewer "
             "dimensions; a binary code takes dimension/8 bytes."
         )
-        self.cached_help = help_label(
-            "The first stages are generic edge and texture detectors: freezing them saves most of the work "
-            "on a CPU and costs little. Caching them is faster still but gives up crop augmentation."
-        )
+        self.cached_help = help_label()
         self.resolution_help = help_label(
             "Searching always uses the model's input size. Training at 160 px takes about half the time of "
             "224 px and keeps most of the gain (unseen car models: Recall@1 +14.7 points, +17.6 at 224)."
@@ -236,7 +233,7 @@ class SettingsPage(Page):
         self.epochs.setValue(recipe.epochs)
         self.classes_per_batch.setValue(recipe.classes_per_batch)
         self.per_class.setValue(recipe.per_class)
-        self.stages.setValue(recipe.trainable_stages or self.BACKBONE_STAGES)
+        self.stages.setValue(self.BACKBONE_STAGES if recipe.trainable_stages is None else recipe.trainable_stages)
         self.cached.setChecked(recipe.cache_trunk)
         wanted = recipe.crop_size or self._input_size()
         self.resolution.setCurrentIndex(max(0, self.resolution.findData(wanted)))
@@ -253,22 +250,29 @@ class SettingsPage(Page):
 
     def config_fields(self) -> dict[str, Any]:
         """FitConfig arguments (trainer.config.FitConfig) for these settings; what the page has no widget for
-        (the learning rates) keeps FitConfig's defaults, as the recipe does."""
+        (the learning rate, the warm-up, the cached views) is the recipe's for the stages chosen, as
+        `trainer fit --trainable-stages N` takes it."""
         epochs = self.epochs.value()
         partial = self.stages.value() < self.BACKBONE_STAGES
         cached = partial and self.cached.isChecked()
         crop = self.resolution.currentData()
+        parts = self.parts() if self.wizard() is not None else None
+        shape = FolderShape.of(parts[0]) if parts is not None else FolderShape(0, 0, 0)
+        device = self.device.currentData() or "cpu"
+        recipe = default_recipe(shape, device, trainable_stages=self.stages.value() if partial else None)
         return {
             "method": self.method.currentData() or "normsoftmax",
             "dim": self.dim.currentData(),
             "epochs": epochs,
-            "warmup_epochs": 1 if epochs > 1 else 0,
+            "warmup_epochs": recipe.warmup_epochs if epochs > 1 else 0,
+            "lr": recipe.lr,
+            "cache_views": recipe.cache_views,
             "classes_per_batch": self.classes_per_batch.value(),
             "per_class": self.per_class.value(),
             "trainable_stages": self.stages.value() if partial else None,
             "cache_trunk": cached,
             "crop_size": crop if crop and crop != self._input_size() else None,
-            "device": self.device.currentData() or "cpu",
+            "device": device,
             "num_workers": None,  # trainer.devices.default_loader_workers: most cores on a GPU, 2 on a CPU
         }
 
@@ -310,17 +314,31 @@ class SettingsPage(Page):
         refill_combo(self.resolution, sizes, keep=self.resolution.currentData())
 
     def _device_changed(self) -> None:
-        """A GPU trains the paper's way (everything, full size); a CPU the measured CPU recipe."""
+        """A GPU trains the paper's way (everything, full size); a CPU the measured CPU recipe; a small folder
+        keeps the backbone as it is on either (`apply_recipe` sets that)."""
         cpu = self.device.currentData() == "cpu"
         self.stages.setValue(self.CPU_STAGES if cpu else self.BACKBONE_STAGES)
         self.cached.setChecked(False)
         wanted = self.CPU_RESOLUTION if cpu else self._input_size()
         self.resolution.setCurrentIndex(max(0, self.resolution.findData(wanted)))
-        self.apply_recipe()
+        self.apply_recipe(force=True)
         self._update_help()
 
     def _stages_changed(self) -> None:
-        self.cached.setEnabled(self.stages.value() < self.BACKBONE_STAGES)
+        stages = self.stages.value()
+        self.cached.setEnabled(0 < stages < self.BACKBONE_STAGES)
+        if stages == 0:
+            self.cached.setChecked(True)  # nothing trains in the backbone: its features are computed once
+            self.cached_help.setText(
+                "0: the backbone stays as it is and only the embedding layer learns your classes, on features "
+                f"computed once per image (the default below {HEAD_ONLY_BELOW:,} images: training the backbone on "
+                "a few dozen images a class memorised them and searched worse)."
+            )
+        else:
+            self.cached_help.setText(
+                "The first stages are generic edge and texture detectors: freezing them saves most of the work "
+                "on a CPU and costs little. Caching them is faster still but gives up crop augmentation."
+            )
         self._update_help()
 
     def _update_help(self) -> None:

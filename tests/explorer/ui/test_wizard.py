@@ -29,6 +29,7 @@ from explorer.ui.settings import Settings
 from explorer.ui.wizard import FineTuneWizard, training_page
 from explorer.ui.wizard import common as wizard_common
 from trainer.progress import Progress
+from trainer.recipe import HEAD_LR
 
 SCAN_MS = 60_000
 TRAIN_MS = 180_000
@@ -229,7 +230,8 @@ def test_walks_through_every_page_and_saves_the_model(
 def test_device_picks_the_recipe_measured_for_it(
     qtbot: QtBot, make_wizard: Callable[..., FineTuneWizard], tmp_path: Path, small_model_path: Path
 ) -> None:
-    """CPU: the last 6 of 9 stages at 160 px, uncached (bench/cars_finetune.py); GPU: everything at full size."""
+    """A small folder keeps the backbone as it is on either device (trainer.recipe.HEAD_ONLY_BELOW); stages
+    chosen by hand get that family's rates, as `trainer fit --trainable-stages N` does."""
     wizard = make_wizard(labelled_folder(tmp_path / "colours"))
     qtbot.waitUntil(wizard.folder_page.isComplete, timeout=SCAN_MS)
     wizard.next()
@@ -239,15 +241,22 @@ def test_device_picks_the_recipe_measured_for_it(
     page.model.setCurrentIndex(page.model.findData(None))  # the ImageNet backbone: 224 px input
     assert [page.resolution.itemData(i) for i in range(page.resolution.count())] == [224, 192, 160, 128]
 
+    def chosen() -> tuple[object, ...]:
+        f = page.config_fields()
+        return f["trainable_stages"], f["cache_trunk"], f["crop_size"], f["lr"], f["warmup_epochs"]
+
     page.device.addItem("GPU: pretend", "cuda")
     page.device.setCurrentIndex(page.device.findData("cuda"))
-    gpu = page.config_fields()
-    assert (gpu["trainable_stages"], gpu["cache_trunk"], gpu["crop_size"]) == (None, False, None)
-    assert not page.cached.isEnabled()  # nothing frozen, nothing to cache
+    assert chosen() == (0, True, None, HEAD_LR, 0)
+    page.stages.setValue(page.BACKBONE_STAGES)  # the whole backbone trains: nothing frozen, nothing to cache
+    assert chosen() == (None, False, None, 0.01, 1)
+    assert not page.cached.isEnabled()
 
     page.device.setCurrentIndex(page.device.findData("cpu"))
-    cpu = page.config_fields()
-    assert (cpu["trainable_stages"], cpu["cache_trunk"], cpu["crop_size"]) == (6, False, 160)
+    assert chosen() == (0, True, None, HEAD_LR, 0)
+    page.stages.setValue(6)
+    page.cached.setChecked(False)
+    assert chosen() == (6, False, None, 0.01, 1)
     page.cached.setChecked(True)
     assert page.config_fields()["cache_trunk"] is True
     page.stages.setValue(page.BACKBONE_STAGES)  # the whole backbone trains: caching means nothing then
@@ -427,7 +436,7 @@ def test_the_wizard_and_trainer_fit_build_the_same_recipe_for_the_same_folder(
     args = _parser().parse_args(["fit", str(folder), "--out", str(tmp_path / "m"), "--device", "cpu"])
     cli = recipe_from_args(args, plan.train, "cpu")
     assert plan.config.key() == cli.key()
-    assert (plan.config.epochs, plan.config.per_class, plan.config.trainable_stages) == (cli.epochs, cli.per_class, 6)
+    assert (plan.config.epochs, plan.config.per_class, plan.config.trainable_stages) == (cli.epochs, cli.per_class, 0)
 
 
 # -- use it now ------------------------------------------------------------------------------------------
