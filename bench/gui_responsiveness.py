@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     meter = StallMeter()
-    from explorer.ui.main_window import MainWindow
     from explorer.ui.settings import Settings
+    from explorer.ui.window import MainWindow
 
     def wait(cond: Callable[[], bool], timeout: float = 3600.0) -> None:
         end = time.monotonic() + timeout

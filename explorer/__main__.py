@@ -2,7 +2,7 @@
 
 Start-up order matters for a double-click app: the window must be on screen before anything slow is
 imported. Qt and the window come first; torch is imported by the model-loading worker once the window
-shows, and pyqtgraph on a background thread (see `explorer.ui.main_window`). `freeze_support()` runs
+shows, and pyqtgraph on a background thread (see `explorer.ui.window`). `freeze_support()` runs
 before everything else so a frozen (PyInstaller) build does not start a second window in every child
 process.
 """
@@ -96,8 +96,8 @@ def _run_window(args: argparse.Namespace, qt_argv: list[str], started: float) ->
     app.setApplicationName("Retrieval Explorer")
     QGuiApplication.setDesktopFileName("retrieval-explorer")  # static; `instance()` is typed as QCoreApplication
 
-    from explorer.ui.main_window import MainWindow, app_icon
     from explorer.ui.settings import Settings
+    from explorer.ui.window import MainWindow, app_icon
 
     QApplication.setWindowIcon(app_icon())
     settings = Settings()

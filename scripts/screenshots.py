@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    from explorer.ui.main_window import MainWindow, app_icon
     from explorer.ui.settings import Settings
+    from explorer.ui.window import MainWindow, app_icon
 
     app.setWindowIcon(app_icon())
     settings = Settings()

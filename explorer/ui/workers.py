@@ -23,29 +23,9 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal
 
+from explorer.app.jobs import Handle, JobCancelled, Reply, Task, failure_message
+
 log = logging.getLogger(__name__)
-
-
-def failure_message(job_name: str, exc: Exception) -> str:
-    """One plain sentence for the window. A problem with the person's input (a file that is not a picture, a folder
-    that cannot train, a damaged model or cache) is its own reason and nothing else; anything else is a fault of
-    ours, whose traceback goes to the log file (explorer.paths.log_file; the About box says where), not to the
-    terminal, and the sentence says where it is."""
-    from explorer.engine.catalog import CatalogError
-    from explorer.paths import log_file
-    from trainer.card import ModelFileError
-    from trainer.folders import DatasetError
-    from trainer.images import ImageLoadError
-
-    if isinstance(exc, ImageLoadError | DatasetError | ModelFileError | CatalogError | OSError):
-        log.info("job %s: %s", job_name, exc)
-        return " ".join(str(exc).split()) or type(exc).__name__
-    log.error("job %s failed", job_name, exc_info=exc)
-    return f"something went wrong ({' '.join(str(exc).split())[:200]}); the details are in {log_file()}"
-
-
-class JobCancelled(Exception):
-    """Raised by a job function that stopped because it was asked to (see `Job.check`)."""
 
 
 class JobSignals(QObject):
@@ -146,3 +126,49 @@ class JobRunner(QObject):
     def wait(self, msecs: int = 30_000) -> bool:
         """Block until running jobs end (shutdown and tests only: never while the app is in use)."""
         return self.pool.waitForDone(msecs)
+
+
+class _Delivery(QObject):
+    """Hands a job's signals to its `Reply` on the GUI thread (a QObject receiver makes the connections queued)."""
+
+    def __init__(self, reply: Reply, parent: QObject) -> None:
+        super().__init__(parent)
+        self.reply = reply
+
+    def progress(self, _job: Job, payload: object) -> None:
+        self.reply.progress(payload)
+
+    def finished(self, _job: Job, result: object) -> None:
+        self.reply.done(result)
+        self.deleteLater()
+
+    def failed(self, _job: Job, message: str) -> None:
+        self.reply.failed(message)
+        self.deleteLater()
+
+    def cancelled(self, _job: Job) -> None:
+        self.reply.cancelled()
+        self.deleteLater()
+
+
+class QtExecutor(QObject):
+    """explorer.app.jobs.Executor on Qt thread pools: one `JobRunner` (one thread) per lane, replies on the GUI
+    thread."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runners: dict[str, JobRunner] = {}
+
+    def runner(self, lane: str) -> JobRunner:
+        if lane not in self.runners:
+            self.runners[lane] = JobRunner(lane, 1, self)
+        return self.runners[lane]
+
+    def submit(self, lane: str, name: str, work: Callable[[Task], Any], reply: Reply) -> Handle:
+        job = Job(name, work)
+        delivery = _Delivery(reply, self)
+        job.signals.progress.connect(delivery.progress)
+        job.signals.finished.connect(delivery.finished)
+        job.signals.failed.connect(delivery.failed)
+        job.signals.cancelled.connect(delivery.cancelled)
+        return self.runner(lane).start(job)

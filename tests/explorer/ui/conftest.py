@@ -14,8 +14,8 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from explorer.engine.session import RetrievalSession
-from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
+from explorer.ui.window import MainWindow
 
 INDEX_TIMEOUT_MS = 120_000
 QUERY_TIMEOUT_MS = 60_000

@@ -7,8 +7,8 @@ import threading
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMenu
 
-from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
+from explorer.ui.window import MainWindow
 from trainer.images import SCAN_STAGE
 
 INDEX_TIMEOUT_MS = 120_000

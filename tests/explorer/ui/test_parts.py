@@ -136,7 +136,7 @@ def test_python_m_explorer_shows_the_window_without_importing_torch(tmp_path: Pa
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "RETRIEVAL_EXPLORER_SETTINGS": str(tmp_path / "s.ini")}
     code = (
         "import sys, explorer.__main__ as m\n"
-        "import explorer.ui.main_window as w\n"
+        "import explorer.ui.window as w\n"
         "orig = w.MainWindow.show\n"
         "def show(self):\n"
         "    print('torch-before-show', 'torch' in sys.modules, flush=True)\n"

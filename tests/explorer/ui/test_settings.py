@@ -76,7 +76,7 @@ def test_the_default_window_fits_a_small_laptop_screen(qtbot, settings_file, ui_
     from PySide6.QtCore import QRect
     from PySide6.QtGui import QScreen
 
-    from explorer.ui.main_window import MainWindow
+    from explorer.ui.window import MainWindow
 
     monkeypatch.setattr(QScreen, "availableGeometry", lambda _screen: QRect(0, 0, 1366, 705))
     window = MainWindow(Settings.at(settings_file), session_factory=lambda _path: ui_session)
@@ -90,7 +90,7 @@ def test_the_menus_are_built_from_the_action_table(qtbot, settings_file, ui_sess
     from PySide6.QtWidgets import QMenu
 
     from explorer.app.actions import ACTIONS
-    from explorer.ui.main_window import MainWindow
+    from explorer.ui.window import MainWindow
 
     window = MainWindow(Settings.at(settings_file), session_factory=lambda _path: ui_session)
     qtbot.addWidget(window)

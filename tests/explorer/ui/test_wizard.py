@@ -24,8 +24,8 @@ from pytestqt.qtbot import QtBot
 
 from explorer.app.fine_tune import TrainingPlan
 from explorer.engine.session import RetrievalSession
-from explorer.ui.main_window import MainWindow
 from explorer.ui.settings import Settings
+from explorer.ui.window import MainWindow
 from explorer.ui.wizard import FineTuneWizard, training_page
 from explorer.ui.wizard import common as wizard_common
 from trainer.progress import Progress

@@ -1,0 +1,469 @@
+"""The explorer window's rules, without Qt: which model, which folder, its index, its Recall@K, and the query.
+
+`WindowController` owns the state and the background work (through an explorer.app.jobs.Executor) and tells a
+`WindowView` what to show; `explorer.ui.window.MainWindow` is that view, and tests drive the controller with an
+`InlineExecutor` and a recording view, without a display. The rules:
+
+* One model session at a time, built in a worker (building it imports torch). Anything asked for before it is
+  ready is done when it is.
+* One indexing run at a time, started whenever a folder is chosen (incremental: an indexed folder costs a scan).
+  Queries on that folder wait for the run to end: the engine reloads the folder's collection at its end, and
+  searching it meanwhile would race that reload. At launch, a folder whose last run was cancelled is searched as
+  far as it is indexed and its indexing is offered, not restarted by itself.
+* Queries are coalesced (explorer.app.query_state): while one runs, changes of k, dimension or image only mark it
+  stale and the latest state is searched when it ends. The query's embedding is kept, so a new k or dimension
+  re-searches without the model. A query that cannot be read leaves the previous results as they were.
+* Recall@K of a labelled folder is computed once per (folder, model) and again when the folder changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from explorer.app import analysis
+from explorer.app.jobs import Executor, LatestJob, Reply, Task
+from explorer.app.query_state import QueryCoalescer
+from trainer.progress import format_time_left
+
+if TYPE_CHECKING:
+    from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
+    from explorer.engine.session import RetrievalSession
+    from trainer.progress import Progress
+
+RECALL_NEEDS_LABELS = "Recall@K needs a labelled folder: one sub-folder per class, two or more."
+RECALL_HINT = "Recall@K per dimension appears here for a labelled folder (one sub-folder per class)."
+INDEXING = "Indexing… the neighbours appear when it finishes."
+NO_FOLDER = "Click here to choose a folder to search in (Ctrl+Shift+O)."
+DROP_A_QUERY = "Drop a query image on the left, paste one (Ctrl+V), or click here to open one (Ctrl+O)."
+
+
+class WindowView(Protocol):
+    """What the controller asks of the window; every call comes on the controller's (the GUI) thread."""
+
+    def model_loading(self) -> None: ...
+    def model_ready(self, session: RetrievalSession) -> None: ...
+    def model_failed(self, message: str, path: Path | None) -> None: ...
+    def folder_opened(self, folder: Path) -> None: ...
+    def indexing_progress(self, text: str, progress: Progress | None) -> None:
+        """Indexing runs (or waits for the model); `progress` None or of total 0: how much is not known yet."""
+
+    def indexing_ended(self) -> None: ...
+    def index_finished(self, summary: IndexSummary, message: str, timeout_ms: int) -> None: ...
+    def index_failed(self, message: str) -> None: ...
+    def recall_changed(self, table: RecallTable | None, message: str, final: bool) -> None:
+        """Recall@K of the folder, or why there is none (yet); `final`: no more is coming for this folder."""
+
+    def results_cleared(self, placeholder: str) -> None:
+        """No results are shown; `placeholder` (when not empty) is what the empty grid says."""
+
+    def placeholder(self, text: str) -> None:
+        """What the grid says while it is empty (results on show stay)."""
+
+    def query_answered(self, outcome: QueryOutcome) -> None: ...
+    def query_failed(self, label: str, message: str, restored: bool) -> None:
+        """The query could not be used; `restored`: the previous query and its results are back."""
+
+    def status(self, message: str, timeout_ms: int) -> None: ...
+
+
+@dataclass
+class Engine:
+    """The engine calls the controller makes, in workers (tests replace them)."""
+
+    index_folder: Callable[..., IndexSummary] = analysis.index_folder
+    searchable_now: Callable[..., IndexSummary] = analysis.searchable_now
+    run_query: Callable[..., QueryOutcome] = analysis.run_query
+    folder_recall: Callable[..., RecallTable | None] = analysis.folder_recall
+
+
+def indexing_text(folder_name: str, progress: Progress, cancelling: bool) -> str:
+    """The status strip's line for a run in progress.
+
+    >>> from trainer.progress import Progress
+    >>> indexing_text("birds", Progress(0, 0, 0.0, "scanning"), False)
+    'Scanning the folder · 0 images found'
+    >>> indexing_text("birds", Progress(10, 40, 5.0, "embedding"), True)
+    'Cancelling… Embedding 10/40 · 5.0 images/s · 6 s left'
+    """
+    prefix = "Cancelling… " if cancelling else ""
+    if progress.total <= 0:
+        return f"{prefix}Scanning the folder · {progress.done:,} images found"
+    eta = format_time_left(progress.seconds_left)
+    return f"{prefix}Embedding {progress.done:,}/{progress.total:,} · {progress.rate:.1f} images/s" + (
+        f" · {eta}" if eta else ""
+    )
+
+
+def index_outcome_text(summary: IndexSummary) -> tuple[str, int]:
+    """(status message, how long it stays in ms; 0: until replaced) for a finished run."""
+    report = summary.report
+    if summary.resumable:
+        return (
+            f"Indexing of {summary.folder.name} was cancelled last time: {summary.count:,} images searchable. "
+            "Re-index (Ctrl+R) continues where it stopped.",
+            0,
+        )
+    if report.cancelled:
+        return f"Indexing cancelled: {summary.count:,} images searchable so far. Re-index (Ctrl+R) resumes.", 15000
+    offline = ""
+    if report.kept_offline:
+        offline = f" {report.kept_offline:,} kept that cannot be seen now (is the drive connected?)."
+    return (
+        f"Indexed {summary.folder.name}: {report.embedded:,} new, {report.unchanged:,} unchanged, "
+        f"{report.removed:,} removed, {len(report.skipped):,} skipped ({summary.seconds:.1f} s).{offline}",
+        10000,
+    )
+
+
+def no_results_text(summary: IndexSummary | None) -> str:
+    """Why a search found nothing: no picture of the folder could be indexed (and why), or there is no other."""
+    if summary is not None and summary.count == 0:
+        skipped = len(summary.report.skipped)
+        if skipped:
+            return f"No picture in this folder could be indexed: {skipped:,} files skipped (the list: Ctrl+K)."
+        return "This folder holds no pictures (JPEG, PNG, HEIC, WebP, TIFF, BMP or GIF files)."
+    return "The folder holds no other pictures than the query."
+
+
+class WindowController:
+    """See the module docstring. `load_session(model_path)` builds a session (in a worker); `to_image` turns a
+    query source that is not a path (a pasted picture) into what the engine embeds, also in a worker."""
+
+    def __init__(
+        self,
+        view: WindowView,
+        executor: Executor,
+        load_session: Callable[[Path | None], RetrievalSession],
+        engine: Engine | None = None,
+        to_image: Callable[[Any], Any] = lambda source: source,
+    ) -> None:
+        self.view = view
+        self.engine = engine or Engine()
+        self.load_session = load_session
+        self.to_image = to_image
+        self.session_job = LatestJob(executor, "model")
+        self.index_job = LatestJob(executor, "index")
+        self.query_job = LatestJob(executor, "query")
+        self.recall_job = LatestJob(executor, "analysis")
+        self.session: RetrievalSession | None = None
+        self.model_path: Path | None = None
+        self.folder: Path | None = None
+        self.summary: IndexSummary | None = None  # the last finished run of the current folder
+        self.k = 10
+        self.dim: int | None = None  # None: the model's full dimension
+        self.index_wanted = False  # index the current folder as soon as possible
+        self.index_declined = False  # Cancel pressed while the model loaded: no run starts by itself
+        self.launch_folder: Path | None = None  # reopened at launch: a cancelled run there is offered
+        self.recall: tuple[RecallTable | None, str] = (None, "")
+        self.recall_key: tuple[str, str] | None = None
+        self.queries = QueryCoalescer()
+        self.source: Any = None  # the query: a Path, or a picture handed over by the window
+        self.label = ""
+        self.embedding: Any = None  # of the current source under the current session
+        self.previous: tuple[Any, str, Any] | None = None  # restored when a new query cannot be used
+        self.outcome: QueryOutcome | None = None
+        self.closing = False
+        self.cancelling = False  # the running index job was asked to stop
+
+    # -- the model --------------------------------------------------------------------------------------------
+    def start_session(self) -> None:
+        """Load `model_path`'s session (the bundled model when None) in a worker."""
+        self.session = None
+        self.embedding = None
+        self.view.model_loading()
+        path, load = self.model_path, self.load_session
+        self.session_job.start(
+            "load model", lambda _task: load(path), Reply(done=self._session_loaded, failed=self._session_failed)
+        )
+
+    def set_model(self, path: Path | None) -> None:
+        """Switch models: a new session, and the folder indexed again under it (catalogs are per model)."""
+        self.model_path = path
+        self.index_job.cancel()
+        self.summary = None
+        self.recall_key = None
+        self.index_wanted = self.folder is not None
+        self.queries.settings_changed()  # an answer from the old model must not be shown under the new one
+        self.clear_results("Loading the model…")
+        self.start_session()
+
+    def _session_loaded(self, session: RetrievalSession) -> None:
+        if self.closing:
+            return
+        self.session = session
+        self.view.model_ready(session)
+        launch, self.launch_folder = self.launch_folder, None
+        if self.folder is not None and self.folder == launch and session.last_run_cancelled(self.folder):
+            self._offer_to_continue(session, self.folder)
+        elif self.folder is not None and not self.index_declined and (self.index_wanted or self.summary is None):
+            self.reindex()
+        if self.source is not None:
+            self.schedule_query()  # embeds now; searches once the folder's index is settled
+
+    def _session_failed(self, message: str) -> None:
+        self.view.model_failed(message, self.model_path)
+        if self.model_path is not None:
+            self.set_model(None)
+
+    # -- the folder and its index -----------------------------------------------------------------------------
+    def open_folder(self, folder: Path, at_launch: bool = False) -> None:
+        """Search in `folder` (an existing directory, resolved) and bring its index up to date."""
+        self.folder = folder
+        self.summary = None
+        self.recall = (None, "")
+        self.recall_key = None
+        self.recall_job.forget()
+        if at_launch:
+            self.launch_folder = folder
+        self.view.folder_opened(folder)
+        self.view.recall_changed(None, "", False)
+        self.clear_results("Indexing the folder…")
+        self.reindex()
+
+    def reindex(self) -> None:
+        """Bring the current folder's index up to date (incremental; resumes a cancelled run)."""
+        if self.folder is None:
+            self.view.status("Choose a folder first (Ctrl+Shift+O).", 5000)
+            return
+        self.index_declined = False
+        self.index_wanted = True
+        if self.session is None:
+            self.view.indexing_progress("Loading the model…", None)
+            return
+        if self.index_job.running:
+            self.index_job.cancel()  # restarted for the current folder when it ends
+            self.cancelling = True
+            return
+        self.index_wanted = False
+        session, folder, engine = self.session, self.folder, self.engine
+
+        def work(task: Task) -> IndexSummary:
+            return engine.index_folder(session, folder, progress=task.report, cancel=task.cancelled)
+
+        self.index_job.start(
+            f"index {folder}",
+            work,
+            Reply(
+                done=self._index_finished,
+                failed=self._index_failed,
+                cancelled=self._index_cancelled,  # while waiting for another process's run
+                progress=lambda progress: self.view.indexing_progress(
+                    indexing_text(folder.name, progress, self.cancelling), progress
+                ),
+            ),
+        )
+        self.view.indexing_progress(f"Indexing {folder.name}: scanning…", None)
+        self.view.placeholder(INDEXING)
+
+    def _offer_to_continue(self, session: RetrievalSession, folder: Path) -> None:
+        self.index_wanted = False
+        self.view.indexing_ended()
+        search = self.engine.searchable_now
+        self.index_job.start(
+            f"open {folder}",
+            lambda _task: search(session, folder),
+            Reply(done=self._index_finished, failed=self._index_failed),
+        )
+
+    @property
+    def indexing(self) -> bool:
+        return self.index_job.running
+
+    def cancel(self) -> None:
+        """Stop indexing after the batch in flight (what is done is kept), and metrics in progress."""
+        if not self.index_job.running and self.index_wanted:  # asked for while the model loads: it will not start
+            self.index_wanted = False
+            self.index_declined = True
+            self.view.indexing_ended()
+            self.view.status("Indexing will not start. Re-index (Ctrl+R) starts it.", 10000)
+            return
+        stopped = False
+        if self.index_job.running:
+            self.index_job.cancel()
+            self.cancelling = True
+            self.index_wanted = False
+            self.view.indexing_progress("Cancelling…", None)
+            stopped = True
+        if self.recall_job.running:
+            self.recall_job.cancel()
+            stopped = True
+        if not stopped:
+            self.view.status("", 0)
+
+    def _index_finished(self, summary: IndexSummary) -> None:
+        self.cancelling = False
+        self.view.indexing_ended()
+        if self.closing:
+            return
+        if summary.folder != self.folder or self.index_wanted:
+            self.reindex()  # the folder or the model changed meanwhile
+            return
+        self.summary = summary
+        message, timeout = index_outcome_text(summary)
+        self.view.index_finished(summary, message, timeout)
+        if self.source is not None:
+            self.queries.settings_changed()
+            self.schedule_query()
+        else:
+            self.clear_results()
+        if not summary.report.cancelled:
+            self.start_recall(summary)
+
+    def _index_cancelled(self) -> None:
+        self.cancelling = False
+        self.view.indexing_ended()
+        if self.index_wanted:
+            self.reindex()  # another folder or model was chosen meanwhile
+
+    def _index_failed(self, message: str) -> None:
+        self.cancelling = False
+        self.view.indexing_ended()
+        self.view.index_failed(message)
+        if self.index_wanted:
+            self.reindex()
+
+    # -- Recall@K of a labelled folder ------------------------------------------------------------------------
+    def start_recall(self, summary: IndexSummary) -> None:
+        if self.session is None:
+            return
+        if not summary.labelled:
+            self._set_recall(None, RECALL_NEEDS_LABELS, final=True)
+            return
+        key = (str(summary.folder), self.session.fingerprint)
+        if key == self.recall_key and not summary.changed and self.recall[0] is not None:
+            return
+        session, folder, dims = self.session, summary.folder, list(self.session.card.nested_dims)
+        recall = self.engine.folder_recall
+
+        def work(task: Task) -> RecallTable | None:
+            snapshot = session.collection(folder).snapshot
+            return recall(
+                snapshot.embeddings, snapshot.relpaths, dims, check=task.check,
+                progress=lambda i, n: task.report((i, n)),
+            )  # fmt: skip
+
+        self.recall_key = key
+        self.recall_job.start(
+            "recall",
+            work,
+            Reply(
+                done=lambda table: self._recall_done(table, "" if table is not None else "The folder is not labelled."),
+                failed=lambda message: self._recall_done(None, f"Recall@K failed: {message}"),
+                cancelled=lambda: self._recall_done(None, "Recall@K was cancelled."),
+                progress=lambda p: self._set_recall(
+                    None, f"Computing Recall@K for this folder… ({p[0]}/{p[1]} dimensions)"
+                ),
+            ),
+        )
+        self._set_recall(None, "Computing Recall@K for this folder…")
+
+    def _recall_done(self, table: RecallTable | None, message: str) -> None:
+        if table is None:
+            self.recall_key = None
+        self._set_recall(table, message, final=True)
+
+    def _set_recall(self, table: RecallTable | None, message: str, final: bool = False) -> None:
+        self.recall = (table, message)
+        self.view.recall_changed(*self.recall_or_reason(), final)
+
+    def recall_or_reason(self) -> tuple[RecallTable | None, str]:
+        table, message = self.recall
+        return table, message if table is not None or message else RECALL_HINT
+
+    # -- the query --------------------------------------------------------------------------------------------
+    def set_query(self, source: Any, label: str) -> None:
+        """A new query image (a Path or a picture `to_image` understands)."""
+        if self.outcome is not None and self.source is not None:  # kept if the new one cannot be used
+            self.previous = (self.source, self.label, self.embedding)
+        self.source, self.label, self.embedding = source, label, None
+        self.queries.source_changed()
+        self.schedule_query()
+
+    def set_k(self, k: int) -> None:
+        self.k = k
+        self.queries.settings_changed()
+        self.schedule_query()
+
+    def set_dim(self, dim: int | None) -> None:
+        self.dim = dim
+        self.queries.settings_changed()
+        self.schedule_query()
+
+    @property
+    def settled(self) -> bool:
+        """The folder's index may be searched: no run is going on and one has finished."""
+        return not self.index_job.running and self.summary is not None
+
+    def schedule_query(self) -> None:
+        if self.source is None or self.session is None or self.closing:
+            return
+        session = self.session
+        if self.queries.start(session) is None:
+            return  # searched again with the latest state when the running one ends
+        query = self.embedding if self.embedding is not None else self.source
+        picture = self.embedding is None and not isinstance(self.source, Path)  # converted in the worker
+        folder = self.folder if self.settled else None  # embed meanwhile; search once settled
+        k, dim, label, to_image, run = self.k, self.dim, self.label, self.to_image, self.engine.run_query
+        query_path = self.source if isinstance(self.source, Path) else None
+
+        def work(task: Task) -> QueryOutcome:
+            q = to_image(query) if picture else query
+            return run(session, q, folder, k, dim, label, check=task.check, query_path=query_path)
+
+        self.query_job.start(
+            "query", work, Reply(done=self._query_finished, failed=self._query_failed, cancelled=self._query_ended)
+        )
+        if folder is None and self.folder is not None:
+            self.view.placeholder(INDEXING)
+
+    def _query_ended(self) -> None:
+        if self.queries.end():
+            self.schedule_query()
+
+    def _query_finished(self, outcome: QueryOutcome) -> None:
+        ticket = self.queries.running
+        current = ticket is not None and self.queries.is_current(ticket)
+        if ticket is not None and self.queries.same_image(ticket, self.session):
+            self.embedding = outcome.embedding
+        self._query_ended()
+        if not current or self.closing:
+            return
+        self.outcome = outcome
+        self.view.query_answered(outcome)
+
+    def _query_failed(self, message: str) -> None:
+        ticket = self.queries.running
+        self._query_ended()
+        if ticket is None or not self.queries.same_image(ticket):
+            return
+        label, previous, self.previous = self.label, self.previous, None
+        if previous is not None and self.outcome is not None:  # a mistaken drop does not wipe what was shown
+            self.source, self.label, self.embedding = previous
+            self.view.query_failed(label, message, restored=True)
+            return
+        self.source = None
+        self.clear_results("The query image could not be read.")
+        self.view.query_failed(label, message, restored=False)
+
+    def clear_results(self, placeholder: str = "") -> None:
+        self.outcome = None
+        self.view.results_cleared(placeholder or (DROP_A_QUERY if self.folder is not None else ""))
+
+    def empty_ranking_text(self, searched: bool) -> str:
+        """The grid's message when an answer has no neighbours to show (`searched`: the folder was searched)."""
+        if searched:
+            return no_results_text(self.summary)
+        if self.folder is None:
+            return NO_FOLDER
+        if self.index_job.running:
+            return INDEXING
+        return "Nothing is indexed in this folder."
+
+    def close(self) -> None:
+        """No answer is shown from now on; running jobs are asked to stop."""
+        self.closing = True
+        for job in (self.index_job, self.query_job, self.recall_job):
+            job.cancel()
