@@ -206,11 +206,11 @@ def estimate_check(spec: SmallFolder, protocol: str, epochs: list[int]) -> str:
     train, held = split(folder, protocol)
     fitted, chooser = carve_validation(train, protocol)
     shape = RunShape.of(fitted, chooser, held, continuing=True)
-    train_stages = stage_seconds("efficientnet_lite0", 160, "cpu")
     eval_stages = stage_seconds("efficientnet_lite0", 224, "cpu")
     lines = ["| folder | protocol | epochs | measured | estimate | off |", "|---|---|---:|---:|---:|---:|"]
     for n in epochs:
-        config = default_recipe(FolderShape.of(fitted), "cpu", epochs=n, warmup_epochs=1 if n > 1 else 0)
+        config = default_recipe(FolderShape.of(fitted), "cpu", epochs=n, **({"warmup_epochs": 0} if n == 1 else {}))
+        train_stages = stage_seconds("efficientnet_lite0", config.crop_size, "cpu") if config.crop_size else eval_stages
         estimate = estimate_seconds(shape, config, train_stages, eval_stages)
         started = time.perf_counter()
         fit(fitted, WORK / "estimate" / f"{spec.name}-{protocol}-{n}-{time.time():.0f}", config, base=BUNDLED,
