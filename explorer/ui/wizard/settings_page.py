@@ -343,11 +343,13 @@ class SettingsPage(Page):
 
     def _update_help(self) -> None:
         epochs = self.epochs.value()
-        self.epochs_help.setText(
-            "Passes over the training images; the first one trains only the new layers (warm-up)."
-            if epochs > 1
-            else "One pass over the training images (no warm-up epoch)."
-        )
+        if self.stages.value() == 0:
+            text = "Passes over the training images; the backbone stays as it is, so none is a warm-up."
+        elif epochs > 1:
+            text = "Passes over the training images; the first one trains only the new layers (warm-up)."
+        else:
+            text = "One pass over the training images (no warm-up epoch)."
+        self.epochs_help.setText(text)
         parts = self.parts() if self.wizard() is not None else None
         n_classes = len(parts[0].classes) if parts else None
         c, k = self.classes_per_batch.value(), self.per_class.value()
