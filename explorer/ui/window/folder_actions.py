@@ -9,12 +9,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from explorer.paths import pictures_folder
 from explorer.ui.widgets import LAST, refill_combo
+from explorer.ui.window.part import WindowPart
 
 if TYPE_CHECKING:
     from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
@@ -29,11 +30,9 @@ def model_files_exist(path: Path) -> bool:
     return stem.with_name(stem.name + ".json").exists() and stem.with_name(stem.name + ".safetensors").exists()
 
 
-class FolderActions:
+class FolderActions(WindowPart):
     # provided by MainWindow
-    controller: Any
     settings: Any
-    dims: Any
     strip: Any
     sidebar: Any
     skipped_table: Any
@@ -49,11 +48,6 @@ class FolderActions:
     indexProgress: Any
     indexFinished: Any
     recallFinished: Any
-    _important_until: float
-
-    @property
-    def _window(self) -> QMainWindow:
-        return cast(QMainWindow, self)
 
     # -- what the rest of the app and the tests read -----------------------------------------------------------
     @property

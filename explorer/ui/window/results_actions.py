@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from explorer.app.actions import shortcut_rows
 from explorer.app.export import ExportContext, export_ranking
 from explorer.paths import cache_root, data_root, log_file, pictures_folder
 from explorer.ui.results_view import PreviewDialog, copy_paths
+from explorer.ui.window.part import WindowPart
 
 if TYPE_CHECKING:
     from explorer.app.analysis import QueryOutcome
@@ -27,13 +28,11 @@ TITLE = "Retrieval Explorer"
 QUERY_THUMB = 480
 
 
-class ResultsActions:
+class ResultsActions(WindowPart):
     # provided by MainWindow
-    controller: Any
     grid: Any
     grid_model: Any
     plots: Any
-    dims: Any
     tabs: Any
     ranking_combo: Any
     k_spin: Any
@@ -42,12 +41,7 @@ class ResultsActions:
     previews: Any
     queryFinished: Any
     queryFailed: Any
-    _important_until: float
     _closing: bool
-
-    @property
-    def _window(self) -> QMainWindow:
-        return cast(QMainWindow, self)
 
     # -- answers from the controller -----------------------------------------------------------------------
     def query_answered(self, outcome: QueryOutcome) -> None:

@@ -1,0 +1,19 @@
+"""What the window's mixins (folder_actions, results_actions) share: the window they are part of."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from PySide6.QtWidgets import QMainWindow
+
+
+class WindowPart:
+    """A side of `MainWindow`: its widgets and controller are the window's (declared where each side uses them)."""
+
+    controller: Any
+    dims: Any
+    _important_until: float
+
+    @property
+    def _window(self) -> QMainWindow:
+        return cast(QMainWindow, self)
