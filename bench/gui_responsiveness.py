@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     meter.reset()
     t = time.perf_counter()
     window.open_folder(folder)
-    wait(lambda: window.summary is not None and window._recall_job is None)
+    wait(lambda: window.summary is not None and not window.controller.recall_job.running)
     seconds = time.perf_counter() - t
     summary = window.summary
     assert summary is not None

@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     wait(lambda: window.progress_bar.maximum() > 1 and window.progress_bar.value() >= total // 3, what="progress")
     shot("02-indexing.png")
 
-    wait(lambda: window.summary is not None and window._recall_job is None, what="indexing and recall")
+    wait(lambda: window.summary is not None and not window.controller.recall_job.running, what="indexing and recall")
     window.set_query_path(query)
     wait(lambda: window.outcome is not None and window.outcome.searched, what="the query")
     shot("03-neighbours-and-plots.png")
@@ -141,11 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     not_a_picture = work / "holiday-notes.jpg"
     not_a_picture.write_text("pack the binoculars\n")
     window.set_query_path(not_a_picture)
-    wait(lambda: window._query_job is None and "cannot be used" in window.statusBar().currentMessage(), what="error")
+    wait(lambda: not window.controller.query_job.running and "cannot be used" in window.statusBar().currentMessage(), what="error")
     shot("05-not-a-picture-dropped.png")
 
     window.set_query_path(query)
-    wait(lambda: window.outcome is not None and window.outcome.searched and window._query_job is None, what="query")
+    wait(lambda: window.outcome is not None and window.outcome.searched and not window.controller.query_job.running, what="query")
     for name, size in (("06-neighbours-1024x640.png", (1024, 640)), ("07-neighbours-1920x1080.png", (1920, 1080))):
         window.resize(*size)
         shot(name)

@@ -118,6 +118,7 @@ class MainWindow(FolderActions, ResultsActions, QMainWindow):
         self.setAcceptDrops(True)
         self._build_widgets()
         build_menus(self)
+        self._reindex_enabled(False)  # until a folder is chosen
         self._refresh_folder_combo()
         self._restore()
         self.model_label.setText("Loading the model…")
