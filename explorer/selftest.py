@@ -129,10 +129,10 @@ def run_self_test(out: Callable[[str], object] = print, per_group: int = 5, imag
 
                 current = "building the network and loading its weights"
                 with step(current):
-                    embedder = session.embedder
+                    _ = session.embedder
                     import torch
 
-                    out(f"    torch {torch.__version__}, device {embedder.device}, {torch.get_num_threads()} threads")
+                    out(f"    {session.runtime}; torch {torch.__version__}, {torch.get_num_threads()} threads")
 
                 current = "generating test images"
                 with step(current):

@@ -181,6 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.torch == "cpu" and "CPU-only" not in torch_desc:
         log("WARNING: pip did not install a CPU-only torch here; the bundle will carry the CUDA libraries")
 
+    t0 = time.perf_counter()
+    export = (
+        "from trainer.onnx_export import export_beside; from trainer.paths import BUNDLED_MODEL as m; "
+        "print(export_beside(m))"
+    )
+    run([str(py), "-c", export], cwd=ROOT)  # resources/models/default.onnx, checked against torch (explorer.spec)
+    log(f"ONNX runtime file exported ({time.perf_counter() - t0:.1f} s)")
     dist, work = ROOT / "dist", ROOT / "build" / "pyinstaller"
     t0 = time.perf_counter()
     run(

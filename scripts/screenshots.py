@@ -141,11 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     not_a_picture = work / "holiday-notes.jpg"
     not_a_picture.write_text("pack the binoculars\n")
     window.set_query_path(not_a_picture)
-    wait(lambda: not window.controller.query_job.running and "cannot be used" in window.statusBar().currentMessage(), what="error")
+    query_job = window.controller.query_job
+    wait(lambda: not query_job.running and "cannot be used" in window.statusBar().currentMessage(), what="error")
     shot("05-not-a-picture-dropped.png")
 
     window.set_query_path(query)
-    wait(lambda: window.outcome is not None and window.outcome.searched and not window.controller.query_job.running, what="query")
+    wait(lambda: window.outcome is not None and window.outcome.searched and not query_job.running, what="query")
     for name, size in (("06-neighbours-1024x640.png", (1024, 640)), ("07-neighbours-1920x1080.png", (1920, 1080))):
         window.resize(*size)
         shot(name)

@@ -685,6 +685,9 @@ class _Trainer:
         )  # fmt: skip
         self.model.card = self.card
         path, _ = save_model(self.model.cpu(), self.out, self.card)
+        from trainer.onnx_export import export_beside
+
+        self.cb.message(export_beside(path))
         kept = self.best.epoch if self.best is not None else None
         return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps, kept)
 

@@ -1,48 +1,22 @@
-"""Batched embedding of image files, with decoding overlapped with inference.
-
-JPEG decoding and resizing run in a thread pool (PIL releases the GIL while it decodes), a few batches
-ahead of the model, so the model never waits on decode; the model runs under `torch.inference_mode`, with
-autocast and channels_last on a GPU. Unreadable files are reported per batch and never stop the run;
-cancellation is checked between batches.
-"""
+"""The torch runner of the embedding pipeline (trainer.embedding_pipeline): the model under
+`torch.inference_mode`, with autocast and channels_last on a GPU."""
 
 from __future__ import annotations
 
 import os
-from collections import deque
-from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import torch
-from PIL import Image
 
 from trainer.devices import default_inference_batch, inference_autocast_for, pick_device, uses_channels_last
-from trainer.images import ImageLoadError, Skipped, load_for_model, preprocess_pil
+from trainer.embedding_pipeline import EmbeddedBatch, Embedder, embed_all
 from trainer.model import EmbeddingModel
-from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter, never_cancelled
+
+__all__ = ["BatchEmbedder", "EmbeddedBatch", "embed_all"]
 
 
-@dataclass
-class EmbeddedBatch:
-    paths: list[Path]
-    embeddings: npt.NDArray[np.float32]  # (len(paths), D), raw (not normalised): binarize and prefixes need it
-    skipped: list[Skipped]
-
-
-def _decode(path: Path, resize: int, crop: int) -> npt.NDArray[np.uint8] | Skipped:
-    try:
-        return load_for_model(path, resize, crop)
-    except ImageLoadError as exc:
-        return Skipped(path, str(exc))
-    except Exception as exc:  # a decoder bug on one hostile file must not end the run
-        return Skipped(path, f"could not decode: {type(exc).__name__}: {exc}".splitlines()[0])
-
-
-class BatchEmbedder:
+class BatchEmbedder(Embedder):
     """Turns images into embeddings with one model on one device."""
 
     def __init__(
@@ -82,74 +56,3 @@ class BatchEmbedder:
                 x = x.contiguous(memory_format=torch.channels_last)
             out = self.model.pooled_features(x) if self.pooled_features else self.model(x)
         return out.float().cpu().numpy()
-
-    def embed_image(self, image: Image.Image) -> npt.NDArray[np.float32]:
-        """One already-loaded RGB image (a pasted picture, a query) -> (D,)."""
-        arr = preprocess_pil(image.convert("RGB"), self.card.resize_size, self.card.input_size)
-        return self.embed_arrays(arr[None])[0]
-
-    def embed_file(self, path: Path) -> npt.NDArray[np.float32]:
-        """One file -> (D,); raises ImageLoadError with the reason when it cannot be read."""
-        arr = load_for_model(Path(path), self.card.resize_size, self.card.input_size)
-        return self.embed_arrays(arr[None])[0]
-
-    def embed_paths(
-        self,
-        paths: Sequence[Path],
-        progress: ProgressCallback | None = None,
-        cancel: CancelCheck = never_cancelled,
-    ) -> Iterator[EmbeddedBatch]:
-        """Yield one EmbeddedBatch per batch of `paths`, in order; raise Cancelled between batches."""
-        meter = RateMeter(len(paths), "embedding")
-        resize, crop = self.card.resize_size, self.card.input_size
-        chunks = [list(paths[i : i + self.batch_size]) for i in range(0, len(paths), self.batch_size)]
-        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
-            pending: deque[tuple[list[Path], list[Future[npt.NDArray[np.uint8] | Skipped]]]] = deque()
-            feed = iter(chunks)
-
-            def submit_next() -> None:
-                chunk = next(feed, None)
-                if chunk is not None:
-                    pending.append((chunk, [pool.submit(_decode, p, resize, crop) for p in chunk]))
-
-            for _ in range(self.prefetch_batches + 1):
-                submit_next()
-            try:
-                while pending:
-                    if cancel():
-                        raise Cancelled("embedding cancelled")
-                    chunk, futures = pending.popleft()
-                    submit_next()
-                    decoded = [f.result() for f in futures]
-                    good = [(p, d) for p, d in zip(chunk, decoded, strict=True) if not isinstance(d, Skipped)]
-                    skipped = [d for d in decoded if isinstance(d, Skipped)]
-                    if good:
-                        emb = self.embed_arrays(np.stack([d for _, d in good]))
-                    else:
-                        emb = np.zeros((0, self.out_dim), np.float32)
-                    yield EmbeddedBatch([p for p, _ in good], emb, skipped)
-                    report = meter.advance(len(chunk))
-                    if progress is not None:
-                        progress(report)
-            finally:
-                for _, futures in pending:
-                    for f in futures:
-                        f.cancel()
-
-
-def embed_all(
-    embedder: BatchEmbedder,
-    paths: Sequence[Path],
-    progress: ProgressCallback | None = None,
-    cancel: CancelCheck = never_cancelled,
-) -> tuple[list[Path], npt.NDArray[np.float32], list[Skipped]]:
-    """Convenience: run embed_paths to the end and concatenate (for evaluation-sized sets)."""
-    kept: list[Path] = []
-    parts: list[npt.NDArray[np.float32]] = []
-    skipped: list[Skipped] = []
-    for batch in embedder.embed_paths(paths, progress, cancel):
-        kept.extend(batch.paths)
-        parts.append(batch.embeddings)
-        skipped.extend(batch.skipped)
-    emb = np.concatenate(parts) if parts else np.zeros((0, embedder.out_dim), np.float32)
-    return kept, emb, skipped

@@ -223,6 +223,7 @@ def save_model_as(source: Path, target: Path, name: str, notes: dict[str, Any], 
 
     from trainer.atomic import atomic_write
     from trainer.card import model_paths, save_card
+    from trainer.onnx_runtime import onnx_paths_beside
 
     src_weights, _src_card = model_paths(source)
     card = load_card(source)
@@ -231,6 +232,10 @@ def save_model_as(source: Path, target: Path, name: str, notes: dict[str, Any], 
     atomic_write(weights, lambda p: shutil.copyfile(src_weights, p))
     save_card(card, weights.with_suffix(""))
     target = weights.with_suffix("")
+    # The runtime file and its record go along: same weights, same input contract, so the same fingerprint.
+    for src, dst in zip(onnx_paths_beside(source), onnx_paths_beside(target), strict=True):
+        if src.exists():
+            atomic_write(dst, lambda p, src=src: shutil.copyfile(src, p))  # type: ignore[misc]
     if cleanup is not None and cleanup.is_dir():
         shutil.rmtree(cleanup, ignore_errors=True)
     return target

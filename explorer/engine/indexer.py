@@ -13,7 +13,7 @@ from trainer.images import LISTING_STOPPED, Skipped, scan_images
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, never_cancelled
 
 if TYPE_CHECKING:
-    from trainer.inference import BatchEmbedder
+    from trainer.embedding_pipeline import Embedder
 
 
 @dataclass
@@ -78,7 +78,7 @@ def interleaved(paths: list[Path]) -> list[Path]:
 def update_catalog(
     folder: Path,
     catalog: Catalog,
-    embedder: BatchEmbedder | Callable[[], BatchEmbedder],
+    embedder: Embedder | Callable[[], Embedder],
     progress: ProgressCallback | None = None,
     cancel: CancelCheck = never_cancelled,
     follow_outside: bool = False,
@@ -102,7 +102,7 @@ def update_catalog(
 def _sync(
     report: IndexReport,
     catalog: Catalog,
-    embedder: BatchEmbedder | Callable[[], BatchEmbedder],
+    embedder: Embedder | Callable[[], Embedder],
     progress: ProgressCallback | None,
     cancel: CancelCheck,
     follow_outside: bool = False,

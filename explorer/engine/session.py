@@ -27,7 +27,7 @@ from trainer.card import ModelCard, load_card, model_fingerprint
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
 if TYPE_CHECKING:
-    from trainer.inference import BatchEmbedder
+    from trainer.embedding_pipeline import Embedder
 
 
 @dataclass(frozen=True)
@@ -54,22 +54,27 @@ class RetrievalSession:
         self.fingerprint = model_fingerprint(self.model_path)
         self.device = device
         self.batch_size = batch_size
-        self._embedder: BatchEmbedder | None = None
+        self._embedder: Embedder | None = None
+        self.runtime = ""  # what runs the model, once it is loaded ("ONNX Runtime (CPU)", "torch (cpu)")
         self._collections: dict[Path, Collection] = {}
         self.notes: list[str] = []
         """What the session did on its own that a person should hear of (a damaged catalog set aside)."""
         self._lock = threading.RLock()
 
     @property
-    def embedder(self) -> BatchEmbedder:
-        """Built on first use: loading torch and the weights is the slow part of start-up."""
+    def embedder(self) -> Embedder:
+        """Built on first use (explorer.engine.runtime: ONNX Runtime where it can, else torch, whose import and
+        weights are the slow part of start-up)."""
         with self._lock:
             if self._embedder is None:
-                from trainer.inference import BatchEmbedder
-                from trainer.model import load_model
+                from explorer.engine.runtime import load_embedder
 
-                model = load_model(self.model_path)
-                self._embedder = BatchEmbedder(model, self.device, batch_size=self.batch_size)
+                embedder, self.runtime, note = load_embedder(
+                    self.model_path, self.card, self.fingerprint, self.device, self.batch_size
+                )
+                if note:
+                    self.notes.append(note)
+                self._embedder = embedder
             return self._embedder
 
     # -- folders ----------------------------------------------------------------------------------------
