@@ -91,3 +91,16 @@ def export_beside(model_path: Path) -> str:
     if not record.accepted:
         return f"the ONNX export differed from torch by {record.max_abs_diff:.2g}: not kept, torch runs this model"
     return f"ONNX runtime file written beside the model (max difference to torch {record.max_abs_diff:.1g})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainer.onnx_export MODEL GRAPH RECORD`: the export in a process of its own (the explorer's
+    process then never loads torch, and the exporter's memory is returned when it ends)."""
+    import sys
+
+    model, graph, record = (Path(a) for a in (argv if argv is not None else sys.argv[1:]))
+    return 0 if export_runtime(model, graph, record).accepted else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -2,8 +2,8 @@
 
 ONNX Runtime runs the bundled model about 2.5x faster than torch on a CPU (bench/embed_throughput.py) and needs no
 torch import, which is most of a one-shot `explorer query`. It runs a model from a file exported and checked by
-trainer.onnx_export: shipped beside the model (the bundle's, a fine-tuned model's), or made once in the cache the
-first time torch had to load the model. torch runs when the person asks for it
+trainer.onnx_export: shipped beside the model (the bundle's, a fine-tuned model's), or made once in the cache, in a
+process of its own, the first time a model without one is used (so this process never imports torch). torch runs when the person asks for it
 (`RETRIEVAL_EXPLORER_RUNTIME=torch`), for an explicit torch device ("cuda", "mps"), on an NVIDIA machine whose ONNX
 Runtime has no GPU provider (torch's CUDA is faster there), and whenever no checked runtime file fits the model
 (a retrained model, a damaged file): then the reason goes into the session's notes.
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,28 +52,26 @@ def wants_onnx(device: str) -> bool:
 def load_embedder(
     model_path: Path, card: ModelCard, fingerprint: str, device: str, batch_size: int | None
 ) -> tuple[Embedder, str, str]:
-    """(embedder, what runs it, a note for the person or ""). Exports the runtime file into the cache when torch
-    had to load a model that has none yet, so the next start is fast."""
+    """(embedder, what runs it, a note for the person or ""). A model that has no runtime file yet gets one in the
+    cache first (a few seconds, once per model), exported in a process of its own."""
     note = ""
-    onnx = wants_onnx(device)
-    exported = False
-    if onnx:
+    if wants_onnx(device):
         from trainer.onnx_runtime import NOT_EXPORTED, load_onnx_embedder, onnx_paths_cached, onnxruntime_version
 
         fast, why = load_onnx_embedder(model_path, card, fingerprint, runtime_cache(), batch_size)
         if fast is not None:
             return fast, fast.description, ""
-        if why != NOT_EXPORTED and onnxruntime_version() is not None:
+        tried = onnx_paths_cached(runtime_cache(), fingerprint)[1].exists()  # a rejected export is not retried
+        if why == NOT_EXPORTED and not tried:
+            made = _export_and_load(model_path, card, fingerprint, batch_size)
+            if made is not None:
+                return made, made.description, ""
+        elif onnxruntime_version() is not None:
             note = f"the fast runtime is not used ({why}); torch runs the model"
-        exported = onnxruntime_version() is None or onnx_paths_cached(runtime_cache(), fingerprint)[1].exists()
     from trainer.inference import BatchEmbedder
     from trainer.model import load_model
 
     embedder = BatchEmbedder(load_model(model_path), device, batch_size=batch_size)
-    if onnx and not exported:  # tried once per model: a rejected export leaves its record and is not retried
-        made = _export_and_load(model_path, card, fingerprint, batch_size)
-        if made is not None:
-            return made, made.description, ""
     return embedder, f"torch ({embedder.device})", note
 
 
@@ -84,7 +84,13 @@ def _export_and_load(
 
     graph, record = onnx_paths_cached(runtime_cache(), fingerprint)
     try:
-        export_runtime(model_path, graph, record)
+        if getattr(sys, "frozen", False):  # a bundle has no `python -m`: export here
+            export_runtime(model_path, graph, record)
+        else:  # in a process of its own: this one never loads torch, and the exporter's memory goes with it
+            cmd = [sys.executable, "-m", "trainer.onnx_export", str(model_path), str(graph), str(record)]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+            if done.returncode not in (0, 1):  # 1: exported but rejected (its record says why)
+                raise RuntimeError((done.stderr.strip().splitlines() or ["failed"])[-1])
     except Exception as exc:  # a read-only cache, a missing exporter: torch goes on
         log.info("no ONNX runtime file for %s: %s", model_path, exc)
         return None
