@@ -1,12 +1,14 @@
 """Which runtime embeds for the explorer: ONNX Runtime where it can, torch otherwise. Qt-free.
 
-ONNX Runtime runs the bundled model about 2.5x faster than torch on a CPU (bench/embed_throughput.py) and needs no
+ONNX Runtime runs the bundled model about 2.5x faster than torch on a CPU (bench/runtime_speed.py) and needs no
 torch import, which is most of a one-shot `explorer query`. It runs a model from a file exported and checked by
-trainer.onnx_export: shipped beside the model (the bundle's, a fine-tuned model's), or made once in the cache, in a
-process of its own, the first time a model without one is used (so this process never imports torch). torch runs when the person asks for it
-(`RETRIEVAL_EXPLORER_RUNTIME=torch`), for an explicit torch device ("cuda", "mps"), on an NVIDIA machine whose ONNX
-Runtime has no GPU provider (torch's CUDA is faster there), and whenever no checked runtime file fits the model
-(a retrained model, a damaged file): then the reason goes into the session's notes.
+trainer.onnx_export: shipped beside the model (the bundle's, a fine-tuned model's), or made once in the cache, in
+a process of its own, the first time a model without one is used (so this process never imports torch).
+
+torch runs when the person asks for it (`RETRIEVAL_EXPLORER_RUNTIME=torch`), for an explicit torch device
+("cuda", "mps"), on an NVIDIA machine whose ONNX Runtime has no GPU provider (torch's CUDA is faster there), and
+whenever no checked runtime file fits the model (a retrained model, a damaged file): then the reason goes into
+the session's notes.
 """
 
 from __future__ import annotations
