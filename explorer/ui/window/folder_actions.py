@@ -122,8 +122,10 @@ class FolderActions(WindowPart):
         card = session.card
         trained = "" if card.trained else " <span style='color:#b36b00'>(untrained)</span>"
         where = "bundled" if self.model_path is None else str(self.model_path)
-        self.model_label.setText(f"<b>{card.name}</b>{trained}<br><small>{card.dim}-d · {where}</small>")
-        self.model_label.setToolTip(card.description)
+        runtime = f"<br>{session.runtime}" if session.runtime else ""
+        self.model_label.setText(f"<b>{card.name}</b>{trained}<br><small>{card.dim}-d · {where}{runtime}</small>")
+        notes = "".join(f"\n\nNote: {n}" for n in session.notes)
+        self.model_label.setToolTip(card.description + notes)
         items = [(f"{d}  (full)" if d == card.dim else str(d), d) for d in card.nested_dims]
         refill_combo(self.dim_combo, items, keep=self.settings.dim or card.dim, fallback=LAST)
         self.dim_combo.setEnabled(True)
