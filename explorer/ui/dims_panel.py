@@ -183,6 +183,11 @@ class DimensionsPanel(QWidget):
         self.grid.setColumnStretch(1, 1)
         self.grid.setColumnStretch(2, 1)
         self.grid.setRowStretch(len(self.dims) + 1, 1)
+        # One scroll for every strip: rank i stays under rank i at every dimension, so they can be compared
+        # (each strip scrolling on its own made 12 separate scroll bars to line up by hand).
+        bars = [strip.view.horizontalScrollBar() for strip in self.strips.values()]
+        for bar in bars:
+            bar.valueChanged.connect(lambda value, bars=bars: [b.setValue(value) for b in bars if b.value() != value])
 
     def strip_model(self, dim: int, binary: bool) -> RankingModel:
         return self.strips[(dim, binary)].model

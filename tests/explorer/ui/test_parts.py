@@ -194,3 +194,25 @@ def test_dimension_strips_show_both_distances_under_each_neighbour(qtbot) -> Non
     line = option.fontMetrics.height()
     compact = ResultDelegate(64, compact=True).sizeHint(option, None)  # type: ignore[arg-type]
     assert compact.height() == 64 + 2 * 4 + line + 4
+
+
+def test_dimension_strips_scroll_together(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 13: each of the 12 strips scrolled on its own; scrolling one now scrolls all, so ranks line up."""
+    from explorer.engine.search import SearchResult
+    from explorer.ui.dims_panel import DimensionsPanel
+    from explorer.ui.thumbnails import ThumbnailCache
+
+    panel = DimensionsPanel(ThumbnailCache())
+    qtbot.addWidget(panel)
+    panel.set_dims([64, 128])
+    results = [SearchResult(i + 1, tmp_path / f"{i}.jpg", f"{i}.jpg", 0.1 * i, i, i) for i in range(40)]
+    for model in (panel.strip_model(d, b) for d in (64, 128) for b in (False, True)):
+        model.set_results(results)
+    panel.left.setCurrentIndex(1)  # the strips, as after a query
+    panel.resize(700, 600)
+    panel.show()
+    qtbot.waitExposed(panel)
+    bars = [strip.view.horizontalScrollBar() for strip in panel.strips.values()]
+    qtbot.waitUntil(lambda: all(bar.maximum() > 0 for bar in bars), timeout=5000)  # laid out on the event loop
+    bars[0].setValue(bars[0].maximum() // 2)
+    assert {bar.value() for bar in bars} == {bars[0].maximum() // 2}
