@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.ui.plots import BINARY_COLOR, FLOAT_COLOR
+from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 from explorer.ui.results_view import RankingModel, ResultsView
 from explorer.ui.thumbnails import ThumbnailCache
 
@@ -112,14 +112,9 @@ class DimensionsPanel(QWidget):
 
         self.recall_plot = pg.PlotWidget()
         plot = self.recall_plot.getPlotItem()
-        plot.setTitle("Recall@K of this folder", size="10pt")
-        plot.setLabel("bottom", "embedding dimension")
-        plot.setLabel("left", "Recall@K")
-        plot.getAxis("left").enableAutoSIPrefix(False)
-        plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setMenuEnabled(False)
+        style_plot(plot, "Recall@K of this folder", "embedding dimension", "Recall@K", grid=True)
         plot.setYRange(0, 1.02, padding=0)
-        plot.addLegend(offset=(-8, -8), labelTextSize="8pt", brush=(255, 255, 255, 210))
+        add_legend(plot, (-8, -8))
         self.recall_curves: dict[tuple[str, int], pg.PlotDataItem] = {}
         for kind, color in (("float", FLOAT_COLOR), ("binary", BINARY_COLOR)):
             for k, style, symbol in ((1, Qt.PenStyle.SolidLine, "o"), (4, Qt.PenStyle.DashLine, "t")):

@@ -19,23 +19,10 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QStackedWidget, QVBoxLayout, QWidget
 
+from explorer.ui.plot_style import ALL_COLOR, BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
+
 if TYPE_CHECKING:
     from explorer.app.analysis import QueryOutcome
-
-FLOAT_COLOR = "#1f6fb4"
-BINARY_COLOR = "#e8710a"
-ALL_COLOR = (120, 120, 120, 110)
-
-pg.setConfigOptions(background="w", foreground="#333333", antialias=True)
-
-
-def _style_plot(plot: pg.PlotItem, title: str, x: str, y: str) -> None:
-    plot.setTitle(title, size="10pt")
-    plot.setLabel("bottom", x)
-    plot.setLabel("left", y)
-    plot.setMenuEnabled(False)  # no grid lines: they triple the paint time, and the GUI thread pays it
-    for axis in ("bottom", "left"):
-        plot.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" on a distance axis only confuses
 
 
 class FloatBinaryPanel(QWidget):
@@ -51,11 +38,11 @@ class FloatBinaryPanel(QWidget):
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.ci.setContentsMargins(4, 4, 4, 4)
         self.scatter = self.canvas.addPlot(row=0, col=0, colspan=2)
-        _style_plot(
+        style_plot(
             self.scatter, "Every image: float against binary distance", "cosine distance", "Hamming distance (bits)"
         )
         # Top left: near neighbours have both distances small, so that corner stays empty.
-        self.legend = self.scatter.addLegend(offset=(8, 8), labelTextSize="8pt", brush=(255, 255, 255, 210))
+        self.legend = add_legend(self.scatter, (8, 8))
         self.all_points = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(ALL_COLOR), name="all images")
         self.float_top = pg.ScatterPlotItem(
             size=11, pen=pg.mkPen(FLOAT_COLOR, width=1.6), brush=None, symbol="o", name="float top-k"
@@ -71,12 +58,12 @@ class FloatBinaryPanel(QWidget):
             self.scatter.addItem(item)
 
         self.cos_plot = self.canvas.addPlot(row=1, col=0)
-        _style_plot(self.cos_plot, "Float ranking", "rank", "cosine distance")
+        style_plot(self.cos_plot, "Float ranking", "rank", "cosine distance")
         self.cos_curve = self.cos_plot.plot(pen=pg.mkPen(FLOAT_COLOR, width=2))
         self.cos_curve.setDownsampling(auto=True)
         self.cos_curve.setClipToView(True)
         self.ham_plot = self.canvas.addPlot(row=1, col=1)
-        _style_plot(self.ham_plot, "Binary ranking", "rank", "Hamming (bits)")
+        style_plot(self.ham_plot, "Binary ranking", "rank", "Hamming (bits)")
         self.ham_curve = self.ham_plot.plot(pen=pg.mkPen(BINARY_COLOR, width=2))
         self.ham_curve.setDownsampling(auto=True)
         self.ham_curve.setClipToView(True)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QWizardPage,
 )
 
+from explorer.ui.plot_style import style_plot
 from trainer.folders import MIN_IMAGES_PER_CLASS
 from trainer.progress import Progress, format_time_left
 
@@ -66,17 +67,6 @@ def colored(text: str, color: str) -> str:
     return f"<span style='color:{color}'>{text}</span>"
 
 
-def style_plot(plot: pg.PlotItem, title: str, x: str, y: str) -> None:
-    plot.setTitle(title, size="10pt")
-    plot.setLabel("bottom", x)
-    plot.setLabel("left", y)
-    plot.showGrid(x=True, y=True, alpha=0.15)
-    plot.setMenuEnabled(False)
-    plot.hideButtons()
-    for axis in ("bottom", "left"):
-        plot.getAxis(axis).enableAutoSIPrefix(False)
-
-
 class ClassChart(pg.PlotWidget):
     """Images per class as bars; classes too small to train are red."""
 
@@ -84,7 +74,7 @@ class ClassChart(pg.PlotWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        style_plot(self.getPlotItem(), "Images per class", "", "images")
+        style_plot(self.getPlotItem(), "Images per class", "", "images", grid=True)
         self.getPlotItem().showGrid(x=False, y=True, alpha=0.15)  # no grid lines through the bars
         self.setMouseEnabled(x=False, y=False)
         self.bars: pg.BarGraphItem | None = None

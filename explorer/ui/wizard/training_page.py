@@ -23,13 +23,12 @@ from explorer.app.fine_tune import (
     TrainingPlan,
     train,
 )
-from explorer.ui.plots import BINARY_COLOR, FLOAT_COLOR
+from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 from explorer.ui.wizard.common import (
     ERROR_COLOR,
     OK_COLOR,
     Page,
     colored,
-    style_plot,
 )
 from explorer.ui.workers import Job, JobRunner
 from trainer.progress import Progress, format_time_left
@@ -75,12 +74,12 @@ class TrainingPage(Page):
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setMinimumHeight(220)
         self.loss_plot = self.canvas.addPlot(row=0, col=0)
-        style_plot(self.loss_plot, "Training loss", "step", "loss")
+        style_plot(self.loss_plot, "Training loss", "step", "loss", grid=True)
         self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#888888", width=1))
         self.loss_mean = self.loss_plot.plot(pen=pg.mkPen("#333333", width=2))
         self.recall_plot = self.canvas.addPlot(row=0, col=1)
-        style_plot(self.recall_plot, "Recall@1 on the held-out images", "epoch (0 = start)", "R@1 (%)")
-        self.recall_plot.addLegend(offset=(-8, -8), labelTextSize="8pt", brush=(255, 255, 255, 210))
+        style_plot(self.recall_plot, "Recall@1 on the held-out images", "epoch (0 = start)", "R@1 (%)", grid=True)
+        add_legend(self.recall_plot, (-8, -8))
         self.float_curve = self.recall_plot.plot(
             pen=pg.mkPen(FLOAT_COLOR, width=2), symbol="o", symbolSize=7, symbolBrush=FLOAT_COLOR, name="float"
         )
