@@ -22,7 +22,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from explorer.engine.index import BinaryIndex, FloatIndex, exact_cosine_search
+from explorer.engine.exact_search import BinaryIndex, exact_cosine_search
+from explorer.engine.index import FloatIndex
 from trainer.binary import binarize, code_prefix
 
 FLOAT_TARGET_MS = 1.0

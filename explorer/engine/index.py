@@ -1,4 +1,4 @@
-"""Nearest-neighbour indexes over catalog embeddings: approximate cosine (hnswlib) and exact Hamming (faiss).
+"""The approximate cosine index over catalog embeddings (hnswlib); the exact searches are in exact_search.
 
 The search layer keeps one index per (representation, dimension) and addresses images by their catalog
 row id, never by a position: the catalog changes between sessions (folders added, files deleted), and a
@@ -20,19 +20,17 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-import faiss
 import hnswlib
 import numpy as np
 import numpy.typing as npt
 
+from explorer.engine.ids import as_ids as _as_ids
 from trainer.atomic import fsync_file, make_ordinary, temp_path_beside
 
-__all__ = ["BinaryIndex", "FloatIndex", "IndexFileError", "exact_cosine_search"]
+__all__ = ["FloatIndex", "IndexFileError"]
 
 _FORMAT_VERSION = 1
 _MIN_CAPACITY = 1024
-# Bound the (queries x vectors) similarity block of the exact search to ~64 MB of float32.
-_EXACT_BLOCK_ELEMENTS = 16_000_000
 
 
 class IndexFileError(OSError):
@@ -42,22 +40,6 @@ class IndexFileError(OSError):
     instead of guessing which of hnswlib's RuntimeErrors, numpy's ValueErrors or zipfile's errors means
     "the file is unusable".
     """
-
-
-def _as_ids(ids: npt.ArrayLike) -> npt.NDArray[np.int64]:
-    """Validate ids once at the boundary so the index internals can trust them."""
-    a = np.asarray(ids)
-    if a.ndim != 1:
-        a = a.reshape(-1)
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise TypeError(f"ids must be integers, got {a.dtype}")
-    out = a.astype(np.int64, copy=False)
-    # hnswlib labels are unsigned (size_t); a negative catalog id would silently wrap around.
-    if out.size and out.min() < 0:
-        raise ValueError("ids must be non-negative")
-    if np.unique(out).size != out.size:
-        raise ValueError("ids must be unique within one call")
-    return out
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -343,119 +325,3 @@ class FloatIndex:
         obj._deleted = deleted
         obj.built_from = str(meta.get("built_from", ""))
         return obj
-
-
-class BinaryIndex:
-    """Exact Hamming k-NN over packed codes, for one number of bits.
-
-    Codes are kept in a numpy array sorted by id and scanned with faiss's Hamming heap kernel (the one
-    behind IndexBinaryFlat) via `faiss.knn_hamming`. Skipping IndexBinaryFlat itself avoids holding a
-    second copy of every code and a rebuild after each removal; the scan is identical.
-    """
-
-    def __init__(self, nbits: int) -> None:
-        if nbits <= 0 or nbits % 8:
-            raise ValueError(f"nbits must be a positive multiple of 8, got {nbits}")
-        self.nbits = nbits
-        self._ids: npt.NDArray[np.int64] = np.empty(0, np.int64)
-        self._codes: npt.NDArray[np.uint8] = np.empty((0, nbits // 8), np.uint8)
-
-    def __len__(self) -> int:
-        return int(self._ids.size)
-
-    def __repr__(self) -> str:
-        return f"BinaryIndex(nbits={self.nbits}, live={len(self)})"
-
-    def ids(self) -> npt.NDArray[np.int64]:
-        return self._ids.copy()
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held by the codes and ids."""
-        return int(self._codes.nbytes + self._ids.nbytes)
-
-    def add(self, ids: npt.ArrayLike, codes: npt.ArrayLike) -> None:
-        """Insert codes; an id already present gets its code replaced."""
-        id_arr = _as_ids(ids)
-        c = np.asarray(codes)
-        if c.dtype != np.uint8:
-            raise TypeError(f"codes must be packed uint8 (see trainer.binary.binarize), got {c.dtype}")
-        if c.shape != (id_arr.size, self.nbits // 8):
-            raise ValueError(f"expected codes of shape ({id_arr.size}, {self.nbits // 8}), got {c.shape}")
-        if id_arr.size == 0:
-            return
-        keep = ~np.isin(self._ids, id_arr, assume_unique=True)
-        all_ids = np.concatenate([self._ids[keep], id_arr])
-        all_codes = np.concatenate([self._codes[keep], c])
-        # Sorted by id: faiss's heap keeps the first-scanned of equal distances, so storage order is what
-        # breaks ties, and id order makes results independent of insertion history.
-        order = np.argsort(all_ids, kind="stable")
-        self._ids = all_ids[order]
-        self._codes = np.ascontiguousarray(all_codes[order])
-
-    def remove(self, ids: npt.ArrayLike) -> None:
-        """Drop ids (unknown ones are ignored); exact search has no graph to repair, so this is a filter."""
-        id_arr = np.asarray(ids, dtype=np.int64).reshape(-1)
-        keep = ~np.isin(self._ids, id_arr)
-        if not keep.all():
-            self._ids = self._ids[keep]
-            self._codes = self._codes[keep]
-
-    def search(self, query_codes: npt.ArrayLike, k: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int32]]:
-        """The k nearest ids per query by Hamming distance, nearest first; equal distances by ascending id.
-
-        Always 2-D, (q, min(k, len)).
-        """
-        q = np.ascontiguousarray(query_codes, dtype=np.uint8)
-        if q.ndim == 1:
-            q = q[None, :]
-        if q.ndim != 2 or q.shape[1] != self.nbits // 8:
-            raise ValueError(f"expected query codes of shape (q, {self.nbits // 8}), got {q.shape}")
-        kk = min(int(k), len(self))
-        if kk <= 0 or q.shape[0] == 0:
-            shape = (q.shape[0], max(kk, 0))
-            return np.empty(shape, np.int64), np.empty(shape, np.int32)
-        distances, rows = faiss.knn_hamming(q, self._codes, kk)
-        # The heap returns ties in arbitrary order; rows are id-ordered, so sorting by (distance, row)
-        # makes the order deterministic.
-        order = np.lexsort((rows, distances), axis=-1)
-        rows = np.take_along_axis(rows, order, axis=-1)
-        distances = np.take_along_axis(distances, order, axis=-1)
-        return self._ids[rows], distances.astype(np.int32, copy=False)
-
-
-def exact_cosine_search(
-    vectors: npt.ArrayLike, queries: npt.ArrayLike, k: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Brute-force cosine k-NN: (row indices, 1 - cos), nearest first, ties by row index.
-
-    Ground truth for measuring the HNSW recall, and the whole search for collections small enough that an
-    index is not worth building. Zero vectors are kept as zero (distance 1 to everything) rather than NaN.
-    """
-
-    def normalise(a: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        norms = np.linalg.norm(a, axis=1, keepdims=True)
-        return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
-
-    v = normalise(np.atleast_2d(np.asarray(vectors, dtype=np.float32)))
-    q = normalise(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
-    if v.shape[1] != q.shape[1]:
-        raise ValueError(f"vectors have dimension {v.shape[1]}, queries {q.shape[1]}")
-    n = v.shape[0]
-    kk = max(0, min(int(k), n))
-    out_rows = np.empty((q.shape[0], kk), np.int64)
-    out_dist = np.empty((q.shape[0], kk), np.float32)
-    if kk == 0:
-        return out_rows, out_dist
-    block = max(1, _EXACT_BLOCK_ELEMENTS // max(n, 1))
-    for start in range(0, q.shape[0], block):
-        dist = 1.0 - q[start : start + block] @ v.T
-        if kk < n:
-            part = np.argpartition(dist, kk - 1, axis=1)[:, :kk]
-        else:
-            part = np.broadcast_to(np.arange(n), dist.shape).copy()
-        part_dist = np.take_along_axis(dist, part, axis=1)
-        order = np.lexsort((part, part_dist), axis=-1)
-        out_rows[start : start + block] = np.take_along_axis(part, order, axis=1)
-        out_dist[start : start + block] = np.take_along_axis(part_dist, order, axis=1)
-    return out_rows, out_dist

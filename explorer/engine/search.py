@@ -16,7 +16,8 @@ import numpy as np
 import numpy.typing as npt
 
 from explorer.engine.catalog import Catalog, CatalogSnapshot, write_failure
-from explorer.engine.index import BinaryIndex, FloatIndex, IndexFileError
+from explorer.engine.exact_search import BinaryIndex
+from explorer.engine.index import FloatIndex, IndexFileError
 from trainer.binary import binarize, code_prefix, hamming_distances
 
 DEFAULT_EXACT_LIMIT = 20_000 * 1280  # vectors x dims: an exact scan of this costs about as much as a graph walk

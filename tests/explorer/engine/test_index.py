@@ -9,7 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from explorer.engine.index import BinaryIndex, FloatIndex, IndexFileError, exact_cosine_search
+from explorer.engine.exact_search import BinaryIndex, exact_cosine_search
+from explorer.engine.index import FloatIndex, IndexFileError
 from trainer.binary import binarize, code_prefix, hamming_distances
 
 DIM = 64
