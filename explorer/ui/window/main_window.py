@@ -57,9 +57,11 @@ QUERY_THUMB = 480
 
 def default_session_factory(model_path: Path | None) -> RetrievalSession:
     """Build a session with its model loaded (runs on a worker: importing torch takes seconds)."""
+    from explorer.engine.runtime import wants_onnx
     from explorer.ui.preload import preload_torch_libraries
 
-    preload_torch_libraries()
+    if not wants_onnx("auto"):  # ONNX Runtime needs no torch (its export runs in a process of its own)
+        preload_torch_libraries()
     from explorer.engine.session import RetrievalSession
 
     session = RetrievalSession(model_path)
