@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QSpinBox,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -53,9 +52,8 @@ class Sidebar(QWidget):
         self.folder_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.folder_combo.setMinimumContentsLength(12)
         self.folder_combo.setToolTip("Recent folders")
-        self.browse_button = QToolButton()
-        self.browse_button.setText("…")
-        self.browse_button.setToolTip("Choose a folder (Ctrl+Shift+O)")
+        self.browse_button = QPushButton("Choose…")  # the first thing a new person does: a button that says so
+        self.browse_button.setToolTip("Choose a folder of pictures to search in (Ctrl+Shift+O)")
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder_combo, 1)
         folder_row.addWidget(self.browse_button)
