@@ -113,7 +113,8 @@ def main() -> int:
     text = "\n".join([
         "## int8 against fp32 for the bundled model (bench/int8_recall.py)",
         "",
-        f"ONNX Runtime, CPU ({os.cpu_count()} cores); int8: static QDQ, weights per channel, the stem convolution and "
+        f"ONNX Runtime, CPU ({os.cpu_count()} cores); int8: static QDQ, weights per channel, activations symmetric, "
+        "the stem convolution and "
         f"the embedding layer kept in float, calibrated on {len(calibration)} pictures of the training halves. Test "
         "halves: the second half of each data set's sorted classes (cars98 and flowers51 were seen whole by the "
         "bundled model). Recall@1 at 1280-d.",

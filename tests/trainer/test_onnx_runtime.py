@@ -69,3 +69,25 @@ def test_no_file_and_a_damaged_file_say_so(small: Path, tmp_path: Path) -> None:
     record.write_text(onnx_paths_beside(small)[1].read_text())
     fast, why = load_onnx_embedder(bare, card, model_fingerprint(bare), cache=None)
     assert fast is None and "cannot be loaded by ONNX Runtime" in why
+
+
+def test_the_int8_variant_keeps_the_stem_and_the_embedding_layer_in_float_and_runs(small: Path, tmp_path: Path) -> None:
+    """bench/int8_recall.py measures whether it may be used; here: it is made as documented, and it runs."""
+    import onnx
+
+    from trainer.onnx_quantize import kept_in_float, quantize_int8
+
+    card = load_model(small).card
+    graph = onnx_paths_beside(small)[0]
+    assert kept_in_float(graph) == ["/backbone/conv_stem/Conv", "/embedding/MatMul"]
+    out = tmp_path / "int8.onnx"
+    quantize_int8(graph, out, probe_batch(64, n=16, seed=3), card)
+    nodes = onnx.load(str(out)).graph.node
+    assert sum(n.op_type == "QuantizeLinear" for n in nodes) > 10  # the backbone is quantized...
+    fed_by = {o: n for n in nodes for o in n.output}
+    matmul = next(n for n in nodes if n.name == "/embedding/MatMul")
+    assert all(fed_by[i].op_type != "DequantizeLinear" for i in matmul.input if i in fed_by)  # ...its end is not
+    from trainer.onnx_runtime import OnnxEmbedder
+
+    got = OnnxEmbedder(out, card, threads=1).embed_arrays(probe_batch(64, n=4, seed=9))
+    assert got.shape == (4, card.dim) and np.isfinite(got).all()
