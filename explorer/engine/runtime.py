@@ -81,12 +81,13 @@ def _export_and_load(
     model_path: Path, card: ModelCard, fingerprint: str, batch_size: int | None
 ) -> OnnxEmbedder | None:
     """Export the model's runtime file into the cache (a few seconds, once per model) and load it."""
-    from trainer.onnx_export import export_runtime
     from trainer.onnx_runtime import load_onnx_embedder, onnx_paths_cached
 
     graph, record = onnx_paths_cached(runtime_cache(), fingerprint)
     try:
         if getattr(sys, "frozen", False):  # a bundle has no `python -m`: export here
+            from trainer.onnx_export import export_runtime  # imports torch
+
             export_runtime(model_path, graph, record)
         else:  # in a process of its own: this one never loads torch, and the exporter's memory goes with it
             cmd = [sys.executable, "-m", "trainer.onnx_export", str(model_path), str(graph), str(record)]

@@ -59,13 +59,22 @@ def test_the_setting_and_the_device_decide(monkeypatch: pytest.MonkeyPatch) -> N
     assert wants_onnx("cpu") and not wants_onnx("cuda")
 
 
-def test_a_one_shot_query_from_outside_the_folder_does_not_import_torch(
+def test_neither_the_first_index_nor_a_one_shot_query_imports_torch(
     small_model_path: Path, image_folder: Path, isolated_cache: Path, make_img: object, tmp_path: Path
 ) -> None:
     env = {**os.environ, RUNTIME_VARIABLE: "auto", "RETRIEVAL_EXPLORER_CACHE": str(isolated_cache)}
     cli = [sys.executable, "-m", "explorer.cli", "--model", str(small_model_path)]
-    done = subprocess.run([*cli, "index", str(image_folder)], env=env, capture_output=True, text=True, timeout=300)
+    index = (  # the first use of the model: its runtime file is exported, in a process of its own
+        "import sys, runpy\n"
+        f"sys.argv = {[*cli[2:], 'index', str(image_folder)]!r}\n"
+        "try:\n    runpy.run_module('explorer.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", index], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)  # fmt: skip
     assert done.returncode == 0, done.stderr
+    assert "torch loaded: False" in done.stdout
     outside = make_img(tmp_path / "outside.jpg", 99)  # type: ignore[operator]
     code = (
         "import sys, runpy\n"
