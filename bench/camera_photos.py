@@ -1,0 +1,117 @@
+"""Indexing camera-sized photos: decode alone, model alone and end to end, torch against ONNX Runtime.
+
+    .venv/bin/python bench/camera_photos.py [--photos 48] [--rounds 2]
+
+Photographers' folders hold 12- and 24-megapixel JPEGs, where decoding, not the model, sets the pace. The photos
+are made from ../shared/datasets pictures (upscaled to 4000 x 3000 and 6000 x 4000 with film grain, saved as JPEG
+quality 90, so they compress like photos) in a temporary folder. Interleaved rounds, the best of `--rounds`:
+
+  decode alone   the indexing pipeline's decoding (draft-mode JPEG decode, resize, centre crop) on its threads
+  model alone    `embed_arrays` on the decoded batches
+  end to end     `embed_paths` over the files: decoding a few batches ahead of the model
+
+Writes bench/results/camera_photos.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from trainer.card import model_fingerprint
+from trainer.images import load_for_model
+from trainer.inference import BatchEmbedder, embed_all
+from trainer.model import load_model
+from trainer.onnx_export import export_runtime
+from trainer.onnx_runtime import OnnxEmbedder, onnx_paths_cached
+from trainer.paths import BUNDLED_MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT.parent / "shared" / "datasets" / "cub100"
+RESULTS = ROOT / "bench" / "results" / "camera_photos.md"
+SIZES = {"12 MP": (4000, 3000), "24 MP": (6000, 4000)}
+
+
+def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
+    sources = sorted(SOURCE.rglob("*.jpg"))[:: max(1, len(sorted(SOURCE.rglob("*.jpg"))) // n)][:n]
+    rng = np.random.default_rng(0)
+    out = []
+    for i, src in enumerate(sources):
+        img = Image.open(src).convert("RGB").resize(size, Image.Resampling.BICUBIC)
+        grain = rng.normal(0, 6, (size[1], size[0], 1)).astype(np.float32)
+        arr = np.clip(np.asarray(img, np.float32) + grain, 0, 255).astype(np.uint8)
+        path = folder / f"IMG_{i:04d}.jpg"
+        Image.fromarray(arr).save(path, quality=90)
+        out.append(path)
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--photos", type=int, default=48)
+    p.add_argument("--rounds", type=int, default=2)
+    args = p.parse_args()
+    if not SOURCE.is_dir():
+        print(f"skipped: {SOURCE} is absent", file=sys.stderr)
+        return 0
+    work = Path(tempfile.mkdtemp(prefix="camera-photos-"))
+    graph, record = onnx_paths_cached(work, model_fingerprint(BUNDLED_MODEL))
+    export_runtime(BUNDLED_MODEL, graph, record)
+    model = load_model(BUNDLED_MODEL)
+    card = model.card
+    runners = {"torch": BatchEmbedder(model, "cpu", batch_size=32), "ONNX Runtime": OnnxEmbedder(graph, card)}
+    workers = BatchEmbedder(model, "cpu").decode_workers
+    lines = [
+        "## Camera-sized photos: where the time goes (bench/camera_photos.py)",
+        "",
+        f"Bundled model, 224 px, CPU ({os.cpu_count()} cores), {args.photos} photos per size made from cub100 "
+        f"(upscaled with grain, JPEG quality 90); best of {args.rounds} interleaved rounds; images/s.",
+        "",
+        "| photos | MB each | decode alone | runtime | model alone | end to end | end to end / decode alone |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for label, size in SIZES.items():
+        folder = work / label.replace(" ", "")
+        folder.mkdir()
+        files = make_photos(folder, args.photos, size)
+        mb = np.mean([f.stat().st_size for f in files]) / 2**20
+        best: dict[str, float] = {}
+        for _ in range(args.rounds):
+            with ThreadPoolExecutor(workers) as pool:
+                t = time.perf_counter()
+                decoded = np.stack(
+                    list(pool.map(lambda f: load_for_model(f, card.resize_size, card.input_size), files))
+                )
+                best["decode"] = max(best.get("decode", 0.0), len(files) / (time.perf_counter() - t))
+            for name, runner in runners.items():
+                runner.embed_arrays(decoded[:8])
+                t = time.perf_counter()
+                for i in range(0, len(decoded), 32):
+                    runner.embed_arrays(decoded[i : i + 32])
+                best[f"{name} model"] = max(best.get(f"{name} model", 0.0), len(files) / (time.perf_counter() - t))
+                t = time.perf_counter()
+                embed_all(runner, files)
+                best[f"{name} e2e"] = max(best.get(f"{name} e2e", 0.0), len(files) / (time.perf_counter() - t))
+        for name in runners:
+            e2e = best[f"{name} e2e"]
+            lines.append(
+                f"| {label} | {mb:.1f} | {best['decode']:.1f} | {name} | {best[f'{name} model']:.1f} | {e2e:.1f} | "
+                f"{100 * e2e / best['decode']:.0f} % |"
+            )
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.write_text(text, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
