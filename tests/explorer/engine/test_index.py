@@ -401,3 +401,24 @@ def test_binary_small_and_invalid_cases() -> None:
         index.add([1], np.zeros((1, 1), np.float32))
     with pytest.raises(ValueError):
         index.add([1], np.zeros((1, 2), np.uint8))
+
+
+def test_a_single_binary_query_runs_on_one_thread_and_leaves_the_team_as_it_was(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18: faiss woke its whole OpenMP team for one query (p99 44-48 ms on a busy 2-core machine, 4.6 ms on
+    one thread); batches keep the team, and the setting is put back."""
+    import faiss
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 256, (500, 16), dtype=np.uint8)
+    index = BinaryIndex(128)
+    index.add(np.arange(500), codes)
+    seen: list[int] = []
+    real = faiss.knn_hamming
+    monkeypatch.setattr(faiss, "knn_hamming", lambda *a: seen.append(faiss.omp_get_max_threads()) or real(*a))
+    team = faiss.omp_get_max_threads()
+    one_ids, one_d = index.search(codes[7], 5)
+    batch_ids, batch_d = index.search(codes[[7, 8]], 5)
+    assert seen == [1, team] and faiss.omp_get_max_threads() == team
+    assert (one_ids[0] == batch_ids[0]).all() and (one_d[0] == batch_d[0]).all() and one_ids[0, 0] == 7
