@@ -59,31 +59,28 @@ def test_the_setting_and_the_device_decide(monkeypatch: pytest.MonkeyPatch) -> N
     assert wants_onnx("cpu") and not wants_onnx("cuda")
 
 
+def explorer_in_a_process(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`explorer ARGS` in a new interpreter that then prints whether torch was imported."""
+    code = (
+        "import sys, runpy\n"
+        f"sys.argv = {['explorer', *args]!r}\n"
+        "try:\n    runpy.run_module('explorer.cli', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch loaded:', 'torch' in sys.modules)\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)  # fmt: skip
+
+
 def test_neither_the_first_index_nor_a_one_shot_query_imports_torch(
     small_model_path: Path, image_folder: Path, isolated_cache: Path, make_img: object, tmp_path: Path
 ) -> None:
     env = {**os.environ, RUNTIME_VARIABLE: "auto", "RETRIEVAL_EXPLORER_CACHE": str(isolated_cache)}
-    cli = [sys.executable, "-m", "explorer.cli", "--model", str(small_model_path)]
-    index = (  # the first use of the model: its runtime file is exported, in a process of its own
-        "import sys, runpy\n"
-        f"sys.argv = {[*cli[2:], 'index', str(image_folder)]!r}\n"
-        "try:\n    runpy.run_module('explorer.cli', run_name='__main__')\n"
-        "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "print('torch loaded:', 'torch' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", index], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT)  # fmt: skip
+    model = ["--model", str(small_model_path)]
+    done = explorer_in_a_process([*model, "index", str(image_folder)], env)  # exports the runtime file first
     assert done.returncode == 0, done.stderr
     assert "torch loaded: False" in done.stdout
     outside = make_img(tmp_path / "outside.jpg", 99)  # type: ignore[operator]
-    code = (
-        "import sys, runpy\n"
-        f"sys.argv = {[*cli[2:], 'query', str(outside), '--in', str(image_folder), '-k', '3']!r}\n"
-        "try:\n    runpy.run_module('explorer.cli', run_name='__main__')\n"
-        "except SystemExit as e:\n    assert not e.code, e.code\n"
-        "print('torch loaded:', 'torch' in sys.modules)\n"
-    )
-    shot = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=PROJECT_ROOT)  # fmt: skip
+    shot = explorer_in_a_process([*model, "query", str(outside), "--in", str(image_folder), "-k", "3"], env)
     assert shot.returncode == 0, shot.stderr
     assert "torch loaded: False" in shot.stdout and "rank" in shot.stdout
