@@ -19,16 +19,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from trainer.onnx_runtime import normalised
+
 if TYPE_CHECKING:
     from trainer.card import ModelCard
-
-
-def normalised(arrays: npt.NDArray[np.uint8], card: ModelCard) -> npt.NDArray[np.float32]:
-    """uint8 NHWC -> the float NCHW the graph takes (as trainer.onnx_runtime.OnnxEmbedder feeds it)."""
-    mean = np.asarray(card.mean, np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(card.std, np.float32).reshape(1, 3, 1, 1)
-    x = np.ascontiguousarray(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-    return np.ascontiguousarray((x - mean) / std)
 
 
 def kept_in_float(graph: Path) -> list[str]:

@@ -74,6 +74,15 @@ def onnxruntime_version() -> str | None:
     return str(onnxruntime.__version__)
 
 
+def normalised(arrays: npt.NDArray[np.uint8], card: ModelCard) -> npt.NDArray[np.float32]:
+    """uint8 NHWC (as decoded) -> the float NCHW the graph takes, exactly as trainer.model.EmbeddingModel's
+    normalize_uint8 does it for torch."""
+    mean = np.asarray(card.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(card.std, np.float32).reshape(1, 3, 1, 1)
+    x = np.ascontiguousarray(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray((x - mean) / std)
+
+
 class OnnxEmbedder(Embedder):
     """The embedding pipeline with ONNX Runtime running the model (its CPU provider, or a GPU one it offers)."""
 
@@ -92,14 +101,10 @@ class OnnxEmbedder(Embedder):
         self.card = card
         self.batch_size = batch_size
         self.out_dim = card.dim
-        self.mean = np.asarray(card.mean, np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(card.std, np.float32).reshape(1, 3, 1, 1)
 
     def embed_arrays(self, arrays: npt.NDArray[np.uint8]) -> npt.NDArray[np.float32]:
-        """uint8 NHWC -> embeddings, normalised exactly as trainer.model.EmbeddingModel.normalize_uint8."""
-        x = np.ascontiguousarray(arrays).transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0)
-        x = (x - self.mean) / self.std
-        out: Any = self.session.run(None, {self.input_name: np.ascontiguousarray(x)})[0]
+        """uint8 NHWC -> embeddings."""
+        out: Any = self.session.run(None, {self.input_name: normalised(arrays, self.card)})[0]
         return np.asarray(out, dtype=np.float32)
 
     @property

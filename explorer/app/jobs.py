@@ -38,6 +38,8 @@ class Task(Protocol):
 class Handle(Protocol):
     def cancel(self) -> None: ...
 
+    def cancelled(self) -> bool: ...
+
 
 @dataclass
 class Reply:
@@ -164,6 +166,11 @@ class LatestJob:
     def running(self) -> bool:
         """A job of this kind was started and has not answered yet."""
         return self._handle is not None
+
+    @property
+    def stopping(self) -> bool:
+        """The running job was asked to stop and has not answered yet."""
+        return self._handle is not None and self._handle.cancelled()
 
     def start(self, name: str, work: Callable[[Task], Any], reply: Reply) -> None:
         """Start a job; from now on only its replies are delivered."""

@@ -120,7 +120,6 @@ class WindowController:
         self.previous: tuple[Any, str, Any] | None = None  # restored when a new query cannot be used
         self.outcome: QueryOutcome | None = None
         self.closing = False
-        self.cancelling = False  # the running index job was asked to stop
 
     # -- the model --------------------------------------------------------------------------------------------
     def start_session(self) -> None:
@@ -189,7 +188,6 @@ class WindowController:
             return
         if self.index_job.running:
             self.index_job.cancel()  # restarted for the current folder when it ends
-            self.cancelling = True
             return
         self.index_wanted = False
         session, folder, engine = self.session, self.folder, self.engine
@@ -205,7 +203,7 @@ class WindowController:
                 failed=self._index_failed,
                 cancelled=self._index_cancelled,  # while waiting for another process's run
                 progress=lambda progress: self.view.indexing_progress(
-                    indexing_text(folder.name, progress, self.cancelling), progress
+                    indexing_text(folder.name, progress, self.index_job.stopping), progress
                 ),
             ),
         )
@@ -237,7 +235,6 @@ class WindowController:
         stopped = False
         if self.index_job.running:
             self.index_job.cancel()
-            self.cancelling = True
             self.index_wanted = False
             self.view.indexing_progress("Cancelling…", None)
             stopped = True
@@ -248,7 +245,6 @@ class WindowController:
             self.view.status("", 0)
 
     def _index_finished(self, summary: IndexSummary) -> None:
-        self.cancelling = False
         self.view.indexing_ended()
         if self.closing:
             return
@@ -267,13 +263,11 @@ class WindowController:
             self.start_recall(summary)
 
     def _index_cancelled(self) -> None:
-        self.cancelling = False
         self.view.indexing_ended()
         if self.index_wanted:
             self.reindex()  # another folder or model was chosen meanwhile
 
     def _index_failed(self, message: str) -> None:
-        self.cancelling = False
         self.view.indexing_ended()
         self.view.index_failed(message)
         if self.index_wanted:

@@ -15,19 +15,18 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from explorer.paths import pictures_folder
 from explorer.ui.widgets import LAST, refill_combo
-from explorer.ui.window.part import WindowPart
+from explorer.ui.window.part import APP_TITLE, WindowPart
+from trainer.card import model_paths
 
 if TYPE_CHECKING:
     from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
     from explorer.engine.session import RetrievalSession
     from trainer.progress import Progress
 
-TITLE = "Retrieval Explorer"
-
 
 def model_files_exist(path: Path) -> bool:
-    stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return stem.with_name(stem.name + ".json").exists() and stem.with_name(stem.name + ".safetensors").exists()
+    """Both files of a model (trainer.card.model_paths: the one place that knows the layout)."""
+    return all(p.exists() for p in model_paths(path))
 
 
 class FolderActions(WindowPart):
@@ -88,7 +87,9 @@ class FolderActions(WindowPart):
     def set_model(self, path: Path | None) -> None:
         """Switch models: a new session, and the folder indexed again under it (catalogs are per model)."""
         if path is not None and not model_files_exist(path):
-            QMessageBox.warning(self._window, TITLE, f"{path} needs both a .safetensors and a .json file beside it.")
+            QMessageBox.warning(
+                self._window, APP_TITLE, f"{path} needs both a .safetensors and a .json file beside it."
+            )
             return
         self.settings.model_path = path
         self.controller.set_model(path)
@@ -138,7 +139,7 @@ class FolderActions(WindowPart):
     def model_failed(self, message: str, path: Path | None) -> None:
         self.model_label.setText(f"<span style='color:#b00020'>Cannot load the model: {message}</span>")
         if path is not None:
-            QMessageBox.warning(self._window, TITLE, f"Cannot load {path}:\n{message}\n\nUsing the bundled model.")
+            QMessageBox.warning(self._window, APP_TITLE, f"Cannot load {path}:\n{message}\n\nUsing the bundled model.")
             self.settings.model_path = None
 
     # -- folders and indexing -------------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ class FolderActions(WindowPart):
 
     def folder_opened(self, folder: Path) -> None:
         self._refresh_folder_combo()
-        self._window.setWindowTitle(f"{folder.name} — {TITLE}")
+        self._window.setWindowTitle(f"{folder.name} — {APP_TITLE}")
         self._set_skipped([])
         self.skipped_dock.hide()  # another folder's list: not left open and empty
         self.folder_info.setText(f"<small>{folder}</small>")

@@ -36,6 +36,7 @@ from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.thumbnails import ThumbnailCache, qimage_to_pil
 from explorer.ui.window.folder_actions import FolderActions
 from explorer.ui.window.menus import build_menus
+from explorer.ui.window.part import APP_TITLE, QUERY_THUMB
 from explorer.ui.window.results_actions import ResultsActions
 from explorer.ui.window.sidebar import Sidebar
 from explorer.ui.window.status_strip import StatusStrip
@@ -50,9 +51,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APP_TITLE = "Retrieval Explorer"
 GRID_THUMB = 128
-QUERY_THUMB = 480
 
 
 def default_session_factory(model_path: Path | None) -> RetrievalSession:

@@ -6,6 +6,9 @@ from typing import Any, cast
 
 from PySide6.QtWidgets import QMainWindow
 
+APP_TITLE = "Retrieval Explorer"
+QUERY_THUMB = 480  # the query's picture in the sidebar, in pixels
+
 
 class WindowPart:
     """A side of `MainWindow`: its widgets and controller are the window's (declared where each side uses them)."""

@@ -18,14 +18,11 @@ from explorer.app.actions import shortcut_rows
 from explorer.app.export import ExportContext, export_ranking
 from explorer.paths import cache_root, data_root, log_file, pictures_folder
 from explorer.ui.results_view import PreviewDialog, copy_paths
-from explorer.ui.window.part import WindowPart
+from explorer.ui.window.part import APP_TITLE, QUERY_THUMB, WindowPart
 
 if TYPE_CHECKING:
     from explorer.app.analysis import QueryOutcome
     from explorer.engine.search import Ranking, SearchResult
-
-TITLE = "Retrieval Explorer"
-QUERY_THUMB = 480
 
 
 class ResultsActions(WindowPart):
@@ -156,7 +153,7 @@ class ResultsActions(WindowPart):
         try:
             written = export_ranking(path, ranking, ExportContext(query, c.folder, model))
         except OSError as exc:
-            QMessageBox.warning(self._window, TITLE, f"Cannot write {path}:\n{exc}")
+            QMessageBox.warning(self._window, APP_TITLE, f"Cannot write {path}:\n{exc}")
             return None
         self._window.statusBar().showMessage(f"Exported {len(ranking.results)} results to {written}", 8000)
         return written
@@ -178,8 +175,8 @@ class ResultsActions(WindowPart):
     def show_about(self) -> None:
         QMessageBox.about(
             self._window,
-            f"About {TITLE}",
-            f"<b>{TITLE}</b><p>Image retrieval with deep metric learning: NormSoftmax embeddings, "
+            f"About {APP_TITLE}",
+            f"<b>{APP_TITLE}</b><p>Image retrieval with deep metric learning: NormSoftmax embeddings, "
             "their binary codes and nested dimensions, on your own folders.</p>"
             f"<p><small>Indexes: {cache_root()}<br>Fine-tuned models and training runs: {data_root()}<br>"
             f"What went wrong, with details: {log_file()}</small></p>",
