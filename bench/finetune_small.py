@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -33,6 +34,7 @@ import torch
 
 from trainer.data import scan_labelled_folder
 from trainer.devices import pick_device
+from trainer.epoch_choice import run_parts
 from trainer.estimate import RunShape, estimate_seconds, stage_seconds
 from trainer.fit import fit
 from trainer.folders import carve_validation, split
@@ -98,12 +100,16 @@ def run_one(spec: SmallFolder, protocol: str, per_stage: list[float]) -> dict[st
     assert held is not None
     fitted, chooser = carve_validation(train, protocol)
     config = default_recipe(FolderShape.of(fitted), "cpu")
-    shape = RunShape.of(fitted, chooser, held, continuing=True)
-    print(f"{spec.name} / {protocol}: {len(fitted.samples)} train, {shape.selection_images} choose, "
+    parts = run_parts(fitted, chooser, config)
+    shape = RunShape.of(parts, held, continuing=True)
+    print(f"{spec.name} / {protocol}: {len(parts.train.samples)} train, {parts.text()}, "
           f"{len(held.samples)} held out; {config.epochs} epochs of {config.classes_per_batch}x{config.per_class}",
           flush=True)  # fmt: skip
+    out = WORK / "models" / f"{spec.name}-{protocol}"
+    for stale in (out, out.with_name(out.name + ".run")):  # a finished run there would be resumed, not timed
+        shutil.rmtree(stale, ignore_errors=True)
     started = time.perf_counter()
-    result = fit(fitted, WORK / "models" / f"{spec.name}-{protocol}", config, base=BUNDLED, validation=held,
+    result = fit(fitted, out, config, base=BUNDLED, validation=held,
                  selection=chooser)  # fmt: skip
     seconds = time.perf_counter() - started
     record = {
@@ -205,12 +211,12 @@ def estimate_check(spec: SmallFolder, protocol: str, epochs: list[int]) -> str:
     folder = scan_labelled_folder(build(spec), follow_outside=True)
     train, held = split(folder, protocol)
     fitted, chooser = carve_validation(train, protocol)
-    shape = RunShape.of(fitted, chooser, held, continuing=True)
     eval_stages = stage_seconds("efficientnet_lite0", 224, "cpu")
     lines = ["| folder | protocol | epochs | measured | estimate | off |", "|---|---|---:|---:|---:|---:|"]
     for n in epochs:
         config = default_recipe(FolderShape.of(fitted), "cpu", epochs=n, **({"warmup_epochs": 0} if n == 1 else {}))
         train_stages = stage_seconds("efficientnet_lite0", config.crop_size, "cpu") if config.crop_size else eval_stages
+        shape = RunShape.of(run_parts(fitted, chooser, config), held, continuing=True)
         estimate = estimate_seconds(shape, config, train_stages, eval_stages)
         started = time.perf_counter()
         fit(fitted, WORK / "estimate" / f"{spec.name}-{protocol}-{n}-{time.time():.0f}", config, base=BUNDLED,

@@ -32,7 +32,7 @@ def _parse_params(items: Sequence[str]) -> dict[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     from trainer.folders import PROTOCOLS
-    from trainer.recipe import CPU_CROP, CPU_STAGES, HEAD_LR, HEAD_ONLY_BELOW
+    from trainer.recipe import CHOICE_FOLDS, CPU_CROP, CPU_STAGES, HEAD_LR, HEAD_ONLY_BELOW, HEAD_PROXY_LR_MULT
 
     p = argparse.ArgumentParser(prog="trainer", description="Deep metric learning on labelled folders.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -65,8 +65,14 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--per-class", type=int, default=None, help=recipe + "3 to 8, about 24 images a batch")
     f.add_argument("--batches-per-epoch", type=int, default=None, help="steps per epoch (default: one pass)")
     f.add_argument("--lr", type=float, default=None,
-                   help=f"new layers and proxies: {HEAD_LR:g} when the backbone stays as it is, else 0.01")  # fmt: skip
+                   help=f"the new layers: {HEAD_LR:g} when the backbone stays as it is, else 0.01")  # fmt: skip
     f.add_argument("--backbone-lr-mult", type=float, default=None, help="0.1: the backbone's lr is lr x this")
+    f.add_argument("--proxy-lr-mult", type=float, default=None,
+                   help=f"the proxies' lr is lr x this: {HEAD_PROXY_LR_MULT:g} when the backbone stays as it is, "
+                   "else 1")  # fmt: skip
+    f.add_argument("--choice-folds", type=int, default=None,
+                   help=f"when the backbone stays as it is, the images set aside train too and this many folds of "
+                   f"the training images choose the epoch ({CHOICE_FOLDS}; 0: the part set aside chooses)")  # fmt: skip
     f.add_argument("--trainable-stages", type=int, default=None,
                    help=f"train only the last N backbone stages; 0: none, only the embedding layer and the "
                    f"proxies (the default below {HEAD_ONLY_BELOW:,} training images); else {CPU_STAGES} on a CPU, all "
@@ -115,6 +121,7 @@ RECIPE_FLAGS = {
     "epochs": "epochs", "warmup_epochs": "warmup_epochs", "classes_per_batch": "classes_per_batch",
     "per_class": "per_class", "batches_per_epoch": "batches_per_epoch", "lr": "lr",
     "backbone_lr_mult": "backbone_lr_mult", "cache_views": "cache_views", "crop_size": "crop_size",
+    "proxy_lr_mult": "proxy_lr_mult", "choice_folds": "choice_folds",
 }  # fmt: skip
 
 
@@ -159,6 +166,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from trainer.card import recipe_text
     from trainer.data import DatasetError, require_trainable, scan_labelled_folder
     from trainer.devices import pick_device
+    from trainer.epoch_choice import run_parts
     from trainer.fit import FitCallbacks, fit
     from trainer.folders import carve_validation, split
     from trainer.progress import Progress, format_progress
@@ -197,10 +205,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         if held_out
         else "nothing held out"
     )
-    chosen = f"{len(chooser.samples)} set aside to choose the epoch" if chooser else "the last epoch kept"
-    if chooser is not None and not chooser.samples:
-        chosen = "too few classes to judge training for new classes (the starting model is kept)"
-    say(f"trainer: {len(fitted.samples)} training images of {len(fitted.classes)} classes, {chosen}, {held}")
+    parts = run_parts(fitted, chooser, config)
+    say(f"trainer: {len(parts.train.samples)} training images of {len(parts.train.classes)} classes, {parts.text()}, "
+        f"{held}")  # fmt: skip
     say(f"trainer: recipe: {recipe_text(asdict(config))}")
     for warning in recipe_warnings(FolderShape.of(fitted), protocol):
         warn(f"trainer: warning: {warning}")

@@ -34,6 +34,7 @@ class FitConfig:
     batches_per_epoch: int | None = None
     lr: float = 0.01
     backbone_lr_mult: float = 0.1  # the backbone's lr is lr x this: at x1 the first steps after warm-up break it
+    proxy_lr_mult: float = 1.0  # the objective's own parameters (NormSoftmax proxies) learn at lr x this
     momentum: float = 0.9
     weight_decay: float = 1e-4
     lr_milestones: tuple[float, ...] = (0.6, 0.85)  # fractions of the fine-tuning epochs
@@ -46,6 +47,7 @@ class FitConfig:
     freeze_batchnorm: bool = True  # keep the backbone's batch-norm statistics (its affine weights still train)
     pca_init: bool = True  # initialise the embedding layer as a PCA rotation of the pooled features
     proxy_init: bool = True  # start class proxies (NormSoftmax, ArcFace) at the class mean embeddings
+    choice_folds: int = 0  # >0: with the backbone frozen, choose the epoch on this many folds (trainer.fold_choice)
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None  # image-decoding processes; None: trainer.devices.default_loader_workers

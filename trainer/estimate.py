@@ -11,7 +11,8 @@ What a run does, and what each part costs per image (stage times are forward pas
   embedded, and for my classes up to 150 training images it is searched against;
 * the starting model is judged the same way before the first epoch;
 * with the whole backbone frozen (the small-folder recipe), every part goes through it once: the frozen stages
-  are cached, and each epoch is judged on the cached features.
+  are cached, and each epoch is judged on the cached features; where folds of the training images choose the
+  epoch (trainer.epoch_choice), each fold trains a copy on those features first.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from trainer.epoch_choice import RunParts
 from trainer.folders import LabelledFolder
 
 BACKWARD_FACTOR = 3.0
@@ -31,6 +33,9 @@ DECODE_SECONDS = 0.004
 EPOCH_SECONDS = 0.3
 """Each epoch's checkpoint (written atomically with a checksum) and bookkeeping: clothing, 6 classes, the
 embedding layer alone, took 9 s for 1 epoch and 12 s for 10 on 2 cores, where images cost nothing per epoch."""
+FOLD_EPOCH_SECONDS = 0.1
+"""An epoch of one fold's copy (trainer.fold_choice): steps on cached features, no checkpoint; the 5 folds of 25
+epochs added about 12 s to a 6-class run of 192 training images on 2 cores."""
 WARM_START_IMAGES = 2000
 GALLERY_IMAGES = 150  # trainer.fit._choose: training images a my-classes selection part is searched against
 
@@ -45,15 +50,16 @@ class RunShape:
     test_images: int
     continuing: bool  # from a retrieval model of the same width (no PCA start of a new embedding layer)
     selection_by_images: bool = True  # the selection part holds images of the training classes (my classes)
+    folds: int = 0  # the epoch is chosen on this many folds of the training images (trainer.epoch_choice)
 
     @classmethod
-    def of(
-        cls, train: LabelledFolder, selection: LabelledFolder | None, test: LabelledFolder | None, continuing: bool
-    ) -> RunShape:
+    def of(cls, parts: RunParts, test: LabelledFolder | None, continuing: bool) -> RunShape:
+        """The shape of a run on these parts (trainer.epoch_choice.run_parts: what really trains and chooses)."""
+        train, selection = parts.train, parts.selection
         return cls(
             len(train.samples), len(train.classes), len(selection.samples) if selection else 0,
             len(test.samples) if test else 0, continuing,
-            selection is not None and selection.classes == train.classes,
+            selection is not None and selection.classes == train.classes, parts.folds,
         )  # fmt: skip
 
 
@@ -86,6 +92,7 @@ def estimate_seconds(
         warm * (head + trunk + decode) + (epochs - warm) * (BACKWARD_FACTOR * head + trunk + decode)
     )
     seconds += epochs * EPOCH_SECONDS
+    seconds += shape.folds * epochs * FOLD_EPOCH_SECONDS
     if cached:
         seconds += shape.train_images * cfg.get("cache_views", 2) * (frozen + DECODE_SECONDS)
     seconds += min(shape.train_images, WARM_START_IMAGES) * (head if cached else full_eval)

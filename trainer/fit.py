@@ -45,6 +45,8 @@ from trainer.data import (
     train_transform,
 )
 from trainer.devices import autocast_for, default_loader_workers, pick_device, uses_channels_last
+from trainer.epoch_choice import run_parts
+from trainer.fold_choice import FoldChoice, choose_epoch_by_folds
 from trainer.methods import build_objective
 from trainer.model import EmbeddingModel, load_model, save_model
 from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
@@ -153,6 +155,11 @@ class _Trainer:
         selection: LabelledFolder | None = None,
     ) -> None:
         require_trainable(train)
+        parts = run_parts(train, selection, config)
+        train, selection, self.folds = parts.train, parts.selection, parts.folds
+        """With the backbone frozen, the images set aside to choose the epoch train too, and folds of all the training
+        images choose (trainer.fold_choice says why)."""
+        self.fold_choice: FoldChoice | None = None
         self.selection_set = selection if selection is not None and len(selection.classes) >= 2 else None
         self.unjudged = selection is not None and self.selection_set is None
         """A selection part was asked for but holds nothing that can judge (trainer.folders.carve_validation's
@@ -225,11 +232,14 @@ class _Trainer:
     def _build_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
         backbone = [p for s in self.stages[self.n_frozen :] for p in s.parameters() if p.requires_grad]
-        new = list(self.model.new_layer_parameters()) + list(self.objective.parameters())
-        groups = [{"params": new, "lr": cfg.lr, "base_lr": cfg.lr}]
+        groups = [{"params": list(self.model.new_layer_parameters()), "lr": cfg.lr, "base_lr": cfg.lr}]
+        objective = list(self.objective.parameters())
+        if objective:
+            lr = cfg.lr * cfg.proxy_lr_mult
+            groups.append({"params": objective, "lr": lr, "base_lr": lr})
         if backbone:
             lr = cfg.lr * cfg.backbone_lr_mult
-            groups.append({"params": backbone, "lr": lr, "base_lr": lr})
+            groups.append({"params": backbone, "lr": lr, "base_lr": lr, "backbone": True})
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
     def _lr_factor(self, epoch: int) -> float:
@@ -243,9 +253,9 @@ class _Trainer:
     def _set_epoch_lr(self, epoch: int) -> None:
         factor = self._lr_factor(epoch)
         warm = epoch < self.config.warmup_epochs
-        for i, group in enumerate(self.optimizer.param_groups):
+        for group in self.optimizer.param_groups:
             # During warm-up the backbone group gets lr 0: only the new layers learn.
-            group["lr"] = 0.0 if (warm and i == 1) else group["base_lr"] * factor
+            group["lr"] = 0.0 if (warm and group.get("backbone")) else group["base_lr"] * factor
 
     # -- forward ----------------------------------------------------------------------------------------
     def _trunk(self, x: torch.Tensor) -> torch.Tensor:
@@ -374,6 +384,8 @@ class _Trainer:
             "card": self.card.to_json(),
             "skipped_steps": self.skipped_steps,
         }
+        if self.fold_choice is not None:
+            state["fold_choice"] = json.dumps(self.fold_choice.to_json())
         if self.best is not None:
             state["best_model"] = self.best.state
             state["best_epoch"] = self.best.epoch
@@ -421,6 +433,8 @@ class _Trainer:
         self.history = json.loads(state["history"])
         self.global_step = int(state["global_step"])
         self.skipped_steps = int(state["skipped_steps"])
+        if "fold_choice" in state:
+            self.fold_choice = FoldChoice.from_json(json.loads(state["fold_choice"]))
         if "best_model" in state:
             self.best = Best(int(state["best_epoch"]), float(state["best_score"]), state["best_model"])
         start = next((h for h in self.history if h.get("epoch") == 0), {})
@@ -466,6 +480,11 @@ class _Trainer:
         rng = np.random.default_rng(self.config.seed)
         n = len(self.train_set.samples)
         pick = torch.from_numpy(np.sort(rng.choice(n, size=min(n, 2000), replace=False)))
+        return self._pooled_from_cache(pick), torch.from_numpy(self.train_set.labels)[pick]
+
+    def _pooled_from_cache(self, pick: torch.Tensor) -> torch.Tensor:
+        """LayerNorm'd pooled features of these training images' centre crops (view 0 of the cache)."""
+        assert self.trunk_cache is not None
         out = []
         self.model.eval()
         with torch.inference_mode(), autocast_for(self.device):
@@ -474,7 +493,19 @@ class _Trainer:
                 for stage in self.stages[self.n_frozen :]:
                     maps = stage(maps)
                 out.append(self.model.norm(self.model.pool(maps).flatten(1)).float().cpu())
-        return torch.cat(out), torch.from_numpy(self.train_set.labels)[pick]
+        return torch.cat(out)
+
+    def pooled_training_features(self) -> torch.Tensor:
+        """The pooled features of every training image, in the training part's order (trainer.fold_choice)."""
+        return self._pooled_from_cache(torch.arange(len(self.train_set.samples)))
+
+    def reset_proxies(self, pooled: torch.Tensor, labels: torch.Tensor) -> None:
+        """Put each class proxy at the mean embedding of these images (when the recipe starts proxies there)."""
+        if not self.config.proxy_init:
+            return
+        with torch.no_grad():
+            emb = self.model.embedding(pooled.to(self.device)).float()
+            _proxies_to_class_means(self.objective, emb, labels.to(self.device))
 
     def run(self) -> FitResult:
         cfg = self.config
@@ -488,6 +519,13 @@ class _Trainer:
             self.cb.message(f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})")
         else:
             self._warm_start()
+            if self.folds:
+                self.fold_choice = choose_epoch_by_folds(self, self.folds)
+                self.cb.message(
+                    f"epoch {self.fold_choice.epoch} chosen on {self.folds} folds of the training images"
+                    if self.fold_choice.epoch
+                    else f"no epoch beat the starting model on {self.folds} folds of the training images"
+                )
             start = {**self._validate(), **self._choose(0)}
             if self.unjudged:
                 state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
@@ -614,6 +652,8 @@ class _Trainer:
         against up to 150 training images, as a person searches for more of their labelled categories; when it
         holds classes of its own (new classes), against each other.
         """
+        if self.fold_choice is not None:
+            return self._choose_by_folds(epoch)
         if self.selection_set is None or not self.is_candidate(epoch):
             return {}
         from trainer.metrics import evaluate, query_gallery_metrics
@@ -645,6 +685,15 @@ class _Trainer:
             self.best = Best(epoch, score, state)
         return scores
 
+    def _choose_by_folds(self, epoch: int) -> dict[str, float]:
+        """The folds' mean scores of this epoch (for the history); the chosen epoch is the one kept."""
+        assert self.fold_choice is not None
+        scores = self.fold_choice.scores.get(epoch, {})
+        if epoch == self.fold_choice.epoch:
+            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best = Best(epoch, selection_score(scores), state)
+        return scores
+
     def _export(self, resumed_from: int) -> FitResult:
         cfg = self.config
         self.model.eval()
@@ -655,6 +704,8 @@ class _Trainer:
                 if self.best.epoch
                 else "too few training classes to judge training for new classes; the starting model is kept"
                 if self.unjudged
+                else "no epoch beat the starting model on folds of the training images; the starting model is kept"
+                if self.fold_choice is not None
                 else "no epoch beat the starting model on the images set aside to choose; the starting model is kept"
             )
         self.card = ModelCard(
@@ -672,7 +723,10 @@ class _Trainer:
                     "history": self.history,
                     "kept_epoch": self.best.epoch if self.best is not None else cfg.epochs,
                     "chosen_on": (
-                        f"{len(self.selection_set.samples)} training images of {len(self.selection_set.classes)} "
+                        f"{self.fold_choice.folds} folds of the {len(self.train_set.samples)} training images, each "
+                        "judging a copy trained on the others (mean of Recall@1 and MAP@R, float and binary)"
+                        if self.fold_choice is not None
+                        else f"{len(self.selection_set.samples)} training images of {len(self.selection_set.classes)} "
                         "classes set aside (mean of Recall@1 and MAP@R, float and binary)"
                         if self.selection_set is not None
                         else "none could judge new classes (fewer than 4 training classes): the start is kept"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -43,9 +43,7 @@ from explorer.ui.wizard.common import (
     help_label,
 )
 from explorer.ui.workers import Job, JobRunner
-
-if TYPE_CHECKING:
-    from trainer.data import LabelledFolder
+from trainer.epoch_choice import RunParts, run_parts
 
 
 def verdict(recall: dict[str, tuple[float, float]]) -> str:
@@ -70,8 +68,9 @@ def verdict(recall: dict[str, tuple[float, float]]) -> str:
     )
 
 
-def kept_sentence(kept_epoch: int | None, epochs: int, selection: LabelledFolder | None) -> str:
+def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts) -> str:
     """Which epoch was exported and why, for the result page (rich text)."""
+    selection = parts.selection
     if kept_epoch is None:
         return f"The last of {epochs} epochs was kept."
     if selection is not None and not selection.samples:
@@ -80,7 +79,14 @@ def kept_sentence(kept_epoch: int | None, epochs: int, selection: LabelledFolder
             "does to new classes. The my-classes protocol suits such a folder.",
             WARN_COLOR,
         )
-    where = f"{len(selection.samples):,} training images set aside" if selection is not None else "training images"
+    where = (
+        f"{parts.folds} folds of the {len(parts.train.samples):,} training images (each judging a copy trained on "
+        "the others)"
+        if parts.folds
+        else f"{len(selection.samples):,} training images set aside"
+        if selection is not None
+        else "training images"
+    )
     if kept_epoch == 0:
         return colored(
             f"<b>No epoch beat the starting model</b> on the {where}, so the starting model is kept: the explorer "
@@ -203,7 +209,7 @@ class ResultPage(Page):
                     item.setForeground(pg.mkColor(OK_COLOR if change > 0 else ERROR_COLOR if change < 0 else "#333"))
                 self.table.setItem(row, col, item)
         test = plan.test
-        kept = kept_sentence(result.kept_epoch, plan.config.epochs, plan.selection)
+        kept = kept_sentence(result.kept_epoch, plan.config.epochs, run_parts(plan.train, plan.selection, plan.config))
         if test is None:
             self.verdict.setText(
                 f"Trained on every image of {plan.train.root}: nothing was held out to measure. {kept}"

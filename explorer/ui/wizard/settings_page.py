@@ -34,6 +34,8 @@ from explorer.ui.wizard.common import (
 from explorer.ui.workers import Job, JobRunner
 from trainer.backbone_specs import BACKBONE_INFO
 from trainer.card import ModelFileError
+from trainer.config import FitConfig
+from trainer.epoch_choice import RunParts, run_parts
 from trainer.estimate import RunShape, estimate_seconds  # torch-free (stage_seconds imports torch when called)
 from trainer.folders import carve_validation
 from trainer.recipe import CPU_CROP, CPU_STAGES, HEAD_ONLY_BELOW, FolderShape, default_recipe, recipe_warnings
@@ -266,6 +268,8 @@ class SettingsPage(Page):
             "epochs": epochs,
             "warmup_epochs": recipe.warmup_epochs if epochs > 1 else 0,
             "lr": recipe.lr,
+            "proxy_lr_mult": recipe.proxy_lr_mult,
+            "choice_folds": recipe.choice_folds,
             "cache_views": recipe.cache_views,
             "classes_per_batch": self.classes_per_batch.value(),
             "per_class": self.per_class.value(),
@@ -380,10 +384,11 @@ class SettingsPage(Page):
         if isinstance(timing, str):
             self.estimate.setText(colored(f"No time estimate: {timing}", WARN_COLOR))
             return
-        shape = self.run_shape()
-        if shape is None:
+        shape, parts = self.run_shape(), self.run_parts()
+        if shape is None or parts is None:
             self.estimate.setText("")
             return
+        chosen = parts[0].text()
         cfg = {**self.config_fields(), **self.fw().fit_overrides}
         train_stages, eval_stages = timing
         seconds = estimate_seconds(shape, cfg, train_stages, eval_stages)
@@ -392,19 +397,27 @@ class SettingsPage(Page):
         held = f", {shape.test_images:,} held-out" if shape.test_images else ""
         text = (
             f"<b>Estimate: about {format_duration(seconds)}</b> {where}, for {shape.train_images:,} training "
-            f"images × {cfg['epochs']} epochs; {shape.selection_images:,} images set aside to choose the epoch"
+            f"images × {cfg['epochs']} epochs; {chosen}"
             f"{held} checked each epoch. Based on {rate:.0f} images/s through the model, measured here just now; "
             "the real time left shows once training runs."
         )
         self.estimate.setText(text)
 
-    def run_shape(self) -> RunShape | None:
+    def run_parts(self) -> tuple[RunParts, LabelledFolder | None] | None:
+        """(what trains and chooses the epoch, the held-out part) as the run with these settings will have them."""
         parts = self.parts()
         if parts is None:
             return None
         fitted, selection, test = parts
+        config = FitConfig(**{**self.config_fields(), **self.fw().fit_overrides})
+        return run_parts(fitted, selection, config), test
+
+    def run_shape(self) -> RunShape | None:
+        parts = self.run_parts()
+        if parts is None:
+            return None
         continuing = bool(self._card().get("trained")) and self.dim.currentData() is None
-        return RunShape.of(fitted, selection, test, continuing)
+        return RunShape.of(parts[0], parts[1], continuing)
 
     def _measure(self, key: tuple[str, int, str]) -> None:
         if self._timing_job is not None:

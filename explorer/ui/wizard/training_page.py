@@ -31,6 +31,7 @@ from explorer.ui.wizard.common import (
     colored,
 )
 from explorer.ui.workers import Job, JobRunner
+from trainer.epoch_choice import run_parts
 from trainer.progress import Progress, format_time_left
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ class TrainingPage(Page):
         super().__init__(parent)
         self.setTitle("4 · Training")
         self.setSubTitle(
-            "Loss should fall; Recall@1 on the held-out images should rise. The best epoch on the training images "
-            "set aside is kept. Cancelling keeps the last checkpoint, and Resume continues from it."
+            "Loss should fall; Recall@1 on the held-out images should rise. The best epoch on training images "
+            "(never the held-out ones) is kept. Cancelling keeps the last checkpoint, and Resume continues from it."
         )
         self.runner = runner
         self.plan: TrainingPlan | None = None
@@ -160,13 +161,11 @@ class TrainingPage(Page):
             if test is not None
             else "nothing held out (trained on everything)"
         )
-        chosen = "no images set aside"
-        if plan.selection is not None:
-            chosen = f"{len(plan.selection.samples):,} set aside to choose the epoch"
+        parts = run_parts(plan.train, plan.selection, cfg)
         self._say(
             ("Resuming" if resuming else "Training")
-            + f" {cfg.method} for {cfg.epochs} epoch(s) on {cfg.device}: {len(plan.train.classes)} classes, "
-            f"{len(plan.train.samples):,} images; {chosen}; {judged}."
+            + f" {cfg.method} for {cfg.epochs} epoch(s) on {cfg.device}: {len(parts.train.classes)} classes, "
+            f"{len(parts.train.samples):,} images; {parts.text()}; {judged}."
         )
         self._say(f"Run folder: {plan.run_dir}")
         self.status.setText("Loading the starting model…" if not resuming else "Resuming from the checkpoint…")

@@ -1,0 +1,97 @@
+"""What chooses the epoch to keep, without torch: the trainer, `trainer fit`, the wizard and the estimate ask here.
+
+Two ways, both from the training part only (the held-out part shown to the person never chooses):
+
+* a part set aside (trainer.folders.carve_validation) judges every candidate epoch of the one run; the way for
+  recipes that train the backbone, where a run is costly;
+* folds: with the whole backbone frozen and a part of the training classes set aside (my classes), that part
+  trains too, and `choice_folds` folds of every training image each judge a copy trained on the others
+  (trainer.fold_choice says why).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from trainer.config import FitConfig
+from trainer.folders import LabelledFolder
+
+MIN_PER_FOLD_CLASS = 2
+"""Every class keeps this many images on the training side of every fold (a class-balanced batch needs them)."""
+
+
+@dataclass(frozen=True)
+class RunParts:
+    """What a run trains on and what chooses its epoch: a part set aside (`selection`), or `folds` of `train`."""
+
+    train: LabelledFolder
+    selection: LabelledFolder | None
+    folds: int = 0
+
+    def text(self) -> str:
+        """How the epoch is chosen, for a log line or the wizard.
+
+        >>> from pathlib import Path
+        >>> samples = [(Path(f"{c}{i}"), k) for k, c in enumerate("ab") for i in range(5)]
+        >>> f = LabelledFolder(Path("x"), ["a", "b"], samples)
+        >>> RunParts(f, None, 5).text(), RunParts(f, None).text()
+        ('the epoch chosen on 5 folds of the 10 training images', 'the last epoch kept')
+        """
+        if self.folds:
+            return f"the epoch chosen on {self.folds} folds of the {len(self.train.samples):,} training images"
+        if self.selection is None:
+            return "the last epoch kept"
+        if not self.selection.samples:
+            return "too few classes to judge training for new classes (the starting model is kept)"
+        return f"{len(self.selection.samples):,} set aside to choose the epoch"
+
+
+def run_parts(fitted: LabelledFolder, chooser: LabelledFolder | None, config: FitConfig) -> RunParts:
+    """The parts a run really uses, from what trainer.folders.carve_validation gave: by folds when the config asks
+    for them (`choice_folds`), the backbone is frozen and cached, the part set aside holds the training classes,
+    and every class has images enough for the folds; else as given."""
+    by_folds = (
+        config.choice_folds > 0 and config.trainable_stages == 0 and config.cache_trunk
+        and chooser is not None and bool(chooser.samples) and chooser.classes == fitted.classes
+    )  # fmt: skip
+    if not by_folds:
+        return RunParts(fitted, chooser)
+    assert chooser is not None
+    merged = LabelledFolder(fitted.root, fitted.classes, sorted(fitted.samples + chooser.samples), fitted.skipped)
+    folds = usable_folds(merged.labels, config.choice_folds)
+    return RunParts(merged, None, folds) if folds else RunParts(fitted, chooser)
+
+
+def fold_of_each_image(labels: npt.NDArray[np.int64], folds: int, seed: int) -> npt.NDArray[np.int64]:
+    """Which fold judges each image: every class's images dealt round-robin in a shuffled order, so each fold
+    holds about 1/folds of every class.
+
+    >>> f = fold_of_each_image(np.array([0] * 10 + [1] * 5), 5, seed=0)
+    >>> [np.bincount(f[:10], minlength=5).tolist(), np.bincount(f[10:], minlength=5).tolist()]
+    [[2, 2, 2, 2, 2], [1, 1, 1, 1, 1]]
+    """
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        fold[members] = np.arange(len(members)) % folds
+    return fold
+
+
+def usable_folds(labels: npt.NDArray[np.int64], folds: int) -> int:
+    """`folds`, or 0 when the training part cannot be cut into them: fewer than two classes, or a class that would
+    keep fewer than MIN_PER_FOLD_CLASS images on the training side of a fold.
+
+    >>> usable_folds(np.array([0] * 20 + [1] * 3), 5), usable_folds(np.array([0] * 20 + [1] * 2), 5)
+    (5, 0)
+    """
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    smallest = int(counts.min()) if len(counts) else 0
+    # A class of n images dealt into k folds keeps at least n - ceil(n / k) on the training side of each.
+    if len(counts) < 2 or folds < 2 or smallest - -(-smallest // folds) < MIN_PER_FOLD_CLASS:
+        return 0
+    return folds
