@@ -34,8 +34,13 @@ EPOCH_SECONDS = 0.3
 """Each epoch's checkpoint (written atomically with a checksum) and bookkeeping: clothing, 6 classes, the
 embedding layer alone, took 9 s for 1 epoch and 12 s for 10 on 2 cores, where images cost nothing per epoch."""
 FOLD_EPOCH_SECONDS = 0.1
-"""An epoch of one fold's copy (trainer.fold_choice): steps on cached features, no checkpoint; the 5 folds of 25
-epochs added about 12 s to a 6-class run of 192 training images on 2 cores."""
+FOLD_SECONDS = 0.1
+"""An epoch of one fold's copy (trainer.fold_choice), steps on cached features with no checkpoint, and each fold's
+start (weights reset, judged once): clothing, 6 classes, 192 training images on 2 cores, 5 folds took 1.1 s for
+1 epoch and 5.6 s for 10."""
+RUN_SECONDS = 2.5
+"""Once per run: loading the starting model (1.7 s before the first image on 2 cores), saving the kept one and
+writing its ONNX Runtime file beside it (0.9 s)."""
 WARM_START_IMAGES = 2000
 GALLERY_IMAGES = 150  # trainer.fit._choose: training images a my-classes selection part is searched against
 
@@ -72,7 +77,7 @@ def estimate_seconds(
     >>> shape = RunShape(train_images=200, train_classes=4, selection_images=40, test_images=60, continuing=True)
     >>> cfg = {"epochs": 10, "warmup_epochs": 1, "classes_per_batch": 4, "per_class": 6, "trainable_stages": 6}
     >>> round(estimate_seconds(shape, cfg, [0.001] * 9))
-    70
+    72
     """
     cfg: dict[str, Any] = dict(config) if isinstance(config, Mapping) else asdict(config)
     eval_stages = eval_stages or train_stages
@@ -92,7 +97,7 @@ def estimate_seconds(
         warm * (head + trunk + decode) + (epochs - warm) * (BACKWARD_FACTOR * head + trunk + decode)
     )
     seconds += epochs * EPOCH_SECONDS
-    seconds += shape.folds * epochs * FOLD_EPOCH_SECONDS
+    seconds += shape.folds * (epochs * FOLD_EPOCH_SECONDS + FOLD_SECONDS) + RUN_SECONDS
     if cached:
         seconds += shape.train_images * cfg.get("cache_views", 2) * (frozen + DECODE_SECONDS)
     seconds += min(shape.train_images, WARM_START_IMAGES) * (head if cached else full_eval)
