@@ -80,8 +80,8 @@ def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts) -> str:
             WARN_COLOR,
         )
     where = (
-        f"{parts.folds} folds of the {len(parts.train.samples):,} training images (each judging a copy trained on "
-        "the others)"
+        f"{parts.folds} folds of the {len(parts.train.samples):,} training images, each judging a copy trained on "
+        "the others"
         if parts.folds
         else f"{len(selection.samples):,} training images set aside"
         if selection is not None
@@ -93,7 +93,7 @@ def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts) -> str:
             "can go on with the model it has.",
             WARN_COLOR,
         )
-    return f"Epoch {kept_epoch} of {epochs} was kept: the best on the {where} (the held-out images chose nothing)."
+    return f"Epoch {kept_epoch} of {epochs} was kept: the best on the {where}; the held-out images chose nothing."
 
 
 # -- 5. result -------------------------------------------------------------------------------------------
