@@ -360,17 +360,30 @@ class Catalog:
 
     # -- reading ----------------------------------------------------------------------------------------
     def snapshot(self) -> CatalogSnapshot:
+        """Read in chunks into one array: fetching every row first held each embedding twice (100,000 x 1280-d:
+        1.7 GB for 0.5 GB of vectors)."""
         with self._lock:
-            rows = self._db.execute("SELECT id, relpath, embedding FROM images ORDER BY id").fetchall()
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        emb = np.empty((len(rows), self.dim), np.float32)
-        for i, r in enumerate(rows):
-            emb[i] = np.frombuffer(r[2], dtype=np.float32)
+            n = int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+            ids = np.empty(n, np.int64)
+            relpaths: list[str] = []
+            emb = np.empty((n, self.dim), np.float32)
+            cursor = self._db.execute("SELECT id, relpath, embedding FROM images ORDER BY id")
+            i = 0
+            while rows := cursor.fetchmany(4096):
+                if i + len(rows) > len(ids):  # another process added rows between the count and the read
+                    ids = np.concatenate([ids, np.empty(len(rows), np.int64)])
+                    emb = np.concatenate([emb, np.empty((len(rows), self.dim), np.float32)])
+                for row_id, relpath, blob in rows:
+                    ids[i] = row_id
+                    relpaths.append(loaded_name(relpath))
+                    emb[i] = np.frombuffer(blob, dtype=np.float32)
+                    i += 1
+        ids, emb = ids[:i], emb[:i]  # fewer rows than counted: some were removed in between
         finite = np.isfinite(emb).all(axis=1)  # rows written by an older version or altered on disk
         if not finite.all():
             keep = np.flatnonzero(finite)
-            return CatalogSnapshot(ids[keep], [loaded_name(rows[i][1]) for i in keep], emb[keep])
-        return CatalogSnapshot(ids, [loaded_name(r[1]) for r in rows], emb)
+            return CatalogSnapshot(ids[keep], [relpaths[j] for j in keep], emb[keep])
+        return CatalogSnapshot(ids, relpaths, emb)
 
     def _transaction(self) -> _Transaction:
         if self.read_only_reason is not None:

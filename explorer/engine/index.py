@@ -42,6 +42,10 @@ class IndexFileError(OSError):
     """
 
 
+SYNC_CHUNK = 4096
+"""Vectors added to a graph between two progress reports (and chances to cancel) while an index is built."""
+
+
 def _fsync_dir(directory: Path) -> None:
     """Persist the rename itself; best effort, since Windows cannot open directories for fsync."""
     try:
@@ -229,10 +233,15 @@ class FloatIndex:
         return labels.astype(np.int64), np.asarray(distances, dtype=np.float32)
 
     def sync(
-        self, ids: npt.ArrayLike, vectors_for: Callable[[npt.NDArray[np.int64]], npt.ArrayLike]
-    ) -> tuple[int, int]:
+        self,
+        ids: npt.ArrayLike,
+        vectors_for: Callable[[npt.NDArray[np.int64]], npt.ArrayLike],
+        progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] = lambda: False,
+    ) -> tuple[int, int] | None:
         """Make the live id set equal `ids`: add the missing ones (fetching their vectors through
-        vectors_for(missing_ids)), remove the extra ones; return (added, removed).
+        vectors_for(missing_ids)), remove the extra ones; return (added, removed), or None when `cancel` said
+        stop between two chunks of SYNC_CHUNK vectors (`progress(added, to_add)` after each).
 
         This is how a persisted index is extended incrementally after the catalog changed: only the
         difference is touched, and vectors are fetched only for ids the index lacks.
@@ -242,8 +251,13 @@ class FloatIndex:
         extra = np.setdiff1d(self._live, wanted, assume_unique=True)
         if extra.size:
             self.remove(extra)
-        if missing.size:
-            self.add(missing, vectors_for(missing))
+        for start in range(0, missing.size, SYNC_CHUNK):
+            if cancel():
+                return None
+            chunk = missing[start : start + SYNC_CHUNK]
+            self.add(chunk, vectors_for(chunk))
+            if progress is not None:
+                progress(start + chunk.size, int(missing.size))
         return int(missing.size), int(extra.size)
 
     def save(self, path: Path) -> None:

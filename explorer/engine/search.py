@@ -1,13 +1,18 @@
 """Answer queries against one indexed folder: float (cosine) or binary (Hamming) ranking at any nested dimension.
 
 Every result carries both distances, so the app can show what binarization changes for each neighbour.
-Float ranking is exact while a scan is cheap (below `exact_limit` vectors x dimensions, where it is also
-faster than a graph walk) and goes through the persisted hnswlib index above that; binary ranking is always
-exact (faiss's Hamming scan meets 10 ms at a million 1024-bit codes).
+Float ranking is exact while a scan is cheap (up to `exact_limit` vectors x dimensions) and goes through a
+persisted hnswlib index above that; binary ranking is always exact (faiss's Hamming scan meets 10 ms at a million
+1024-bit codes). A query never builds an index: indexing a folder builds the ones its dimensions need
+(`prepare`), and a query that comes before they are ready is answered by the exact scan, and says so.
+
+The vectors are held once: each dimension's scan divides by that prefix's norms (one float per image) instead of
+keeping a normalised copy per dimension (100,000 x 1280-d: 0.5 GB a copy).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,8 +24,12 @@ from explorer.engine.catalog import Catalog, CatalogSnapshot, write_failure
 from explorer.engine.exact_search import BinaryIndex
 from explorer.engine.index import FloatIndex, IndexFileError
 from trainer.binary import binarize, code_prefix, hamming_distances
+from trainer.card import nested_dims
+from trainer.progress import CancelCheck, Progress, ProgressCallback, never_cancelled
 
-DEFAULT_EXACT_LIMIT = 20_000 * 1280  # vectors x dims: an exact scan of this costs about as much as a graph walk
+DEFAULT_EXACT_LIMIT = 250_000 * 1280
+"""Vectors x dimensions scanned exactly: 100,000 x 1280-d takes 17 ms on 2 cores (bench/large_folder.py), where
+building the graph took 147 s and 0.5 GB of disk per dimension; a graph pays for itself only beyond this."""
 
 
 @dataclass(frozen=True)
@@ -66,22 +75,39 @@ class Collection:
         self.exact_limit = exact_limit
         self._float: dict[int, FloatIndex] = {}
         self._binary: dict[int, BinaryIndex] = {}
-        self._unit: dict[int, npt.NDArray[np.float32]] = {}
+        self._norms: dict[int, npt.NDArray[np.float32]] = {}
         self._rows_by_relpath: dict[str, int] | None = None
-        self.reload()
+        self._snapshot: CatalogSnapshot | None = None
+        self._codes: npt.NDArray[np.uint8] | None = None
+        self._told: set[str] = set()
 
     # -- state ------------------------------------------------------------------------------------------
     def reload(self) -> None:
-        """Re-read the catalog after indexing; persisted float indexes are brought up to date lazily."""
-        self.snapshot: CatalogSnapshot = self.catalog.snapshot()
-        self.codes = binarize(self.snapshot.embeddings) if self.dim % 8 == 0 else None
+        """Forget what was read, after indexing: the catalog is read again when next needed."""
+        self._snapshot = None
+        self._codes = None
         self._float.clear()
         self._binary.clear()
-        self._unit.clear()
+        self._norms.clear()
         self._rows_by_relpath = None
 
+    @property
+    def snapshot(self) -> CatalogSnapshot:
+        """Every embedding, read on first use (counting images, `explorer info`, needs none of them)."""
+        if self._snapshot is None:
+            self._snapshot = self.catalog.snapshot()
+        return self._snapshot
+
+    @property
+    def codes(self) -> npt.NDArray[np.uint8] | None:
+        """The binary codes of every embedding at full width, derived once (None when dim % 8)."""
+        if self._codes is None and self.dim % 8 == 0:
+            self._codes = binarize(self.snapshot.embeddings)
+        return self._codes
+
     def __len__(self) -> int:
-        return len(self.snapshot.ids)
+        """Images indexed: from what was read, else counted in the catalog without reading a vector."""
+        return len(self._snapshot.ids) if self._snapshot is not None else len(self.catalog)
 
     @property
     def paths(self) -> list[Path]:
@@ -93,11 +119,26 @@ class Collection:
             raise ValueError(f"dimension {d} is outside 1..{self.dim}")
         return d
 
-    def unit_vectors(self, dim: int) -> npt.NDArray[np.float32]:
-        """L2-normalised `dim`-prefixes of every embedding (cached per dimension)."""
-        if dim not in self._unit:
-            self._unit[dim] = _normalise(self.snapshot.embeddings[:, :dim])
-        return self._unit[dim]
+    def prefix_norms(self, dim: int) -> npt.NDArray[np.float32]:
+        """The L2 norm of every embedding's `dim`-prefix (cached per dimension; never 0, so it divides)."""
+        if dim not in self._norms:
+            norms = np.linalg.norm(self.snapshot.embeddings[:, :dim], axis=1)
+            self._norms[dim] = np.maximum(norms, 1e-12).astype(np.float32)
+        return self._norms[dim]
+
+    def cosine_similarities(
+        self, q_unit: npt.NDArray[np.float32], dim: int, rows: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.float32]:
+        """cos(query, image) at `dim` for every image (or those `rows`), from the one copy of the vectors."""
+        if rows is None:
+            return (self.snapshot.embeddings[:, :dim] @ q_unit) / self.prefix_norms(dim)
+        picked = np.asarray(rows, dtype=np.int64)
+        return (self.snapshot.embeddings[picked, :dim] @ q_unit) / self.prefix_norms(dim)[picked]
+
+    def _tell_once(self, text: str) -> None:
+        if text not in self._told:
+            self._told.add(text)
+            self.note(text)
 
     def codes_at(self, dim: int) -> npt.NDArray[np.uint8]:
         if self.codes is None or dim % 8:
@@ -108,10 +149,17 @@ class Collection:
     def _index_path(self, dim: int) -> Path:
         return self.catalog.path.parent / f"float-{dim}.hnsw"
 
-    def float_index(self, dim: int) -> FloatIndex | None:
-        """The persisted hnswlib index for `dim`, extended or pruned to match the catalog; None when the cache
-        cannot be written and holds no index that matches (the exact search then answers, as right and slower).
-        An index that cannot be saved (a full disk) is used from memory, and said so."""
+    def float_index(
+        self, dim: int, build: bool = False, progress: Callable[[int, int], None] | None = None,
+        cancel: Callable[[], bool] = lambda: False,
+    ) -> FloatIndex | None:  # fmt: skip
+        """The hnswlib index for `dim` when one is ready: held, or saved and matching the catalog row for row.
+
+        With `build` (indexing, never a query) a saved one is extended or pruned to match, or a new one built
+        (`progress(done, total)` as vectors go in; `cancel` stops it unsaved), and saved. None when none is ready,
+        or when a build was cancelled or the cache cannot be written and holds no index that matches (the exact
+        scan then answers: as right, and slower). An index that cannot be saved (a full disk) is used from
+        memory, and said so."""
         if dim in self._float:
             return self._float[dim]
         path = self._index_path(dim)
@@ -125,21 +173,28 @@ class Collection:
         except (IndexFileError, FileNotFoundError):
             index = None
         ids = self.snapshot.ids
+        matches = index is not None and np.array_equal(index.ids(), ids)
         if self.catalog.read_only_reason is not None:
-            if index is None or not np.array_equal(np.sort(index.ids()), ids):
-                self.note(f"{self.catalog.read_only_reason}: the float search is exact, without its saved index")
+            if not matches:
+                self._tell_once(f"{self.catalog.read_only_reason}: the float search is exact, without its saved index")
                 return None
-        else:
+        elif not matches and not build:
+            return None
+        elif not matches:
             if index is None:
                 index = FloatIndex(dim)
                 index.built_from = self.catalog.identity
-            added, removed = index.sync(ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim])
-            if added or removed or not path.exists():
-                try:
-                    index.save(path)
-                except OSError as exc:
-                    why = write_failure(exc) or f"cannot be written ({exc.strerror or exc})"
-                    self.note(f"the cache folder {why}: the float index is kept in memory and built again next time")
+            done = index.sync(
+                ids, lambda want: self.snapshot.embeddings[np.searchsorted(ids, want), :dim], progress, cancel
+            )
+            if done is None:  # cancelled: nothing saved, the exact scan answers until the next indexing
+                return None
+            try:
+                index.save(path)
+            except OSError as exc:
+                why = write_failure(exc) or f"cannot be written ({exc.strerror or exc})"
+                self.note(f"the cache folder {why}: the float index is kept in memory and built again next time")
+        assert index is not None
         self._float[dim] = index
         return index
 
@@ -154,11 +209,28 @@ class Collection:
     def uses_exact_float(self, dim: int) -> bool:
         return len(self) * dim <= self.exact_limit
 
-    def prepare(self, dims: list[int] | None = None) -> None:
-        """Build (or update and persist) the float indexes a large collection will be searched with."""
-        for d in dims or [self.dim]:
-            if not self.uses_exact_float(d):
-                self.float_index(d)
+    def prepare(
+        self,
+        dims: list[int] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelCheck = never_cancelled,
+    ) -> bool:
+        """Build (or update and save) the float indexes of the dimensions that the window searches (every nested
+        prefix by default) and that are too large to scan; False when cancelled (the exact scan answers until the
+        next indexing finishes them)."""
+        wanted = [d for d in (dims or nested_dims(self.dim)) if not self.uses_exact_float(d)]
+        for i, d in enumerate(wanted):
+            stage = f"building the {d}-d search index ({i + 1} of {len(wanted)})"
+            started = time.perf_counter()
+
+            def report(done: int, total: int, stage: str = stage, started: float = started) -> None:
+                if progress is not None:
+                    rate = done / max(time.perf_counter() - started, 1e-9)
+                    progress(Progress(done, total, rate, stage))
+
+            if self.float_index(d, build=True, progress=report, cancel=cancel) is None and cancel():
+                return False
+        return True
 
     # -- queries ----------------------------------------------------------------------------------------
     def row_of(self, path: Path | None) -> int | None:
@@ -200,6 +272,11 @@ class Collection:
             found, _ = self.binary_index(d).search(binarize(q[:d])[None], k)
             rows = np.searchsorted(ids, found[0])
         elif self.uses_exact_float(d) or (index := self.float_index(d)) is None:
+            if not self.uses_exact_float(d) and self.catalog.read_only_reason is None:
+                self._tell_once(
+                    f"the {d}-d search index is not ready yet: the float ranking comes from an exact scan of every "
+                    "image (as right, slower); indexing the folder builds it"
+                )
             rows = self._exact_rows(q_unit, d, k)
         else:
             found, _ = index.search(q[:d], k)
@@ -207,7 +284,7 @@ class Collection:
         return Ranking(d, binary, self._results(rows, q_unit, q[:d], d, binary))
 
     def _exact_rows(self, q_unit: npt.NDArray[np.float32], d: int, k: int) -> npt.NDArray[np.int64]:
-        sims = self.unit_vectors(d) @ q_unit
+        sims = self.cosine_similarities(q_unit, d)
         rows = np.argpartition(-sims, k - 1)[:k] if k < len(sims) else np.arange(len(sims))
         return np.asarray(rows[np.lexsort((rows, -sims[rows]))], dtype=np.int64)
 
@@ -219,7 +296,7 @@ class Collection:
         d: int,
         binary: bool,
     ) -> list[SearchResult]:
-        cos = np.maximum(1.0 - self.unit_vectors(d)[rows] @ q_unit, 0.0)
+        cos = np.maximum(1.0 - self.cosine_similarities(q_unit, d, rows), 0.0)
         ham = (
             hamming_distances(binarize(q), self.codes_at(d)[rows])
             if d % 8 == 0 and self.codes is not None
@@ -244,6 +321,6 @@ class Collection:
         """Cosine and Hamming distance from the query to every image (row order of `snapshot`), for plots."""
         d = self.check_dim(dim)
         q = np.asarray(query, np.float32).reshape(-1)[:d]
-        cos = np.maximum(1.0 - self.unit_vectors(d) @ _normalise(q), 0.0)
+        cos = np.maximum(1.0 - self.cosine_similarities(_normalise(q), d), 0.0)
         ham = hamming_distances(binarize(q), self.codes_at(d)) if d % 8 == 0 else np.zeros(len(cos), np.int64)
         return cos.astype(np.float32), ham

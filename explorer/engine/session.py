@@ -152,7 +152,7 @@ class RetrievalSession:
                 collection.catalog.set_meta({"last_run": "cancelled", "cancelled": now})
             else:
                 collection.catalog.set_meta({"last_run": "completed", "completed": now})
-                collection.prepare()
+                collection.prepare(self.card.nested_dims, progress, cancel)
         return report
 
     # -- queries ----------------------------------------------------------------------------------------

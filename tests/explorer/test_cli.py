@@ -238,6 +238,20 @@ def test_a_damaged_catalog_is_named_set_aside_and_rebuilt(run: Run, indexed: Pat
     assert code == EXIT_OK and "a/img_02.jpg" in out
 
 
+def test_info_counts_the_images_without_reading_their_embeddings(
+    run: Run, indexed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 100,000 images `explorer info` took 4 s and 1.7 GB: it read every embedding to print a count."""
+    from explorer.engine.catalog import Catalog
+
+    def refuse(self: Any) -> Any:
+        raise AssertionError("info read the embeddings")
+
+    monkeypatch.setattr(Catalog, "snapshot", refuse)
+    code, out, _ = run("info", indexed, "--json")
+    assert code == EXIT_OK and json.loads(out)["images"] == 12
+
+
 def test_info_on_a_folder_where_nothing_could_be_indexed_lists_why(run: Run, tmp_path: Path) -> None:
     folder = tmp_path / "broken"
     folder.mkdir()

@@ -132,12 +132,13 @@ def test_empty_collection(catalog: Catalog, tmp_path: Path) -> None:
 def sync_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int, int]]:
     """(dim, added, removed) for every FloatIndex.sync the search layer makes."""
     calls: list[tuple[int, int, int]] = []
-    original: Callable[..., tuple[int, int]] = search_module.FloatIndex.sync
+    original: Callable[..., tuple[int, int] | None] = search_module.FloatIndex.sync
 
-    def spy(self: Any, ids: Any, vectors_for: Any) -> tuple[int, int]:
-        added, removed = original(self, ids, vectors_for)
-        calls.append((self.dim, added, removed))
-        return added, removed
+    def spy(self: Any, ids: Any, vectors_for: Any, *rest: Any) -> tuple[int, int] | None:
+        done = original(self, ids, vectors_for, *rest)
+        assert done is not None
+        calls.append((self.dim, *done))
+        return done
 
     monkeypatch.setattr(search_module.FloatIndex, "sync", spy)
     return calls
@@ -164,10 +165,12 @@ def test_persisted_float_index_is_saved_reloaded_and_extended(
     fresh = Collection(image_folder, indexed, exact_limit=0)
     sync_calls.clear()
     _check_ranking(fresh.search(q, k=5, dim=64), fresh, q, 5)
-    assert sync_calls == [(64, 0, 0)]
+    assert sync_calls == []
+    assert fresh.float_index(64) is not None
     assert index_file.stat().st_mtime_ns == saved
 
-    # Three pictures added and one deleted: the index is patched, not rebuilt.
+    # Three pictures added and one deleted: a query answers exactly meanwhile, and the next indexing patches the
+    # index instead of rebuilding it.
     for i in range(3):
         make_img(image_folder / "c" / f"new_{i}.jpg", seed=100 + i)
     (image_folder / "a" / "img_01.png").unlink()
@@ -176,16 +179,19 @@ def test_persisted_float_index_is_saved_reloaded_and_extended(
     fresh.reload()
     sync_calls.clear()
     new_q = fresh.snapshot.embeddings[fresh.snapshot.relpaths.index("c/new_1.jpg")]
-    ranking = fresh.search(new_q, k=14, dim=64)
+    _check_ranking(fresh.search(new_q, k=14, dim=64), fresh, new_q, 14)
+    assert sync_calls == [] and fresh.float_index(64) is None
+    assert fresh.prepare([64])
     assert sync_calls == [(64, 3, 1)]
+    ranking = fresh.search(new_q, k=14, dim=64)
     _check_ranking(ranking, fresh, new_q, 14)
     assert ranking.results[0].relpath == "c/new_1.jpg"
     assert "a/img_01.png" not in [r.relpath for r in ranking.results]
 
     # ...and saved: the next session finds it complete.
     sync_calls.clear()
-    Collection(image_folder, indexed, exact_limit=0).search(new_q, k=3, dim=64)
-    assert sync_calls == [(64, 0, 0)]
+    assert Collection(image_folder, indexed, exact_limit=0).float_index(64) is not None
+    assert sync_calls == []
 
 
 def test_corrupt_persisted_index_is_rebuilt(
@@ -198,7 +204,9 @@ def test_corrupt_persisted_index_is_rebuilt(
     sync_calls.clear()
     coll = Collection(image_folder, indexed, exact_limit=0)
     q = coll.snapshot.embeddings[0]
-    _check_ranking(coll.search(q, k=4, dim=64), coll, q, 4)
+    _check_ranking(coll.search(q, k=4, dim=64), coll, q, 4)  # the exact scan answers meanwhile
+    assert sync_calls == []
+    coll.prepare([64])
     assert sync_calls == [(64, 12, 0)]
     assert index_file.stat().st_size == len(data)  # rewritten whole
 
@@ -213,13 +221,69 @@ def test_an_index_file_of_a_recreated_catalog_is_not_reused(tmp_path: Path) -> N
     path = tmp_path / "cache" / "catalog.sqlite"
     old = Catalog(path, dim=16)
     old.commit_batch([(FileStamp(f"old_{i}.jpg", 1, 1), rng.normal(size=16).astype(np.float32)) for i in range(5)], [])
-    Collection(tmp_path, old).float_index(16)
+    Collection(tmp_path, old, exact_limit=0).prepare([16])
     old.close()
     for stale in path.parent.glob("catalog.sqlite*"):
         stale.unlink()
     new_vectors = rng.normal(size=(4, 16)).astype(np.float32)
     new = Catalog(path, dim=16)
     new.commit_batch([(FileStamp(f"new_{i}.jpg", 1, 1), v) for i, v in enumerate(new_vectors)], [])
-    collection = Collection(tmp_path, new)
-    ids, _ = collection.float_index(16).search(new_vectors, 1)
+    collection = Collection(tmp_path, new, exact_limit=0)
+    assert collection.float_index(16) is None  # the old file is not this catalog's
+    collection.prepare([16])
+    index = collection.float_index(16)
+    assert index is not None
+    ids, _ = index.search(new_vectors, 1)
     assert ids[:, 0].tolist() == collection.snapshot.ids.tolist()  # each vector finds itself
+
+
+def test_a_query_never_builds_an_index_and_says_the_exact_scan_answered(
+    shared_index: tuple[Path, Catalog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 100,000-image folder's first query built its 512- and 1024-d graphs inside the query: 292 s. Now a query
+    only uses an index that is ready; the exact scan answers otherwise, right, and the person hears why."""
+    built: list[int] = []
+    monkeypatch.setattr(search_module.FloatIndex, "add", lambda self, *a: built.append(self.dim))
+    notes: list[str] = []
+    root, catalog = shared_index
+    coll = Collection(root, catalog, exact_limit=0, note=notes.append)
+    q = coll.snapshot.embeddings[2]
+    for dim in DIMS:
+        _check_ranking(coll.search(q, k=5, dim=dim), coll, q, 5)
+    coll.all_distances(q, 512)
+    assert built == []
+    assert notes[0].startswith("the 64-d search index is not ready yet: the float ranking comes from an exact scan")
+    assert len(notes) == len(DIMS)  # once per dimension
+    coll.search(q, k=5, dim=64)
+    assert len(notes) == len(DIMS)
+
+
+def test_indexing_builds_the_indexes_the_window_asks_for_with_progress_and_stops_when_cancelled(
+    image_folder: Path, indexed: Catalog
+) -> None:
+    from trainer.progress import Progress
+
+    seen: list[Progress] = []
+    coll = Collection(image_folder, indexed, exact_limit=12 * 128)  # 64 and 128 are scanned, wider ones indexed
+    assert not coll.prepare(progress=seen.append, cancel=lambda: True)
+    assert not list(indexed.path.parent.glob("float-*.hnsw"))  # a cancelled build saves nothing
+    assert coll.prepare(progress=seen.append)
+    assert sorted(p.name for p in indexed.path.parent.glob("float-*.hnsw")) == [
+        "float-1024.hnsw", "float-1280.hnsw", "float-256.hnsw", "float-512.hnsw",
+    ]  # fmt: skip
+    assert [p.stage for p in seen][:1] == ["building the 256-d search index (1 of 4)"]
+    assert seen[-1].done == seen[-1].total == 12
+    fresh = Collection(image_folder, indexed, exact_limit=12 * 128)
+    assert all(fresh.float_index(d) is not None for d in (256, 512, 1024, 1280))
+
+
+def test_counting_the_images_reads_no_vector(
+    shared_index: tuple[Path, Catalog], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, catalog = shared_index
+
+    def refuse(self: Any) -> Any:
+        raise AssertionError("the embeddings were read to count them")
+
+    monkeypatch.setattr(Catalog, "snapshot", refuse)
+    assert len(Collection(root, catalog)) == 12

@@ -47,6 +47,7 @@ def test_a_full_cache_that_cannot_save_the_float_index_still_answers_both_rankin
     _fail_saves(monkeypatch, errno.ENOSPC)
     notes: list[str] = []
     coll = Collection(image_folder, catalog, exact_limit=0, note=notes.append)
+    assert coll.prepare([1280])  # what indexing does last
     query = coll.snapshot.embeddings[4]
     ranking = coll.search(query, k=5)
     assert [r.relpath for r in ranking.results] == _exact_order(coll, query, 5)
@@ -54,6 +55,7 @@ def test_a_full_cache_that_cannot_save_the_float_index_still_answers_both_rankin
     assert notes == [
         "the cache folder is full: the float index is kept in memory and built again next time",
     ]
+    assert coll.float_index(1280) is not None  # from memory
     assert not (catalog.path.parent / "float-1280.hnsw").exists()
 
 
