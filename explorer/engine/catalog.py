@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from explorer.engine.vector_store import read_store, store_path, write_store
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS images (
@@ -176,6 +178,12 @@ def loaded_name(stored: str) -> str:
 def readable(text: str) -> str:
     """A name or message with undecodable bytes shown as U+FFFD: what people see and what can be printed."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+_BUMP_GENERATION = (
+    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+)
+"""Every change to the images raises the catalog's generation, which tells a vector store copy that it is stale."""
 
 
 class Catalog:
@@ -326,7 +334,9 @@ class Catalog:
             before = self._db.total_changes
             self._db.executemany("DELETE FROM images WHERE relpath = ?", rel)
             self._db.executemany("DELETE FROM skipped WHERE relpath = ?", rel)
-            return self._db.total_changes - before
+            changed = self._db.total_changes - before
+            self._db.execute(_BUMP_GENERATION)
+            return changed
 
     def commit_batch(
         self,
@@ -357,33 +367,47 @@ class Catalog:
                     (name, stamp.size, stamp.mtime_ns, readable(reason)),
                 )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (time.strftime("%Y-%m-%d %H:%M:%S"),))
+            self._db.execute(_BUMP_GENERATION)
 
     # -- reading ----------------------------------------------------------------------------------------
     def snapshot(self) -> CatalogSnapshot:
-        """Read in chunks into one array: fetching every row first held each embedding twice (100,000 x 1280-d:
-        1.7 GB for 0.5 GB of vectors)."""
+        """Every live embedding in id order: from the contiguous copy (explorer.engine.vector_store, memory-mapped)
+        when it is the copy of what this catalog holds now, else from SQLite, and then the copy is written again
+        (best effort: SQLite stays the truth)."""
         with self._lock:
-            n = int(self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0])
-            ids = np.empty(n, np.int64)
-            relpaths: list[str] = []
-            emb = np.empty((n, self.dim), np.float32)
-            cursor = self._db.execute("SELECT id, relpath, embedding FROM images ORDER BY id")
-            i = 0
-            while rows := cursor.fetchmany(4096):
-                if i + len(rows) > len(ids):  # another process added rows between the count and the read
-                    ids = np.concatenate([ids, np.empty(len(rows), np.int64)])
-                    emb = np.concatenate([emb, np.empty((len(rows), self.dim), np.float32)])
-                for row_id, relpath, blob in rows:
-                    ids[i] = row_id
-                    relpaths.append(loaded_name(relpath))
-                    emb[i] = np.frombuffer(blob, dtype=np.float32)
-                    i += 1
-        ids, emb = ids[:i], emb[:i]  # fewer rows than counted: some were removed in between
+            self._db.execute("BEGIN")  # one consistent read: the generation, the ids and (if needed) the vectors
+            try:
+                row = self._db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+                generation = int(row[0]) if row else 0
+                listed = self._db.execute("SELECT id, relpath FROM images ORDER BY id").fetchall()
+                ids = np.fromiter((r[0] for r in listed), dtype=np.int64, count=len(listed))
+                relpaths = [loaded_name(r[1]) for r in listed]
+                path = store_path(self.path)
+                vectors = read_store(path, ids, self.dim, self.identity, generation)
+                if vectors is not None:
+                    return CatalogSnapshot(ids, relpaths, vectors)
+                emb = self._read_vectors(len(ids))
+            finally:
+                self._db.execute("COMMIT")
         finite = np.isfinite(emb).all(axis=1)  # rows written by an older version or altered on disk
         if not finite.all():
             keep = np.flatnonzero(finite)
             return CatalogSnapshot(ids[keep], [relpaths[j] for j in keep], emb[keep])
+        if self.read_only_reason is None:
+            with contextlib.suppress(OSError):  # a full or failing disk: the next open reads SQLite again
+                write_store(path, ids, emb, self.identity, generation)
         return CatalogSnapshot(ids, relpaths, emb)
+
+    def _read_vectors(self, count: int) -> npt.NDArray[np.float32]:
+        """The embeddings in id order, read in chunks into one array (fetching every row first held each twice)."""
+        emb = np.empty((count, self.dim), np.float32)
+        cursor = self._db.execute("SELECT embedding FROM images ORDER BY id")
+        i = 0
+        while rows := cursor.fetchmany(4096):
+            n = len(rows)
+            emb[i : i + n] = np.frombuffer(b"".join(r[0] for r in rows), dtype=np.float32).reshape(n, self.dim)
+            i += n
+        return emb
 
     def _transaction(self) -> _Transaction:
         if self.read_only_reason is not None:

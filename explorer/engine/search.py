@@ -120,10 +120,21 @@ class Collection:
         return d
 
     def prefix_norms(self, dim: int) -> npt.NDArray[np.float32]:
-        """The L2 norm of every embedding's `dim`-prefix (cached per dimension; never 0, so it divides)."""
+        """The L2 norm of every embedding's `dim`-prefix (cached per dimension; never 0, so it divides).
+
+        The first call computes every nested dimension's in one pass over the vectors, a block of columns at a
+        time (einsum makes no temporary): the window asks for all of them at once, and a whole-array `norm` made
+        a temporary as large as the vectors."""
         if dim not in self._norms:
-            norms = np.linalg.norm(self.snapshot.embeddings[:, :dim], axis=1)
-            self._norms[dim] = np.maximum(norms, 1e-12).astype(np.float32)
+            dims = sorted({dim, *(d for d in nested_dims(self.dim) if d not in self._norms)})
+            emb = self.snapshot.embeddings
+            squares = np.zeros(len(emb), np.float32)
+            previous = 0
+            for d in dims:
+                block = emb[:, previous:d]
+                squares += np.einsum("ij,ij->i", block, block)
+                self._norms[d] = np.maximum(np.sqrt(squares), 1e-12)
+                previous = d
         return self._norms[dim]
 
     def cosine_similarities(

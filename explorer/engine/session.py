@@ -147,6 +147,9 @@ class RetrievalSession:
             # the model is loaded only when something needs embedding: an unchanged folder answers in a moment
             report = update_catalog(folder, collection.catalog, lambda: self.embedder, progress, cancel, follow_outside)
             collection.reload()
+            # Read now, which writes the contiguous copy of the vectors (explorer.engine.vector_store) that the
+            # next query maps instead of reading SQLite.
+            _ = collection.snapshot
             now = time.strftime("%Y-%m-%d %H:%M:%S")
             if report.cancelled:  # remembered, so that the next launch offers to continue instead of starting
                 collection.catalog.set_meta({"last_run": "cancelled", "cancelled": now})
