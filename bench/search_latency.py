@@ -1,6 +1,10 @@
 """Search latency, memory and recall of the catalog indexes, printed as Markdown tables.
 
-    .venv/bin/python bench/search_latency.py [--sizes 10000,100000,1000000] [--dim 1024] [--queries 200]
+    .venv/bin/python bench/search_latency.py [--sizes 10000,100000,1000000] [--dim 1280] [--queries 200]
+
+Defaults are the app's: the bundled model's 1280 dimensions and explorer.engine.index.FloatIndex's parameters
+(M 16, ef_construction 200, ef 64 among those swept). Below explorer.engine.search.DEFAULT_EXACT_LIMIT the app
+scans exactly instead (bench/large_folder.py measures that path).
 
 Measures what the interactive search will feel like: build time, memory, single-query latency on one
 thread (median and p99), and recall@10 against an exact scan, for the HNSW float index and the exact binary
@@ -218,13 +222,13 @@ def bench_binary(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10000,100000,1000000", help="collection sizes, comma-separated")
-    parser.add_argument("--dim", type=int, default=1024, help="embedding dimension (= binary code bits)")
+    parser.add_argument("--dim", type=int, default=1280, help="embedding dimension (= binary code bits); the app's")
     parser.add_argument("--queries", type=int, default=200, help="queries per measurement")
     parser.add_argument(
         "--float-max", type=int, default=100_000, help="largest size given a float index (see the note)"
     )
-    parser.add_argument("--m", type=int, default=16, help="HNSW M")
-    parser.add_argument("--ef-construction", type=int, default=100, help="HNSW ef_construction")
+    parser.add_argument("--m", type=int, default=16, help="HNSW M (the app's FloatIndex default)")
+    parser.add_argument("--ef-construction", type=int, default=200, help="HNSW ef_construction (the app's)")
     parser.add_argument("--ef-search", default="32,64,128,256", help="HNSW ef values to sweep")
     parser.add_argument("--rerank-bits", type=int, default=256, help="prefix bits of the two-stage row")
     args = parser.parse_args(argv)

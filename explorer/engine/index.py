@@ -214,7 +214,9 @@ class FloatIndex:
         if kk <= 0 or q.shape[0] == 0:
             shape = (q.shape[0], max(kk, 0))
             return np.empty(shape, np.int64), np.empty(shape, np.float32)
-        num_threads = self.threads if self.threads > 0 else -1
+        # One query walks the graph on one thread (a team only adds its start-up to a walk of a millisecond, and
+        # waits for cores that indexing keeps busy); batches use them all.
+        num_threads = 1 if q.shape[0] == 1 else self.threads if self.threads > 0 else -1
         ef = max(self.ef_search, kk)
         while True:
             self._index.set_ef(ef)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hnswlib
 import numpy as np
@@ -422,3 +423,25 @@ def test_a_single_binary_query_runs_on_one_thread_and_leaves_the_team_as_it_was(
     batch_ids, batch_d = index.search(codes[[7, 8]], 5)
     assert seen == [1, team] and faiss.omp_get_max_threads() == team
     assert (one_ids[0] == batch_ids[0]).all() and (one_d[0] == batch_d[0]).all() and one_ids[0, 0] == 7
+
+
+def test_a_single_float_query_walks_the_graph_on_one_thread_and_a_batch_on_all() -> None:
+    """Issue 18: hnswlib was asked for every core for one query, like faiss."""
+    rng = np.random.default_rng(0)
+    index = FloatIndex(16)
+    index.add(np.arange(200), rng.normal(size=(200, 16)).astype(np.float32))
+    threads: list[int] = []
+    real = index._index
+
+    class Spy:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def knn_query(self, q: Any, k: int, num_threads: int) -> Any:
+            threads.append(num_threads)
+            return real.knn_query(q, k=k, num_threads=num_threads)
+
+    index._index = Spy()  # type: ignore[assignment]
+    one, _ = index.search(rng.normal(size=16).astype(np.float32), 3)
+    index.search(rng.normal(size=(4, 16)).astype(np.float32), 3)
+    assert threads == [1, -1] and one.shape == (1, 3)
