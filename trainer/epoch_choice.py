@@ -95,3 +95,33 @@ def usable_folds(labels: npt.NDArray[np.int64], folds: int) -> int:
     if len(counts) < 2 or folds < 2 or smallest - -(-smallest // folds) < MIN_PER_FOLD_CLASS:
         return 0
     return folds
+
+
+def replaces_best(scores: dict[str, float], start: dict[str, float], best_score: float) -> bool:
+    """Whether an epoch with these selection scores replaces the best so far: a higher score, and float and binary
+    Recall@1 each at least the starting model's.
+
+    >>> start = {"chosen on R@1": 0.8, "chosen on binary R@1": 0.8}
+    >>> replaces_best({"chosen on R@1": 0.9, "chosen on binary R@1": 0.8}, start, 0.8)
+    True
+    >>> replaces_best({"chosen on R@1": 1.0, "chosen on binary R@1": 0.75}, start, 0.8)  # binary worse than the start
+    False
+    """
+    no_worse = all(scores[k] >= start.get(k, 0.0) for k in ("chosen on R@1", "chosen on binary R@1"))
+    return no_worse and selection_score(scores) > best_score + 1e-9
+
+
+def selection_score(scores: dict[str, float]) -> float:
+    """What chooses the epoch to keep: Recall@1 and MAP@R, float and binary, alike (the window searches with both).
+
+    The selection part is small (a few dozen images), where Recall@1 moves in steps of several points from one
+    image's neighbour; MAP@R looks at every same-class image of every query and moves smoothly, so together they
+    choose a model that is better rather than one that was lucky.
+
+    >>> selection_score({"chosen on R@1": 0.8, "chosen on binary R@1": 0.7, "chosen on MAP@R": 0.5,
+    ...                  "chosen on binary MAP@R": 0.4})
+    0.6
+    """
+    keys = ("chosen on R@1", "chosen on binary R@1", "chosen on MAP@R", "chosen on binary MAP@R")
+    present = [scores[k] for k in keys if k in scores]
+    return sum(present) / len(present)

@@ -7,7 +7,7 @@ learns from 20 % fewer images of each class, and a part of a few dozen images is
 starting model on 5 of 9 small folders where training on every image gained up to 6 points (bench/finetune_small,
 my classes). So each of `folds` parts of every class's images judges a copy trained on the rest, from the same
 start and with the same schedule; their scores are averaged per epoch, the epoch that beats the start on the
-average (by trainer.fit.replaces_best's rule) is chosen, and the model that is kept is that epoch of a run on
+average (by trainer.epoch_choice.replaces_best's rule) is chosen, and the model that is kept is that epoch of a run on
 every training image. No image ever judges a model that trained on it; the held-out part shown to the person is
 never used. On those 9 folders (with trainer.recipe's rates): median held-out gain +0.0 with the part set aside,
 +2.8 with folds, and no folder lost Recall@1 either way.
@@ -15,20 +15,46 @@ never used. On those 9 folders (with trainer.recipe's rates): median held-out ga
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import torch
+from torch import nn
 
-from trainer.epoch_choice import fold_of_each_image
+from trainer.card import ModelCard
+from trainer.config import FitConfig
+from trainer.epoch_choice import fold_of_each_image, replaces_best, selection_score
+from trainer.folders import LabelledFolder
 from trainer.metrics import query_gallery_metrics
 from trainer.progress import Cancelled, Progress
 from trainer.samplers import ClassBalancedSampler
 
-if TYPE_CHECKING:
-    from trainer.fit import _Trainer
+
+class FoldTrainer(Protocol):
+    """What of trainer.fit's run the folds use: its model, proxies and cached features, and its training step."""
+
+    trunk_cache: torch.Tensor | None
+    train_set: LabelledFolder
+    config: FitConfig
+    card: ModelCard
+    model: Any  # trainer.model.EmbeddingModel
+    objective: nn.Module
+    optimizer: torch.optim.Optimizer
+    steps_per_epoch: int
+    device: torch.device
+    cb: Any  # trainer.fit.FitCallbacks
+    cancel: Callable[[], bool]
+
+    def is_candidate(self, epoch: int) -> bool: ...
+    def pooled_training_features(self) -> torch.Tensor: ...
+    def reset_proxies(self, pooled: torch.Tensor, labels: torch.Tensor) -> None: ...
+    def _build_optimizer(self) -> torch.optim.Optimizer: ...
+    def _set_epoch_lr(self, epoch: int) -> None: ...
+    def _set_train_mode(self, warm: bool) -> None: ...
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, from_cache: bool, warm: bool) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -49,12 +75,10 @@ class FoldChoice:
         return cls(int(str(data["epoch"])), {int(k): dict(v) for k, v in scores.items()}, int(str(data["folds"])))
 
 
-def choose_epoch_by_folds(trainer: _Trainer, folds: int) -> FoldChoice:
+def choose_epoch_by_folds(trainer: FoldTrainer, folds: int) -> FoldChoice:
     """Train a copy from the trainer's current (starting) state on each fold's rest, judge it on the fold after
     every candidate epoch, and choose the epoch with the best mean score; the trainer's model, proxies and
     optimizer are as they were when it returns. `folds`: trainer.epoch_choice.usable_folds's count."""
-    from trainer.fit import replaces_best, selection_score
-
     cache = trainer.trunk_cache
     assert cache is not None, "fold choice needs the cached feature maps of a fully frozen backbone"
     labels = np.asarray(trainer.train_set.labels, dtype=np.int64)
@@ -108,7 +132,7 @@ def choose_epoch_by_folds(trainer: _Trainer, folds: int) -> FoldChoice:
 
 
 def _judge(
-    trainer: _Trainer,
+    trainer: FoldTrainer,
     pooled: torch.Tensor,
     labels: npt.NDArray[np.int64],
     judge: npt.NDArray[np.int64],

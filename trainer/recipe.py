@@ -90,7 +90,8 @@ def default_recipe(shape: FolderShape, device_type: str = "cpu", **overrides: ob
             classes_per_batch=classes_per_batch,
             per_class=per_class,
             lr=HEAD_LR,
-            proxy_lr_mult=HEAD_PROXY_LR_MULT,
+            # measured for NormSoftmax's proxies; other methods' own parameters keep the layer's rate
+            proxy_lr_mult=HEAD_PROXY_LR_MULT if overrides.get("method", "normsoftmax") == "normsoftmax" else 1.0,
             trainable_stages=0,
             choice_folds=CHOICE_FOLDS,
             cache_trunk=True,

@@ -21,6 +21,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import trainer.fit as fit_module
+from trainer import epoch_choice
 from trainer.backbones import backbone_stages
 from trainer.card import ModelCard, model_paths
 from trainer.data import LabelledFolder, scan_labelled_folder
@@ -509,7 +510,7 @@ def test_the_starting_model_is_kept_when_training_only_hurts(train_folder: Label
         train_folder, tmp_path / "m", wrecked, selection=train_folder,
         callbacks=FitCallbacks(on_message=messages.append),
     )  # fmt: skip
-    scores = [fit_module.selection_score(h) for h in result.history if "chosen on R@1" in h]
+    scores = [epoch_choice.selection_score(h) for h in result.history if "chosen on R@1" in h]
     assert scores[0] > max(scores[1:]), scores
     assert result.kept_epoch == 0
     assert any("the starting model is kept" in m for m in messages)
@@ -600,8 +601,8 @@ def test_an_epoch_worse_than_the_start_in_float_or_binary_is_not_kept() -> None:
     start = {"chosen on R@1": 0.8, "chosen on binary R@1": 0.8, "chosen on MAP@R": 0.5, "chosen on binary MAP@R": 0.5}
     better = {**start, "chosen on R@1": 0.85, "chosen on MAP@R": 0.6}
     binary_worse = {**better, "chosen on binary R@1": 0.7, "chosen on MAP@R": 0.9}  # a higher mean, worse codes
-    best = fit_module.selection_score(start)
-    assert fit_module.replaces_best(better, start, best)
-    assert fit_module.selection_score(binary_worse) > fit_module.selection_score(better)
-    assert not fit_module.replaces_best(binary_worse, start, best)
-    assert not fit_module.replaces_best(start, start, best)  # a tie keeps the earlier (the start)
+    best = epoch_choice.selection_score(start)
+    assert epoch_choice.replaces_best(better, start, best)
+    assert epoch_choice.selection_score(binary_worse) > epoch_choice.selection_score(better)
+    assert not epoch_choice.replaces_best(binary_worse, start, best)
+    assert not epoch_choice.replaces_best(start, start, best)  # a tie keeps the earlier (the start)

@@ -55,3 +55,12 @@ def test_trainer_fit_without_recipe_flags_is_the_default_recipe() -> None:
     tuned = recipe_from_args(args, train, "cpu")  # stages asked for: that family's rates and warm-up
     assert (tuned.epochs, tuned.trainable_stages, tuned.lr, tuned.warmup_epochs) == (3, 6, 0.01, 1)
     assert not tuned.cache_trunk
+
+
+def test_a_small_folder_trains_every_image_chooses_on_folds_and_only_normsoftmax_proxies_learn_faster() -> None:
+    small = FolderShape(classes=6, images=192, smallest_class=32)
+    recipe = default_recipe(small)
+    assert (recipe.trainable_stages, recipe.choice_folds, recipe.lr, recipe.proxy_lr_mult) == (0, 5, 0.02, 150.0)
+    assert default_recipe(small, method="arcface").proxy_lr_mult == 1.0  # measured for NormSoftmax only
+    large = default_recipe(FolderShape(classes=20, images=1200, smallest_class=60))
+    assert (large.choice_folds, large.proxy_lr_mult) == (0, 1.0)  # a backbone run is too costly to repeat per fold

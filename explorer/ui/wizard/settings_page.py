@@ -261,9 +261,10 @@ class SettingsPage(Page):
         parts = self.parts() if self.wizard() is not None else None
         shape = FolderShape.of(parts[0]) if parts is not None else FolderShape(0, 0, 0)
         device = self.device.currentData() or "cpu"
-        recipe = default_recipe(shape, device, trainable_stages=self.stages.value() if partial else None)
+        method = self.method.currentData() or "normsoftmax"
+        recipe = default_recipe(shape, device, trainable_stages=self.stages.value() if partial else None, method=method)
         return {
-            "method": self.method.currentData() or "normsoftmax",
+            "method": method,
             "dim": self.dim.currentData(),
             "epochs": epochs,
             "warmup_epochs": recipe.warmup_epochs if epochs > 1 else 0,
