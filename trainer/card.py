@@ -225,14 +225,23 @@ def recipe_text(recipe: Mapping[str, Any]) -> str:
     milestones = " and ".join(f"{m:.0%}" for m in r.get("lr_milestones", ()))
     bn = "kept at ImageNet's" if r.get("freeze_batchnorm", True) else "re-estimated in training"
     width = f"{r['dim']}-d" if r.get("dim") else "the starting model's width"
+    rates = f"proxies x{r.get('proxy_lr_mult', 1):g}, " if r.get("proxy_lr_mult", 1) != 1 else ""
+    rates += f"backbone x{r.get('backbone_lr_mult', 1):g}" if k != 0 else "backbone frozen"
+    chosen = (
+        f"the epoch kept chosen on {r['choice_folds']} folds of the training images; "
+        if (k == 0 and r.get("choice_folds"))
+        else ""
+    )
+    warm = r.get("warmup_epochs", 0)
+    warmup = f"the first {warm} training only the new layers" if warm else "no warm-up"
     return (
         f"{r.get('method', 'normsoftmax')}, {width} {nested}; {trained}, at {crop} {crops}; "
-        f"{r.get('epochs')} epochs (the first {r.get('warmup_epochs', 0)} training only the new layers), batches of "
+        f"{r.get('epochs')} epochs ({warmup}), batches of "
         f"{r.get('classes_per_batch')} classes x {r.get('per_class')} images; SGD momentum {r.get('momentum', 0.9):g}, "
         f"weight decay {r.get('weight_decay', 1e-4):g}, lr {r.get('lr'):g} "
-        f"(backbone x{r.get('backbone_lr_mult', 1):g}), "
+        f"({rates}), "
         f"x{r.get('lr_gamma', 0.1):g} at {milestones} of the fine-tuning epochs; batch-norm statistics {bn}; "
-        f"seed {r.get('seed', 0)}."
+        f"{chosen}seed {r.get('seed', 0)}."
     )
 
 
