@@ -46,7 +46,20 @@ CREATE TABLE IF NOT EXISTS skipped (
     mtime_ns INTEGER NOT NULL,
     reason TEXT NOT NULL
 );
+INSERT OR IGNORE INTO meta VALUES ('generation', '0');
+CREATE TRIGGER IF NOT EXISTS images_inserted AFTER INSERT ON images BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+END;
+CREATE TRIGGER IF NOT EXISTS images_deleted AFTER DELETE ON images BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+END;
+CREATE TRIGGER IF NOT EXISTS images_updated AFTER UPDATE ON images BEGIN
+    UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation';
+END;
 """
+"""The triggers raise the catalog's `generation` whenever a row of `images` changes, whoever changes it (a
+skipped file recorded again changes nothing): the contiguous copy of the vectors records the generation it was
+written at (explorer.engine.vector_store) and is stale as soon as it moves."""
 
 
 @dataclass(frozen=True)
@@ -178,12 +191,6 @@ def loaded_name(stored: str) -> str:
 def readable(text: str) -> str:
     """A name or message with undecodable bytes shown as U+FFFD: what people see and what can be printed."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-_BUMP_GENERATION = (
-    "INSERT INTO meta VALUES ('generation', '1') ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-)
-"""Every change to the images raises the catalog's generation, which tells a vector store copy that it is stale."""
 
 
 class Catalog:
@@ -331,12 +338,9 @@ class Catalog:
         """Forget files (embedded or skipped) that are gone from the folder."""
         rel = [(stored_name(r),) for r in relpaths]
         with self._lock, self._transaction():
-            before = self._db.total_changes
-            self._db.executemany("DELETE FROM images WHERE relpath = ?", rel)
-            self._db.executemany("DELETE FROM skipped WHERE relpath = ?", rel)
-            changed = self._db.total_changes - before
-            self._db.execute(_BUMP_GENERATION)
-            return changed
+            # rowcount, not total_changes: the generation triggers' own updates are not files forgotten
+            images = self._db.executemany("DELETE FROM images WHERE relpath = ?", rel).rowcount
+            return images + self._db.executemany("DELETE FROM skipped WHERE relpath = ?", rel).rowcount
 
     def commit_batch(
         self,
@@ -367,7 +371,6 @@ class Catalog:
                     (name, stamp.size, stamp.mtime_ns, readable(reason)),
                 )
             self._db.execute("INSERT OR REPLACE INTO meta VALUES ('updated', ?)", (time.strftime("%Y-%m-%d %H:%M:%S"),))
-            self._db.execute(_BUMP_GENERATION)
 
     # -- reading ----------------------------------------------------------------------------------------
     def snapshot(self) -> CatalogSnapshot:

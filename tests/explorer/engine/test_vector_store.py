@@ -132,3 +132,14 @@ def test_a_writer_killed_mid_write_leaves_a_copy_that_agrees_with_the_catalog(tm
         assert isinstance(catalog.snapshot().embeddings, np.memmap)  # and the copy is good again
     finally:
         catalog.close()
+
+
+def test_recording_skipped_files_again_leaves_the_copy_valid(small: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `explorer index` records the unreadable files again; that changes no vector and must not make the next
+    open read 100,000 embeddings from SQLite and write them out again."""
+    small.commit_batch([], [(FileStamp("broken.jpg", 10, 1), "truncated JPEG")])
+    small.snapshot()
+    small.commit_batch([], [(FileStamp("broken.jpg", 10, 1), "truncated JPEG")])
+    small.remove(["not-there.jpg"])
+    reads = spy_sqlite_reads(monkeypatch)
+    assert isinstance(small.snapshot().embeddings, np.memmap) and reads == []
