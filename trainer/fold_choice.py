@@ -82,8 +82,7 @@ def choose_epoch_by_folds(trainer: FoldTrainer, folds: int) -> FoldChoice:
     cache = trainer.trunk_cache
     assert cache is not None, "fold choice needs the cached feature maps of a fully frozen backbone"
     labels = np.asarray(trainer.train_set.labels, dtype=np.int64)
-    k = folds
-    cfg = trainer.config
+    k, cfg = folds, trainer.config
     fold = fold_of_each_image(labels, k, cfg.seed)
     start_model = {n: t.detach().clone() for n, t in trainer.model.state_dict().items()}
     start_objective = {n: t.detach().clone() for n, t in trainer.objective.state_dict().items()}

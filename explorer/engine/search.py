@@ -162,7 +162,7 @@ class Collection:
 
     def float_index(
         self, dim: int, build: bool = False, progress: Callable[[int, int], None] | None = None,
-        cancel: Callable[[], bool] = lambda: False,
+        cancel: CancelCheck = never_cancelled,
     ) -> FloatIndex | None:  # fmt: skip
         """The hnswlib index for `dim` when one is ready: held, or saved and matching the catalog row for row.
 

@@ -385,12 +385,14 @@ class SettingsPage(Page):
         if isinstance(timing, str):
             self.estimate.setText(colored(f"No time estimate: {timing}", WARN_COLOR))
             return
-        shape, parts = self.run_shape(), self.run_parts()
-        if shape is None or parts is None:
+        cfg = {**self.config_fields(), **self.fw().fit_overrides}
+        parts = self.run_parts(FitConfig(**cfg))
+        if parts is None:
             self.estimate.setText("")
             return
+        continuing = bool(self._card().get("trained")) and self.dim.currentData() is None
+        shape = RunShape.of(parts[0], parts[1], continuing)
         chosen = parts[0].text()
-        cfg = {**self.config_fields(), **self.fw().fit_overrides}
         train_stages, eval_stages = timing
         seconds = estimate_seconds(shape, cfg, train_stages, eval_stages)
         where = "on this CPU" if device == "cpu" else "on the GPU"
@@ -404,21 +406,13 @@ class SettingsPage(Page):
         )
         self.estimate.setText(text)
 
-    def run_parts(self) -> tuple[RunParts, LabelledFolder | None] | None:
-        """(what trains and chooses the epoch, the held-out part) as the run with these settings will have them."""
+    def run_parts(self, config: FitConfig) -> tuple[RunParts, LabelledFolder | None] | None:
+        """(what trains and chooses the epoch, the held-out part) as a run with this config will have them."""
         parts = self.parts()
         if parts is None:
             return None
         fitted, selection, test = parts
-        config = FitConfig(**{**self.config_fields(), **self.fw().fit_overrides})
         return run_parts(fitted, selection, config), test
-
-    def run_shape(self) -> RunShape | None:
-        parts = self.run_parts()
-        if parts is None:
-            return None
-        continuing = bool(self._card().get("trained")) and self.dim.currentData() is None
-        return RunShape.of(parts[0], parts[1], continuing)
 
     def _measure(self, key: tuple[str, int, str]) -> None:
         if self._timing_job is not None:
