@@ -1,6 +1,6 @@
 """Indexing camera-sized photos: decode alone, model alone and end to end, torch against ONNX Runtime.
 
-    .venv/bin/python bench/camera_photos.py [--photos 48] [--rounds 2]
+    .venv/bin/python bench/camera_photos.py [--photos 48] [--raw-photos 12] [--rounds 2]
 
 Photographers' folders hold 12- and 24-megapixel JPEGs, where decoding, not the model, sets the pace. The photos
 are made from ../shared/datasets pictures (upscaled to 4000 x 3000 and 6000 x 4000 with film grain, saved as JPEG
@@ -10,12 +10,17 @@ quality 90, so they compress like photos) in a temporary folder. Interleaved rou
   model alone    `embed_arrays` on the decoded batches
   end to end     `embed_paths` over the files: decoding a few batches ahead of the model
 
+Camera RAW files (24 MP DNGs written by tests/raw_files.py: a 12-bit Bayer mosaic with the camera's JPEG preview) are
+measured beside them, with ONNX Runtime: a full-size preview (Canon, Nikon), a 1616 x 1080 one (Sony), and none (LibRaw
+demosaics at half size).
+
 Writes bench/results/camera_photos.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import tempfile
@@ -38,25 +43,54 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCE = ROOT.parent / "shared" / "datasets" / "cub100"
 RESULTS = ROOT / "bench" / "results" / "camera_photos.md"
 SIZES = {"12 MP": (4000, 3000), "24 MP": (6000, 4000)}
+RAW_SIZE = (6000, 4000)
+RAW_PREVIEWS: dict[str, int | None] = {"full-size preview": 6000, "1616 px preview": 1616, "no preview": None}
 
 
-def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
+def grainy_photos(n: int, size: tuple[int, int]) -> list[Image.Image]:
+    """Dataset pictures upscaled to camera size with film grain, so they compress like photos."""
     sources = sorted(SOURCE.rglob("*.jpg"))[:: max(1, len(sorted(SOURCE.rglob("*.jpg"))) // n)][:n]
     rng = np.random.default_rng(0)
     out = []
-    for i, src in enumerate(sources):
+    for src in sources:
         img = Image.open(src).convert("RGB").resize(size, Image.Resampling.BICUBIC)
         grain = rng.normal(0, 6, (size[1], size[0], 1)).astype(np.float32)
-        arr = np.clip(np.asarray(img, np.float32) + grain, 0, 255).astype(np.uint8)
+        out.append(Image.fromarray(np.clip(np.asarray(img, np.float32) + grain, 0, 255).astype(np.uint8)))
+    return out
+
+
+def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
+    out = []
+    for i, img in enumerate(grainy_photos(n, size)):
         path = folder / f"IMG_{i:04d}.jpg"
-        Image.fromarray(arr).save(path, quality=90)
+        img.save(path, quality=90)
         out.append(path)
     return out
+
+
+def make_raws(folder: Path, n: int, preview_side: int | None) -> list[Path]:
+    """24 MP DNGs with the given embedded preview (tests/raw_files.py, loaded by path: `tests` is not a package)."""
+    spec = importlib.util.spec_from_file_location("raw_files", ROOT / "tests" / "raw_files.py")
+    assert spec is not None and spec.loader is not None
+    raw_files = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(raw_files)
+    return [
+        raw_files.write_dng(folder / f"DSC_{i:04d}.dng", img, preview_side=preview_side)
+        for i, img in enumerate(grainy_photos(n, RAW_SIZE))
+    ]
+
+
+def decode_rate(files: list[Path], workers: int, resize: int, crop: int) -> tuple[float, np.ndarray]:
+    with ThreadPoolExecutor(workers) as pool:
+        t = time.perf_counter()
+        decoded = np.stack(list(pool.map(lambda f: load_for_model(f, resize, crop), files)))
+        return len(files) / (time.perf_counter() - t), decoded
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", type=int, default=48)
+    p.add_argument("--raw-photos", type=int, default=12, help="DNGs per kind of preview (0: no RAW rows)")
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
     if not SOURCE.is_dir():
@@ -85,12 +119,8 @@ def main() -> int:
         mb = np.mean([f.stat().st_size for f in files]) / 2**20
         best: dict[str, float] = {}
         for _ in range(args.rounds):
-            with ThreadPoolExecutor(workers) as pool:
-                t = time.perf_counter()
-                decoded = np.stack(
-                    list(pool.map(lambda f: load_for_model(f, card.resize_size, card.input_size), files))
-                )
-                best["decode"] = max(best.get("decode", 0.0), len(files) / (time.perf_counter() - t))
+            rate, decoded = decode_rate(files, workers, card.resize_size, card.input_size)
+            best["decode"] = max(best.get("decode", 0.0), rate)
             for name, runner in runners.items():
                 runner.embed_arrays(decoded[:8])
                 t = time.perf_counter()
@@ -107,6 +137,24 @@ def main() -> int:
                 f"{100 * e2e / best['decode']:.0f} % |"
             )
             print(lines[-1], flush=True)
+    onnx = runners["ONNX Runtime"]
+    for label, preview_side in RAW_PREVIEWS.items() if args.raw_photos else ():
+        folder = work / label.replace(" ", "-")
+        folder.mkdir()
+        files = make_raws(folder, args.raw_photos, preview_side)
+        mb = np.mean([f.stat().st_size for f in files]) / 2**20
+        best = {}
+        for _ in range(args.rounds):
+            rate, _decoded = decode_rate(files, workers, card.resize_size, card.input_size)
+            best["decode"] = max(best.get("decode", 0.0), rate)
+            t = time.perf_counter()
+            embed_all(onnx, files)
+            best["e2e"] = max(best.get("e2e", 0.0), len(files) / (time.perf_counter() - t))
+        lines.append(
+            f"| 24 MP DNG, {label} | {mb:.1f} | {best['decode']:.1f} | ONNX Runtime | | {best['e2e']:.1f} | "
+            f"{100 * best['e2e'] / best['decode']:.0f} % |"
+        )
+        print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
     RESULTS.write_text(text, encoding="utf-8")

@@ -10,22 +10,23 @@ from pathlib import Path
 import pytest
 
 
-def _register_imagegen() -> None:
-    """Makes `tests/imagegen.py` importable as `imagegen` from every test file.
+def _register_helper(name: str) -> None:
+    """Makes `tests/<name>.py` (imagegen, raw_files) importable as `<name>` from every test file.
 
     Under `--import-mode=importlib` test files cannot import conftest files or each other. Putting this
     directory on sys.path would do it, but would also turn `tests/explorer` and `tests/trainer` into namespace
-    packages that shadow the real (editable-installed) `explorer` and `trainer`; so only this one module is
+    packages that shadow the real (editable-installed) `explorer` and `trainer`; so only these modules are
     loaded and entered in sys.modules.
     """
-    spec = importlib.util.spec_from_file_location("imagegen", Path(__file__).with_name("imagegen.py"))
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["imagegen"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
 
 
-_register_imagegen()
+_register_helper("imagegen")
+_register_helper("raw_files")
 
 from imagegen import make_image  # noqa: E402
 

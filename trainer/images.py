@@ -17,6 +17,7 @@ This lives in `trainer` because both the trainer and the explorer app need it; i
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -31,6 +32,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError, features
 
 from trainer.decode_memory import DECODE_BUDGET, decode_bytes, scale_high_bit_depth
 from trainer.progress import CancelCheck, Cancelled, Progress, ProgressCallback, never_cancelled
+from trainer.raw_images import RAW_EXTENSIONS, RawDecodeError, open_raw
 
 try:  # HEIC/HEIF is what iPhones write; support it whenever the optional plugin is installed.
     import pillow_heif
@@ -59,7 +61,7 @@ _HEIF_EXTENSIONS = {".heic", ".heif", ".hif"}
 _AVIF = bool(features.check("avif"))
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    _BASE_EXTENSIONS | (_HEIF_EXTENSIONS if _HEIF else set()) | ({".avif"} if _AVIF else set())
+    _BASE_EXTENSIONS | (_HEIF_EXTENSIONS if _HEIF else set()) | ({".avif"} if _AVIF else set()) | RAW_EXTENSIONS
 )
 
 # 120 Mpx is above any consumer camera or phone panorama (a 100 Mpx medium-format frame still fits) but
@@ -525,6 +527,8 @@ def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
     if st.st_size > MAX_FILE_BYTES:
         mb = 1024 * 1024
         raise ImageLoadError(f"too large: file is {st.st_size // mb:,} MB (limit {MAX_FILE_BYTES // mb:,} MB)")
+    if path.suffix.lower() in RAW_EXTENSIONS:
+        return _load_raw(path, min_side)
     try:
         with open(path, "rb") as fh:
             return _decode(fh, path, min_side)
@@ -532,6 +536,22 @@ def load_rgb(path: Path, min_side: int | None = None) -> Image.Image:
         raise
     except OSError as e:  # opening the file itself, e.g. permission denied or it vanished since stat
         raise ImageLoadError(_os_reason(e)) from e
+
+
+def _load_raw(path: Path, min_side: int | None) -> Image.Image:
+    """A camera RAW file: its embedded JPEG preview through the same hardened decoder as any JPEG, or LibRaw's
+    half-size demosaic when the preview is too small (trainer.raw_images says why)."""
+    try:
+        raw = open_raw(path, min_side)
+    except RawDecodeError as e:
+        raise ImageLoadError(str(e)) from e
+    except OSError as e:
+        raise ImageLoadError(_os_reason(e)) from e
+    if raw.image is not None:
+        return raw.image
+    assert raw.jpeg is not None
+    picture = _decode(io.BytesIO(raw.jpeg), path, min_side)
+    return picture if raw.transpose is None else picture.transpose(raw.transpose)
 
 
 def _resized_size(w: int, h: int, resize: int) -> tuple[int, int]:
