@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from explorer.cli_library import add_library_parser, cmd_library, cmd_query_library, is_library_name
 from explorer.engine.catalog import CatalogError, readable
 
 if TYPE_CHECKING:
@@ -50,7 +51,9 @@ def _parser() -> argparse.ArgumentParser:
 
     q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
     q.add_argument("image", type=Path)
-    q.add_argument("--in", dest="folder", type=Path, required=True, help="an indexed folder")
+    q.add_argument(
+        "--in", dest="folder", type=Path, required=True, help="an indexed folder, or a library's name (`library`)"
+    )
     q.add_argument("-k", type=int, default=20, help="number of neighbours (default 20)")
     q.add_argument("--dim", type=int, default=None, help="nested embedding dimension (default: full)")
     q.add_argument("--binary", action="store_true", help="rank by Hamming distance of the binary codes")
@@ -59,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="what is indexed in a folder, with which model, and what was skipped")
     info.add_argument("folder", type=Path)
     info.add_argument("--json", action="store_true")
+
+    add_library_parser(sub)
 
     ev = sub.add_parser("eval", help="retrieval metrics of the model on a labelled folder (trainer eval)")
     ev.add_argument("folder", type=Path)
@@ -151,11 +156,31 @@ def cmd_index(session: Any, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _query_usage_error(session: Any, args: argparse.Namespace) -> str | None:
+    if args.k < 1:
+        return "-k must be at least 1"
+    if args.dim is not None and not 0 < args.dim <= session.card.dim:
+        dims = ", ".join(map(str, session.card.nested_dims))
+        return f"--dim must be in 1..{session.card.dim} (trained: {dims})"
+    if args.binary and (args.dim or session.card.dim) % 8:
+        return "--binary needs a dimension divisible by 8"
+    return None
+
+
 def cmd_query(session: Any, args: argparse.Namespace) -> int:
     from trainer.images import ImageLoadError
 
+    if is_library_name(args.folder):
+        if not args.image.is_file():
+            print(f"explorer: no such file: {readable(str(args.image))}", file=sys.stderr)
+            return EXIT_BAD_IMAGE
+        usage = _query_usage_error(session, args)
+        if usage:
+            print(f"explorer: {usage}", file=sys.stderr)
+            return EXIT_USAGE
+        return cmd_query_library(session, args)
     if not args.folder.is_dir():
-        print(f"explorer: not a folder: {readable(str(args.folder))}", file=sys.stderr)
+        print(f"explorer: not a folder or a library: {readable(str(args.folder))}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if not args.image.is_file():
         print(f"explorer: no such file: {readable(str(args.image))}", file=sys.stderr)
@@ -169,15 +194,9 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         else:
             print(f"explorer: {shown} is not indexed yet; run: explorer index {shown}", file=sys.stderr)
         return EXIT_NO_FOLDER
-    if args.k < 1:
-        print("explorer: -k must be at least 1", file=sys.stderr)
-        return EXIT_USAGE
-    if args.dim is not None and not 0 < args.dim <= session.card.dim:
-        dims = ", ".join(map(str, session.card.nested_dims))
-        print(f"explorer: --dim must be in 1..{session.card.dim} (trained: {dims})", file=sys.stderr)
-        return EXIT_USAGE
-    if args.binary and (args.dim or session.card.dim) % 8:
-        print("explorer: --binary needs a dimension divisible by 8", file=sys.stderr)
+    usage = _query_usage_error(session, args)
+    if usage:
+        print(f"explorer: {usage}", file=sys.stderr)
         return EXIT_USAGE
     try:
         result = session.query(args.image, args.folder, k=args.k, dim=args.dim)
@@ -282,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ModelFileError, OSError) as exc:
         print(f"explorer: cannot load model: {exc}", file=sys.stderr)
         return EXIT_BAD_MODEL
-    commands = {"index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval}
+    commands = {"index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval, "library": cmd_library}
     try:
         return commands[args.command](session, args)
     except ModelFileError as exc:  # the weights are read when first needed (a probe image then checks them)

@@ -46,11 +46,12 @@ def one_torch_thread() -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own cache directory so catalogs never leak between tests; and torch runs the model
-    unless a test asks for ONNX Runtime (tests/explorer/engine/test_runtime.py): with a fresh cache each, every
-    session would export its runtime file again (seconds, hundreds of times)."""
+    """Every test gets its own cache (and data) directory so catalogs and libraries never leak between tests; and
+    torch runs the model unless a test asks for ONNX Runtime (tests/explorer/engine/test_runtime.py): with a fresh
+    cache each, every session would export its runtime file again (seconds, hundreds of times)."""
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("RETRIEVAL_EXPLORER_CACHE", str(cache))
+    monkeypatch.setenv("RETRIEVAL_EXPLORER_DATA", str(cache / "data"))  # libraries, models: never the user's
     monkeypatch.setenv("RETRIEVAL_EXPLORER_RUNTIME", "torch")
     return cache
 

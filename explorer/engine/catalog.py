@@ -291,6 +291,16 @@ class Catalog:
         except sqlite3.Error:
             return {}
 
+    @staticmethod
+    def peek_count(path: Path) -> int:
+        """How many images a catalog file holds, without creating or changing it (0 if absent or unreadable)."""
+        if not Path(path).exists():
+            return 0
+        try:
+            return int(_peek(path, "SELECT COUNT(*) FROM images")[0][0])
+        except sqlite3.Error:
+            return 0
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

@@ -6,6 +6,7 @@ must show before that); catalogs are opened per folder and kept.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from trainer.card import ModelCard, load_card, model_fingerprint
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
 if TYPE_CHECKING:
+    from explorer.engine.relocate import FoundCatalog
     from trainer.embedding_pipeline import Embedder
 
 
@@ -86,6 +88,14 @@ class RetrievalSession:
         meta = Catalog.peek_meta(self.catalog_path(folder))
         return "updated" in meta or "completed" in meta
 
+    def catalog_meta(self, folder: Path) -> dict[str, str]:
+        """The folder's catalog metadata, read without creating a catalog (empty when there is none)."""
+        return Catalog.peek_meta(self.catalog_path(Path(folder).resolve()))
+
+    def indexed_count(self, folder: Path) -> int:
+        """Images in the folder's catalog, read without creating one (offline folders too)."""
+        return Catalog.peek_count(self.catalog_path(Path(folder).resolve()))
+
     def last_run_cancelled(self, folder: Path) -> bool:
         """Whether the folder's last indexing run was cancelled (read without opening the catalog for writing)."""
         return Catalog.peek_meta(self.catalog_path(Path(folder).resolve())).get("last_run") == "cancelled"
@@ -139,6 +149,7 @@ class RetrievalSession:
         folder = Path(folder).resolve()
         if not folder.is_dir():
             raise NotADirectoryError(f"not a folder: {folder}")
+        self.find_again(folder)
         collection = self.collection(folder)
         if collection.catalog.read_only_reason is not None:
             raise CatalogReadOnly(f"{collection.catalog.read_only_reason}: cannot index now; {WHAT_TO_DO}")
@@ -157,6 +168,33 @@ class RetrievalSession:
                 collection.catalog.set_meta({"last_run": "completed", "completed": now})
                 collection.prepare(self.card.nested_dims, progress, cancel)
         return report
+
+    def find_again(self, folder: Path) -> FoundCatalog | None:
+        """A folder not indexed yet whose photos were indexed under another path (renamed, moved, another drive
+        letter) gets that index (explorer.engine.relocate): only what changed is embedded. Returns what was found."""
+        from explorer.engine.relocate import adopt_catalog, find_moved_catalog
+
+        folder = Path(folder).resolve()
+        if self.is_indexed(folder) or not folder.is_dir():
+            return None
+        found = find_moved_catalog(folder, self.fingerprint)
+        if found is None:
+            return None
+        with self._lock:
+            stale = self._collections.pop(folder, None)
+            if stale is not None:
+                stale.catalog.close()
+            try:
+                adopt_catalog(found, folder, self.fingerprint)
+            except (OSError, sqlite3.Error) as exc:
+                self.note(f"the index of {found.old_folder} could not be reused here ({exc}); indexing from scratch")
+                return None
+        where = "still there" if found.old_folder_online else "no longer there"
+        self.note(
+            f"found this folder's photos indexed as {found.old_folder} ({where}; {found.matched} of "
+            f"{found.sampled} sampled files alike): that index was copied, only changes are embedded"
+        )
+        return found
 
     # -- queries ----------------------------------------------------------------------------------------
     def embed_query(self, image: Path | Image.Image) -> npt.NDArray[np.float32]:

@@ -15,10 +15,10 @@ from PIL import Image
 pytest.importorskip("rawpy")
 pytest.importorskip("tifffile")
 
-from raw_files import write_dng  # noqa: E402
+from raw_files import write_dng
 
-from trainer.images import IMAGE_EXTENSIONS, ImageLoadError, load_for_model, load_rgb, scan_images  # noqa: E402
-from trainer.raw_images import RAW_EXTENSIONS, open_raw  # noqa: E402
+from trainer.images import IMAGE_EXTENSIONS, ImageLoadError, load_for_model, load_rgb, scan_images
+from trainer.raw_images import RAW_EXTENSIONS, open_raw
 
 SENSOR = (400, 300)  # width x height as the sensor saw it
 

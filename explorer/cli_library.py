@@ -1,0 +1,171 @@
+"""`explorer library add|remove|list|index` and `explorer query IMG --in LIBRARY`: several folders as one.
+
+Kept apart from explorer.cli so that the one-folder commands stay readable; explorer.cli registers the parser and
+hands library names given to `--in` here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from explorer.engine.catalog import CatalogError, readable
+from explorer.engine.library import DEFAULT_LIBRARY, LibraryError, LibraryStore
+
+if TYPE_CHECKING:
+    from explorer.engine.session import RetrievalSession
+
+EXIT_OK, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_CACHE = 0, 2, 3, 4, 6
+
+
+def add_library_parser(sub: Any) -> None:
+    lib = sub.add_parser("library", help="several folders (on several drives) searched as one")
+    lib.add_argument("--name", default=DEFAULT_LIBRARY, help=f"which library (default {DEFAULT_LIBRARY!r})")
+    actions = lib.add_subparsers(dest="library_command", required=True)
+    add = actions.add_parser("add", help="add a folder (indexed when you run `explorer library index`)")
+    add.add_argument("folder", type=Path)
+    remove = actions.add_parser("remove", help="take a folder out (its index stays in the cache)")
+    remove.add_argument("folder", type=Path)
+    listing = actions.add_parser("list", help="the folders, online or offline, and what is indexed")
+    listing.add_argument("--json", action="store_true")
+    actions.add_parser("index", help="index every folder that is online (incremental)")
+
+
+def _folder_lines(session: RetrievalSession, store: LibraryStore, name: str) -> list[dict[str, Any]]:
+    rows = []
+    for folder in store.get(name).folders:
+        meta = session.catalog_meta(folder.path)
+        rows.append(
+            {
+                "path": str(folder.path),
+                "online": folder.online,
+                "indexed": "updated" in meta or "completed" in meta,
+                "images": session.indexed_count(folder.path),
+                "updated": meta.get("completed") or meta.get("updated"),
+                "added": folder.added,
+            }
+        )
+    return rows
+
+
+def cmd_library(session: RetrievalSession, args: argparse.Namespace) -> int:
+    store = LibraryStore()
+    name = args.name
+    try:
+        if args.library_command == "add":
+            found = session.find_again(args.folder)
+            replaces = None
+            if found is not None and found.old_folder in store.get(name).folder_paths() and not found.old_folder_online:
+                replaces = found.old_folder
+            library = store.add(args.folder, name, replaces=replaces)
+            moved = f" (was {readable(str(replaces))})" if replaces else ""
+            shown = readable(str(Path(args.folder).resolve()))
+            print(f"added {shown}{moved}: {len(library.folders)} folders in {name!r}")
+            _print_notes(session, store)
+            return EXIT_OK
+        if args.library_command == "remove":
+            library = store.remove(args.folder, name)
+            print(f"removed {readable(str(args.folder))}: {len(library.folders)} folders left in {name!r}")
+            return EXIT_OK
+        if args.library_command == "list":
+            rows = _folder_lines(session, store, name)
+            if args.json:
+                print(json.dumps({"library": name, "model": session.card.name, "folders": rows}, indent=2))
+                return EXIT_OK
+            if not rows:
+                print(f"library {name!r} is empty; add a folder: explorer library add FOLDER")
+            for r in rows:
+                state = "online " if r["online"] else "OFFLINE"
+                what = f"{r['images']} images" if r["indexed"] else "not indexed yet"
+                print(f"{state}  {readable(r['path'])}  ({what})")
+            _print_notes(session, store)
+            return EXIT_OK
+        return _index_all(session, store, name)
+    except LibraryError as exc:
+        print(f"explorer: {readable(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _index_all(session: RetrievalSession, store: LibraryStore, name: str) -> int:
+    library = store.get(name)
+    if not library.folders:
+        print(f"explorer: library {name!r} is empty; add a folder: explorer library add FOLDER", file=sys.stderr)
+        return EXIT_NO_FOLDER
+    for folder in library.folders:
+        shown = readable(str(folder.path))
+        if not folder.online:
+            print(f"offline, its index is kept: {shown}")
+            continue
+        try:
+            report = session.index(folder.path)
+        except CatalogError as exc:
+            print(f"explorer: {shown}: {readable(str(exc))}", file=sys.stderr)
+            return EXIT_CACHE
+        print(f"{shown}: {report.embedded} embedded, {report.unchanged} unchanged, {report.removed} removed")
+    _print_notes(session, store)
+    return EXIT_OK
+
+
+def _print_notes(session: RetrievalSession, store: LibraryStore) -> None:
+    for note in [*store.notes, *session.notes]:
+        print(f"note: {readable(note)}", file=sys.stderr)
+
+
+def is_library_name(text: Path) -> bool:
+    """`--in NAME`: a folder wins; else an existing library of that name."""
+    return not text.exists() and LibraryStore().exists(str(text))
+
+
+def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> int:
+    from explorer.engine.library_search import search_library
+    from trainer.images import ImageLoadError
+
+    name = str(args.folder)
+    folders = LibraryStore().get(name).folder_paths()
+    try:
+        ranking = search_library(session, args.image, folders, k=args.k, dim=args.dim, binary=args.binary)
+    except ImageLoadError as exc:
+        print(f"explorer: cannot read {readable(str(args.image))}: {exc}", file=sys.stderr)
+        return EXIT_BAD_IMAGE
+    except CatalogError as exc:
+        print(f"explorer: {readable(str(exc))}", file=sys.stderr)
+        return EXIT_CACHE
+    for folder in ranking.not_indexed:
+        print(f"note: not indexed yet, not searched: {readable(str(folder))}", file=sys.stderr)
+    for folder in ranking.offline:
+        print(f"note: offline, searched from its index: {readable(str(folder))}", file=sys.stderr)
+    if len(ranking.not_indexed) == len(folders):
+        print(f"explorer: nothing in library {name!r} is indexed; run: explorer library index", file=sys.stderr)
+        return EXIT_NO_FOLDER
+    if args.json:
+        out = {
+            "query": str(args.image),
+            "library": name,
+            "model": session.card.name,
+            "dim": ranking.dim,
+            "ranking": "binary" if args.binary else "float",
+            "results": [
+                {
+                    "rank": r.rank,
+                    "path": str(r.path),
+                    "folder": str(folder),
+                    "online": folder not in ranking.offline,
+                    "cosine_distance": round(r.cosine_distance, 6),
+                    "hamming_distance": r.hamming_distance if ranking.dim % 8 == 0 else None,
+                }
+                for r, folder in zip(ranking.results, ranking.folder_of, strict=True)
+            ],
+        }
+        print(json.dumps(out, indent=2))
+        return EXIT_OK
+    kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
+    print(f"{len(ranking.results)} nearest to {readable(str(args.image))} in library {name!r} ({kind}):")
+    print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
+    for r, folder in zip(ranking.results, ranking.folder_of, strict=True):
+        hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"
+        away = "  (offline)" if folder in ranking.offline else ""
+        print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {hamming}  {readable(str(r.path))}{away}")
+    return EXIT_OK

@@ -1,0 +1,63 @@
+"""`explorer library ...` and `explorer query IMG --in LIBRARY` end to end on small generated folders."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imagegen import make_image
+
+from explorer.cli import EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE, main
+
+Run = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def run(small_model_path: Path, reuse_small_model: list[Path], capsys: pytest.CaptureFixture[str]) -> Run:
+    def invoke(*args: Any) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--model", str(small_model_path), "--device", "cpu", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def test_a_library_from_the_command_line(run: Run, tmp_path: Path) -> None:
+    a, b = tmp_path / "drive1" / "photos", tmp_path / "drive2" / "photos"
+    for seed in range(10):
+        make_image((a if seed < 5 else b) / f"p{seed}.jpg", seed=seed)
+    code, _out, err = run("query", a / "p1.jpg", "--in", "library")
+    assert code == EXIT_NO_FOLDER and "not a folder or a library" in err
+    assert run("library", "add", a)[0] == EXIT_OK
+    assert run("library", "add", b)[0] == EXIT_OK
+    code, _out, err = run("library", "add", a / "..")
+    assert code == EXIT_USAGE and "found twice" in err
+    code, _out, err = run("query", a / "p1.jpg", "--in", "library")
+    assert code == EXIT_NO_FOLDER and "explorer library index" in err
+    code, out, _err = run("library", "index")
+    assert code == EXIT_OK and out.count("5 embedded") == 2
+
+    code, out, _err = run("query", a / "p1.jpg", "--in", "library", "-k", "9", "--json")
+    assert code == EXIT_OK
+    results = json.loads(out)["results"]
+    assert len(results) == 9 and str(a / "p1.jpg") not in [r["path"] for r in results]
+    assert {r["folder"] for r in results} == {str(a.resolve()), str(b.resolve())}
+
+    b.rename(tmp_path / "drive2" / "moved")  # the second drive's folder renamed: offline until found again
+    code, out, _err = run("library", "list", "--json")
+    assert [f["online"] for f in json.loads(out)["folders"]] == [True, False]
+    code, out, err = run("query", a / "p1.jpg", "--in", "library", "-k", "9")
+    assert code == EXIT_OK and out.count("(offline)") == 5 and "offline, searched from its index" in err
+    code, out, err = run("library", "add", tmp_path / "drive2" / "moved")
+    assert code == EXIT_OK and "(was " in out and "copied" in err
+    code, out, _err = run("library", "index")
+    assert out.count("0 embedded, 5 unchanged") == 2
+    code, out, _err = run("library", "list")
+    assert "OFFLINE" not in out and out.count("(5 images)") == 2
+    assert run("library", "remove", a)[0] == EXIT_OK
+    code, out, _err = run("library", "list", "--json")
+    assert [Path(f["path"]).name for f in json.loads(out)["folders"]] == ["moved"]
