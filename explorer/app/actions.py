@@ -21,9 +21,10 @@ class ActionSpec:
     attribute: str = ""
     separator_before: bool = False
     submenu_after: str = ""  # a submenu the window fills (recent folders) follows this action
+    checkable: bool = False  # shows a check mark (the window keeps it in step with its state)
 
 
-FILE, INDEX, VIEW, HELP = "&File", "&Index", "&View", "&Help"
+FILE, INDEX, LIBRARY, VIEW, HELP = "&File", "&Index", "&Library", "&View", "&Help"
 RECENT_FOLDERS = "&Recent folders"  # the submenu after "Open folder…", filled by the window
 
 ACTIONS: tuple[ActionSpec, ...] = (
@@ -45,6 +46,13 @@ ACTIONS: tuple[ActionSpec, ...] = (
                attribute="reindex_action"),
     ActionSpec(INDEX, "&Cancel", "cancel", "Esc", "cancel indexing", attribute="cancel_action"),
     ActionSpec(INDEX, "Show &skipped files", "show_skipped", "Ctrl+K", "skipped files"),
+    ActionSpec(LIBRARY, "&Show the library", "show_library", "Ctrl+Shift+L", "the library's folders"),
+    ActionSpec(LIBRARY, "Search the whole &library", "toggle_library_search", "Ctrl+L",
+               "search every folder of the library (again: the current folder only)", attribute="library_action",
+               checkable=True),
+    ActionSpec(LIBRARY, "&Add this folder to the library", "add_folder_to_library", separator_before=True),
+    ActionSpec(LIBRARY, "Add a &folder…", "choose_library_folder"),
+    ActionSpec(LIBRARY, "&Index every folder", "index_library"),
     ActionSpec(VIEW, "&Neighbours", "show_tab:0", "Ctrl+1", "neighbours tab"),
     ActionSpec(VIEW, "&Dimensions", "show_tab:1", "Ctrl+2", "dimensions tab"),
     ActionSpec(VIEW, "&Float ranking", "show_ranking:0", "Ctrl+F", "float ranking", separator_before=True),

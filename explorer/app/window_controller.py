@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from explorer.app import analysis
+from explorer.app import analysis, library_query
 from explorer.app.jobs import Executor, LatestJob, Reply, Task
+from explorer.app.library_controller import LibraryController, Watcher
 from explorer.app.query_state import QueryCoalescer
 from explorer.app.window_texts import (
     DROP_A_QUERY,
@@ -39,6 +40,8 @@ from explorer.app.window_texts import (
 
 if TYPE_CHECKING:
     from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
+    from explorer.app.library_controller import LibraryRow
+    from explorer.engine.library import LibraryStore
     from explorer.engine.session import RetrievalSession
     from trainer.progress import Progress
 
@@ -70,6 +73,7 @@ class WindowView(Protocol):
         """The query could not be used; `restored`: the previous query and its results are back."""
 
     def status(self, message: str, timeout_ms: int) -> None: ...
+    def library_changed(self, rows: list[LibraryRow], searching: bool) -> None: ...
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Engine:
     searchable_now: Callable[..., IndexSummary] = analysis.searchable_now
     run_query: Callable[..., QueryOutcome] = analysis.run_query
     folder_recall: Callable[..., RecallTable | None] = analysis.folder_recall
+    run_library_query: Callable[..., QueryOutcome] = library_query.run_library_query
 
 
 class WindowController:
@@ -93,6 +98,8 @@ class WindowController:
         load_session: Callable[[Path | None], RetrievalSession],
         engine: Engine | None = None,
         to_image: Callable[[Any], Any] = lambda source: source,
+        watcher: Watcher | None = None,
+        library_store: LibraryStore | None = None,
     ) -> None:
         self.view = view
         self.engine = engine or Engine()
@@ -120,6 +127,9 @@ class WindowController:
         self.previous: tuple[Any, str, Any] | None = None  # restored when a new query cannot be used
         self.outcome: QueryOutcome | None = None
         self.closing = False
+        self.library = LibraryController(
+            view, executor, library_store, watcher, on_indexed=self._library_folder_indexed
+        )
 
     # -- the model --------------------------------------------------------------------------------------------
     def start_session(self) -> None:
@@ -148,6 +158,8 @@ class WindowController:
             return
         self.session = session
         self.view.model_ready(session)
+        self.library.set_session(session)
+        self.library.sync_watches(self.folder)
         launch, self.launch_folder = self.launch_folder, None
         if self.folder is not None and self.folder == launch and session.last_run_cancelled(self.folder):
             self._offer_to_continue(session, self.folder)
@@ -172,6 +184,7 @@ class WindowController:
         if at_launch:
             self.launch_folder = folder
         self.view.folder_opened(folder)
+        self.library.sync_watches(folder)
         self.view.recall_changed(None, "", False)
         self.clear_results("Indexing the folder…")
         self.reindex()
@@ -209,6 +222,30 @@ class WindowController:
         )
         self.view.indexing_progress(f"Indexing {folder.name}: scanning…", None)
         self.view.placeholder(INDEXING)
+
+    def files_changed(self, folder: Path) -> None:
+        """The watcher saw photos added, changed or removed in `folder`: index what changed, then search again."""
+        if self.closing:
+            return
+        if folder != self.folder:
+            if folder in self.library.folders():
+                self.library.index_later(folder)
+            return
+        if self.index_job.running:
+            self.index_wanted = True  # once more when this run ends: it may have listed the folder already
+        elif self.session is not None:
+            self.reindex()
+
+    def _library_folder_indexed(self, folder: Path) -> None:
+        if self.library.searching and self.source is not None and not self.closing:
+            self.queries.settings_changed()
+            self.schedule_query()
+
+    def set_library_search(self, on: bool) -> None:
+        """Search the whole library (True) or the current folder."""
+        self.library.set_searching(on)
+        self.queries.settings_changed()
+        self.schedule_query()
 
     def _offer_to_continue(self, session: RetrievalSession, folder: Path) -> None:
         self.index_wanted = False
@@ -356,15 +393,20 @@ class WindowController:
         folder = self.folder if self.settled else None  # embed meanwhile; search once settled
         k, dim, label, to_image, run = self.k, self.dim, self.label, self.to_image, self.engine.run_query
         query_path = self.source if isinstance(self.source, Path) else None
+        # The library's folders; the current one only once its run ended (its collection is reloaded at the end).
+        library = [f for f in self.library.folders() if f != self.folder or folder is not None]
+        run_library = self.engine.run_library_query if self.library.searching else None
 
         def work(task: Task) -> QueryOutcome:
             q = to_image(query) if picture else query
+            if run_library is not None:
+                return run_library(session, q, library, k, dim, label, check=task.check, query_path=query_path)
             return run(session, q, folder, k, dim, label, check=task.check, query_path=query_path)
 
         self.query_job.start(
             "query", work, Reply(done=self._query_finished, failed=self._query_failed, cancelled=self._query_ended)
         )
-        if folder is None and self.folder is not None:
+        if folder is None and self.folder is not None and run_library is None:
             self.view.placeholder(INDEXING)
 
     def _query_ended(self) -> None:
@@ -413,5 +455,6 @@ class WindowController:
     def close(self) -> None:
         """No answer is shown from now on; running jobs are asked to stop."""
         self.closing = True
+        self.library.close()
         for job in (self.index_job, self.query_job, self.recall_job):
             job.cancel()

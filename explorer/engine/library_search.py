@@ -54,8 +54,10 @@ def search_library(
     k: int = 20,
     dim: int | None = None,
     binary: bool = False,
+    exclude: Path | None = None,
 ) -> LibraryRanking:
-    """The `k` nearest pictures among all `folders` (float cosine, or Hamming then cosine when `binary`)."""
+    """The `k` nearest pictures among all `folders` (float cosine, or Hamming then cosine when `binary`). A query
+    that is a picture of the library (`image`, or `exclude` when an embedding is given) is not its own result."""
     folders = [Path(f) for f in folders]
     indexed = [f for f in folders if session.is_indexed(f)]
     d = dim or session.card.dim
@@ -63,8 +65,8 @@ def search_library(
         raise ValueError(f"binary codes need a dimension divisible by 8, not {d}")
     emb = _query_embedding(session, image, indexed) if indexed else np.zeros(0, np.float32)
     merged: list[tuple[tuple[float, ...], SearchResult, Path]] = []
+    exclude = image if isinstance(image, Path) else exclude
     for folder in indexed:
-        exclude = image if isinstance(image, Path) else None
         ranking = session.query(emb, folder, k=k, dim=dim, exclude=exclude).ranking(binary)
         for r in ranking.results:
             key = (float(r.hamming_distance), r.cosine_distance) if binary else (r.cosine_distance,)

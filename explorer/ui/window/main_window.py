@@ -35,6 +35,7 @@ from explorer.ui.settings import Settings
 from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.thumbnails import ThumbnailCache, qimage_to_pil
 from explorer.ui.window.folder_actions import FolderActions
+from explorer.ui.window.library_actions import LibraryActions, WatchBridge, make_watcher
 from explorer.ui.window.menus import build_menus
 from explorer.ui.window.part import APP_TITLE, QUERY_THUMB
 from explorer.ui.window.results_actions import ResultsActions
@@ -80,7 +81,7 @@ class _ImportSignal(QObject):
     done = Signal(str)  # "" on success, else the error
 
 
-class MainWindow(FolderActions, ResultsActions, QMainWindow):
+class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
     sessionReady = Signal(object)  # RetrievalSession
     indexProgress = Signal(object)  # trainer.progress.Progress
     indexFinished = Signal(object)  # IndexSummary
@@ -99,8 +100,10 @@ class MainWindow(FolderActions, ResultsActions, QMainWindow):
         super().__init__(parent)
         self.settings = settings or Settings()
         self.executor = QtExecutor(self)
+        self.watch_bridge = WatchBridge(self)
+        self.watcher = make_watcher(self.watch_bridge)
         self.controller = WindowController(
-            self, self.executor, session_factory or default_session_factory, to_image=_to_image
+            self, self.executor, session_factory or default_session_factory, to_image=_to_image, watcher=self.watcher
         )
         self.controller.model_path = self.settings.model_path
         self.controller.k = self.settings.k
@@ -177,6 +180,7 @@ class MainWindow(FolderActions, ResultsActions, QMainWindow):
         self.skipped_dock.setWidget(self.skipped_table)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.skipped_dock)
         self.skipped_dock.hide()
+        self._build_library_dock()
 
         self.strip = StatusStrip(self.statusBar())
         self.progress_label, self.progress_bar = self.strip.progress_label, self.strip.progress_bar
@@ -342,6 +346,7 @@ class MainWindow(FolderActions, ResultsActions, QMainWindow):
         """Cancel background work and wait for it (so no job outlives the window)."""
         self._closing = True
         self.controller.close()
+        self.watcher.close()
         for cache in (self.thumbnails, self.previews):
             cache.cancel_pending()
         for runner in self.executor.runners.values():

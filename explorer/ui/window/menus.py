@@ -25,6 +25,7 @@ def build_menus(window: QMainWindow) -> None:
         if spec.shortcut:
             act.setShortcut(QKeySequence(spec.shortcut))
         act.setStatusTip(spec.tip)
+        act.setCheckable(spec.checkable)
         act.triggered.connect(slot(window, spec.slot))
         menu.addAction(act)
         window.addAction(act)  # shortcuts work even with the menu bar hidden
@@ -32,10 +33,11 @@ def build_menus(window: QMainWindow) -> None:
             setattr(window, spec.attribute, act)
         if spec.submenu_after == RECENT_FOLDERS:
             window.recent_menu = menu.addMenu(RECENT_FOLDERS)  # type: ignore[attr-defined]
-    skipped_dock: Any = getattr(window, "skipped_dock", None)
-    if skipped_dock is not None:
-        menus[VIEW].addSeparator()
-        menus[VIEW].addAction(skipped_dock.toggleViewAction())  # "Skipped files (N)", checked while shown
+    menus[VIEW].addSeparator()
+    for name in ("skipped_dock", "library_dock"):  # "Skipped files (N)", "Library": checked while shown
+        dock: Any = getattr(window, name, None)
+        if dock is not None:
+            menus[VIEW].addAction(dock.toggleViewAction())
 
 
 def slot(window: object, name: str) -> Callable[..., None]:
