@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import queue
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +20,7 @@ from explorer.engine.catalog import CatalogError, readable
 from explorer.engine.library import DEFAULT_LIBRARY, LibraryError, LibraryStore
 
 if TYPE_CHECKING:
+    from explorer.engine.indexer import IndexReport
     from explorer.engine.session import RetrievalSession
 
 EXIT_OK, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_CACHE = 0, 2, 3, 4, 6
@@ -32,6 +37,10 @@ def add_library_parser(sub: Any) -> None:
     listing = actions.add_parser("list", help="the folders, online or offline, and what is indexed")
     listing.add_argument("--json", action="store_true")
     actions.add_parser("index", help="index every folder that is online (incremental)")
+    watch = actions.add_parser(
+        "watch", help="index every online folder, then keep indexing what changes (Ctrl+C stops)"
+    )
+    watch.add_argument("--settle", type=float, default=1.0, help="seconds of quiet before a change is indexed")
 
 
 def _folder_lines(session: RetrievalSession, store: LibraryStore, name: str) -> list[dict[str, Any]]:
@@ -83,6 +92,8 @@ def cmd_library(session: RetrievalSession, args: argparse.Namespace) -> int:
                 print(f"{state}  {readable(r['path'])}  ({what})")
             _print_notes(session, store)
             return EXIT_OK
+        if args.library_command == "watch":
+            return _watch(session, store, name, args.settle)
         return _index_all(session, store, name)
     except LibraryError as exc:
         print(f"explorer: {readable(str(exc))}", file=sys.stderr)
@@ -106,6 +117,55 @@ def _index_all(session: RetrievalSession, store: LibraryStore, name: str) -> int
             return EXIT_CACHE
         print(f"{shown}: {report.embedded} embedded, {report.unchanged} unchanged, {report.removed} removed")
     _print_notes(session, store)
+    return EXIT_OK
+
+
+def watch_and_index(
+    session: RetrievalSession,
+    folders: list[Path],
+    indexed: Callable[[Path, IndexReport], None],
+    stop: threading.Event,
+    settle: float = 1.0,
+    told: Callable[[str], None] = print,
+) -> None:
+    """Index `folders`, then index each again whenever its photos change, until `stop` is set. What the window
+    does for its library, for a terminal or a server without one."""
+    from explorer.engine.watcher import FolderWatcher
+
+    changed: queue.Queue[Path] = queue.Queue()
+    watcher = FolderWatcher(changed.put, settle=settle)
+    try:
+        for folder in folders:
+            mode = watcher.watch(folder)
+            told(f"watching {readable(str(folder))}" if mode.events else f"{readable(str(folder))}: {mode.reason}")
+            changed.put(folder.resolve())
+        while not stop.is_set():
+            try:
+                folder = changed.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if folder.is_dir():
+                indexed(folder, session.index(folder))
+    finally:
+        watcher.close()
+
+
+def _watch(session: RetrievalSession, store: LibraryStore, name: str, settle: float) -> int:
+    folders = [f.path for f in store.get(name).folders if f.online]
+    if not folders:
+        print(
+            f"explorer: no folder of library {name!r} is online; add one: explorer library add FOLDER", file=sys.stderr
+        )
+        return EXIT_NO_FOLDER
+
+    def indexed(folder: Path, report: IndexReport) -> None:
+        when = time.strftime("%H:%M:%S")
+        print(f"{when} {readable(str(folder))}: {report.embedded} embedded, {report.removed} removed", flush=True)
+
+    try:
+        watch_and_index(session, folders, indexed, threading.Event(), settle)
+    except KeyboardInterrupt:
+        print("explorer: stopped watching; what was indexed is kept", file=sys.stderr)
     return EXIT_OK
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ import pytest
 from imagegen import make_image
 
 from explorer.cli import EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE, main
+from explorer.cli_library import watch_and_index
+from explorer.engine.session import RetrievalSession
 
 Run = Callable[..., tuple[int, str, str]]
 
@@ -61,3 +65,39 @@ def test_a_library_from_the_command_line(run: Run, tmp_path: Path) -> None:
     assert run("library", "remove", a)[0] == EXIT_OK
     code, out, _err = run("library", "list", "--json")
     assert [Path(f["path"]).name for f in json.loads(out)["folders"]] == ["moved"]
+
+
+def test_watch_indexes_what_arrives(small_model_path: Path, reuse_small_model: list[Path], tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(3):
+        make_image(folder / f"p{seed}.jpg", seed=seed)
+    session = RetrievalSession(small_model_path, device="cpu", batch_size=4)
+    reports: list[tuple[Path, int, int]] = []
+    stop = threading.Event()
+    told: list[str] = []
+    thread = threading.Thread(
+        target=watch_and_index,
+        args=(session, [folder], lambda f, r: reports.append((f, r.embedded, r.removed)), stop, 0.2, told.append),
+    )
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(reports) < 1:  # the first, full index
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        make_image(folder / "arrived.jpg", seed=9)
+        while sum(embedded for _f, embedded, _r in reports[1:]) < 1:
+            assert time.monotonic() < deadline, reports
+            time.sleep(0.02)
+        (folder / "p0.jpg").unlink()
+        while sum(removed for _f, _e, removed in reports[1:]) < 1:
+            assert time.monotonic() < deadline, reports
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        thread.join()
+        session.close()
+    assert reports[0] == (folder.resolve(), 3, 0) and told == [f"watching {folder}"]
+    assert sorted(p.name for p in RetrievalSession(small_model_path).collection(folder).paths) == [
+        "arrived.jpg", "p1.jpg", "p2.jpg",
+    ]  # fmt: skip
