@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from explorer.app import analysis, library_query
+from explorer.app.folder_recall import FolderRecall
 from explorer.app.jobs import Executor, LatestJob, Reply, Task
 from explorer.app.library_controller import LibraryController, Watcher
 from explorer.app.query_state import QueryCoalescer
@@ -31,8 +32,6 @@ from explorer.app.window_texts import (
     DROP_A_QUERY,
     INDEXING,
     NO_FOLDER,
-    RECALL_HINT,
-    RECALL_NEEDS_LABELS,
     index_outcome_text,
     indexing_text,
     no_results_text,
@@ -108,7 +107,7 @@ class WindowController:
         self.session_job = LatestJob(executor, "model")
         self.index_job = LatestJob(executor, "index")
         self.query_job = LatestJob(executor, "query")
-        self.recall_job = LatestJob(executor, "analysis")
+        self.folder_recall = FolderRecall(executor, self.engine.folder_recall, view.recall_changed)
         self.session: RetrievalSession | None = None
         self.model_path: Path | None = None
         self.folder: Path | None = None
@@ -118,8 +117,6 @@ class WindowController:
         self.index_wanted = False  # index the current folder as soon as possible
         self.index_declined = False  # Cancel pressed while the model loaded: no run starts by itself
         self.launch_folder: Path | None = None  # reopened at launch: a cancelled run there is offered
-        self.recall: tuple[RecallTable | None, str] = (None, "")
-        self.recall_key: tuple[str, str] | None = None
         self.queries = QueryCoalescer()
         self.source: Any = None  # the query: a Path, or a picture handed over by the window
         self.label = ""
@@ -147,7 +144,7 @@ class WindowController:
         self.model_path = path
         self.index_job.cancel()
         self.summary = None
-        self.recall_key = None
+        self.folder_recall.model_changed()
         self.index_wanted = self.folder is not None
         self.queries.settings_changed()  # an answer from the old model must not be shown under the new one
         self.clear_results("Loading the model…")
@@ -178,9 +175,7 @@ class WindowController:
         """Search in `folder` (an existing directory, resolved) and bring its index up to date."""
         self.folder = folder
         self.summary = None
-        self.recall = (None, "")
-        self.recall_key = None
-        self.recall_job.forget()
+        self.folder_recall.forget()
         if at_launch:
             self.launch_folder = folder
         self.view.folder_opened(folder)
@@ -275,8 +270,8 @@ class WindowController:
             self.index_wanted = False
             self.view.indexing_progress("Cancelling…", None)
             stopped = True
-        if self.recall_job.running:
-            self.recall_job.cancel()
+        if self.folder_recall.job.running:
+            self.folder_recall.job.cancel()
             stopped = True
         if not stopped:
             self.view.status("", 0)
@@ -310,53 +305,13 @@ class WindowController:
         if self.index_wanted:
             self.reindex()
 
-    # -- Recall@K of a labelled folder ------------------------------------------------------------------------
+    # -- Recall@K of a labelled folder (explorer.app.folder_recall) --------------------------------------------
     def start_recall(self, summary: IndexSummary) -> None:
-        if self.session is None:
-            return
-        if not summary.labelled:
-            self._set_recall(None, RECALL_NEEDS_LABELS, final=True)
-            return
-        key = (str(summary.folder), self.session.fingerprint)
-        if key == self.recall_key and not summary.changed and self.recall[0] is not None:
-            return
-        session, folder, dims = self.session, summary.folder, list(self.session.card.nested_dims)
-        recall = self.engine.folder_recall
-
-        def work(task: Task) -> RecallTable | None:
-            snapshot = session.collection(folder).snapshot
-            return recall(
-                snapshot.embeddings, snapshot.relpaths, dims, check=task.check,
-                progress=lambda i, n: task.report((i, n)),
-            )  # fmt: skip
-
-        self.recall_key = key
-        self.recall_job.start(
-            "recall",
-            work,
-            Reply(
-                done=lambda table: self._recall_done(table, "" if table is not None else "The folder is not labelled."),
-                failed=lambda message: self._recall_done(None, f"Recall@K failed: {message}"),
-                cancelled=lambda: self._recall_done(None, "Recall@K was cancelled."),
-                progress=lambda p: self._set_recall(
-                    None, f"Computing Recall@K for this folder… ({p[0]}/{p[1]} dimensions)"
-                ),
-            ),
-        )
-        self._set_recall(None, "Computing Recall@K for this folder…")
-
-    def _recall_done(self, table: RecallTable | None, message: str) -> None:
-        if table is None:
-            self.recall_key = None
-        self._set_recall(table, message, final=True)
-
-    def _set_recall(self, table: RecallTable | None, message: str, final: bool = False) -> None:
-        self.recall = (table, message)
-        self.view.recall_changed(*self.recall_or_reason(), final)
+        if self.session is not None:
+            self.folder_recall.start(self.session, summary)
 
     def recall_or_reason(self) -> tuple[RecallTable | None, str]:
-        table, message = self.recall
-        return table, message if table is not None or message else RECALL_HINT
+        return self.folder_recall.recall_or_reason()
 
     # -- the query --------------------------------------------------------------------------------------------
     def set_query(self, source: Any, label: str) -> None:
@@ -456,5 +411,5 @@ class WindowController:
         """No answer is shown from now on; running jobs are asked to stop."""
         self.closing = True
         self.library.close()
-        for job in (self.index_job, self.query_job, self.recall_job):
+        for job in (self.index_job, self.query_job, self.folder_recall.job):
             job.cancel()

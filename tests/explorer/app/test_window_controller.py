@@ -10,7 +10,8 @@ import pytest
 
 from explorer.app.analysis import IndexSummary
 from explorer.app.jobs import InlineExecutor, Task
-from explorer.app.window_controller import INDEXING, RECALL_NEEDS_LABELS, Engine, WindowController
+from explorer.app.window_controller import INDEXING, Engine, WindowController
+from explorer.app.window_texts import RECALL_NEEDS_LABELS
 
 
 class RecordingView:
