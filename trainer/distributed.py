@@ -102,6 +102,13 @@ class World:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    def agree(self, text: str) -> bool:
+        """Whether every process holds rank 0's `text` (the same answer on all of them)."""
+        if not self.distributed:
+            return True
+        mine = text.encode()
+        return not self.any(self.bytes_from_main(mine) != mine)
+
     def gather_batch(self, embeddings: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The global batch's embeddings (gradient flowing to this process's rows) and labels, in rank order."""
         if not self.distributed:
@@ -234,6 +241,7 @@ def shared_classes_per_batch(classes_per_batch: int, world_size: int) -> int:
 def launch_local(nproc: int, argv: Sequence[str]) -> int:
     """Run `python -m trainer.cli <argv>` on `nproc` processes of this machine through torch.distributed.run, as
     `torchrun --standalone --nproc-per-node nproc -m trainer.cli <argv>` would; the first failing exit code."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
@@ -247,6 +255,8 @@ def launch_local(nproc: int, argv: Sequence[str]) -> int:
     except ChildFailedError as exc:
         codes = [f.exitcode for f in exc.failures.values() if f.exitcode]
         return codes[0] if codes and codes[0] > 0 else 1
+    except SignalException:  # Ctrl-C or a scheduler's SIGTERM: the agent stopped the processes
+        raise KeyboardInterrupt from None
     finally:
         sys.stdout.flush()
     return 0

@@ -385,13 +385,14 @@ class _Trainer:
 
     def load_checkpoint(self) -> tuple[int, int] | None:
         path = self._checkpoint_path()
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a write that was killed midway
+        for stale in path.parent.glob(f".{path.name}.*.tmp") if self.world.is_main else ():  # of a killed write
             stale.unlink(missing_ok=True)
         state = None
         damaged = False
         for candidate in (path, path.with_name(PREVIOUS)):
             # Rank 0 reads, every process parses the same bytes: all resume from rank 0's checkpoint.
-            data = self.world.bytes_from_main(candidate.read_bytes() if candidate.exists() else None)
+            mine = candidate.read_bytes() if self.world.is_main and candidate.exists() else None
+            data = self.world.bytes_from_main(mine)
             if data is None:
                 continue
             try:
@@ -494,6 +495,8 @@ class _Trainer:
     def run(self) -> FitResult:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.world.agree(self.config.key() + self._data_key()):
+            raise FitError("the processes see other images or settings: give each the same folder and command")
         if cfg.cache_trunk:
             self._prepare_cache()
         resumed = self.load_checkpoint()

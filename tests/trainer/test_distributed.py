@@ -197,17 +197,25 @@ def test_problems_are_one_sentence_each_saying_what_to_do() -> None:
     assert shared_classes_per_batch(25, 2) == 24
 
 
-def test_fit_refuses_a_run_that_cannot_be_shared(train_folder: LabelledFolder, tmp_path: Path) -> None:
-    errors: list[str] = []
+def refused_everywhere(make_config: Callable[[int], FitConfig], folder: LabelledFolder, out: Path, says: str) -> None:
+    """`fit` with rank r's config `make_config(r)` raises FitError saying `says` on both ranks (none waits forever)."""
 
     def work(rank: int) -> None:
         try:
-            fit(train_folder, tmp_path / "m", config(cache_trunk=True))
+            fit(folder, out, make_config(rank))
         except FitError as exc:
-            errors.append(str(exc))
-            sys.exit(3)
+            sys.exit(3 if says in str(exc) else 4)
 
     assert on_ranks(2, work) == [3, 3]
+
+
+def test_fit_refuses_a_run_that_cannot_be_shared(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    refused_everywhere(lambda _rank: config(cache_trunk=True), train_folder, tmp_path / "m", "without --nproc")
+
+
+def test_processes_with_other_settings_refuse_together(train_folder: LabelledFolder, tmp_path: Path) -> None:
+    """Machines given other folders or commands would train apart (or wait for each other forever)."""
+    refused_everywhere(lambda rank: config(seed=rank), train_folder, tmp_path / "m", "the same folder and command")
 
 
 # -- training -------------------------------------------------------------------------------------------
