@@ -101,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--device", default="auto")
     f.add_argument("--workers", type=int, default=None, help="image-decoding processes (default: by device)")
+    f.add_argument("--nproc", type=int, default=1,
+                   help="training processes on this machine, one per GPU, each with its own classes of every batch "
+                   "(torchrun starts them; under torchrun its --nproc-per-node counts instead)")  # fmt: skip
     f.add_argument("--quiet", action="store_true")
 
     e = sub.add_parser("eval", help="retrieval metrics of a model on a labelled folder")
@@ -125,8 +128,12 @@ RECIPE_FLAGS = {
 }  # fmt: skip
 
 
-def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str) -> Any:
-    """The folder's default recipe (trainer.recipe) with every flag the person gave on top."""
+def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str, processes: int = 1) -> Any:
+    """The folder's default recipe (trainer.recipe) with every flag the person gave on top; on several processes
+    the recipe's classes per batch round down to a multiple of their number (each trains its own classes)."""
+    from dataclasses import replace
+
+    from trainer.distributed import shared_classes_per_batch
     from trainer.recipe import FolderShape, default_recipe
 
     overrides: dict[str, Any] = {k: getattr(args, a) for a, k in RECIPE_FLAGS.items() if getattr(args, a) is not None}
@@ -140,7 +147,20 @@ def recipe_from_args(args: argparse.Namespace, train: Any, device_type: str) -> 
     )  # fmt: skip
     if args.cache_trunk and "trainable_stages" not in overrides and device_type != "cpu":
         overrides["trainable_stages"] = 2
-    return default_recipe(FolderShape.of(train), device_type, **overrides)
+    config = default_recipe(FolderShape.of(train), device_type, **overrides)
+    if processes > 1 and args.classes_per_batch is None:
+        config = replace(config, classes_per_batch=shared_classes_per_batch(config.classes_per_batch, processes))
+    return config
+
+
+def shared_problem(config: Any, train: Any, processes: int) -> str | None:
+    """Why `processes` processes cannot share this run (trainer.distributed.distributed_problem), or None."""
+    from dataclasses import replace
+
+    from trainer.distributed import distributed_problem
+
+    used = min(config.classes_per_batch, len(train.classes))
+    return distributed_problem(replace(config, classes_per_batch=used), processes)
 
 
 def skipped_lines(skipped: Sequence[Any], shown: int = 5) -> list[str]:
@@ -166,6 +186,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from trainer.card import recipe_text
     from trainer.data import DatasetError, require_trainable, scan_labelled_folder
     from trainer.devices import pick_device
+    from trainer.distributed import launch_local, launched_rank, launched_size, process_group
     from trainer.epoch_choice import run_parts
     from trainer.fit import FitCallbacks, fit
     from trainer.folders import carve_validation, split
@@ -195,11 +216,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(f"trainer: cannot train on {args.data}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     device = pick_device(args.device)
-    config = recipe_from_args(args, fitted, device.type)
+    processes = launched_size() if launched_size() > 1 else args.nproc
+    config = recipe_from_args(args, fitted, device.type, processes)
+    unshared = shared_problem(config, fitted, processes)
+    if unshared is not None:
+        if launched_rank() == 0:
+            print(f"trainer: cannot train on {processes} processes: {unshared}", file=sys.stderr)
+        return EXIT_USAGE
+    if processes > 1 and launched_size() == 1:
+        return launch_local(processes, args.argv)  # these processes run this command again, under torchrun
     base = None if args.backbone else (args.base or BUNDLED_MODEL)
-    quiet = args.quiet
+    follower = launched_rank() > 0  # rank 0 alone prints
+    quiet = args.quiet or follower
     say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
-    warn = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731 - warnings are printed even with --quiet
+    # warnings are printed even with --quiet
+    warn = (lambda text: None) if follower else (lambda text: print(text, file=sys.stderr, flush=True))
     held = (
         f"{len(held_out.samples)} held-out images of {len(held_out.classes)} classes"
         if held_out
@@ -222,10 +253,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
         say(f"\n{when}: {shown}")
 
     callbacks = FitCallbacks(on_epoch=epoch, on_progress=progress, on_message=lambda t: warn(f"trainer: {t}"))
-    result = fit(
-        fitted, args.out, config, base=base, backbone=args.backbone or "efficientnet_lite0", validation=held_out,
-        callbacks=callbacks, backbone_weights=args.backbone_weights, selection=chooser,
-    )  # fmt: skip
+    with process_group(device.type):
+        result = fit(
+            fitted, args.out, config, base=base, backbone=args.backbone or "efficientnet_lite0", validation=held_out,
+            callbacks=callbacks, backbone_weights=args.backbone_weights, selection=chooser,
+        )  # fmt: skip
+    if follower:
+        return EXIT_OK
     kept = "the last" if result.kept_epoch is None else (
         "the starting model (no epoch beat it)" if result.kept_epoch == 0 else f"epoch {result.kept_epoch}"
     )  # fmt: skip
@@ -288,7 +322,9 @@ def cmd_methods(_args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv  # `fit --nproc N` runs the same command on N processes
     from trainer.card import ModelFileError
     from trainer.progress import Cancelled
 

@@ -8,6 +8,9 @@ weights. Checkpoints are written atomically every few steps and at every epoch e
 `weights_only=True` (no unpickling), and a run resumes at the exact batch where it stopped: the sampler's
 order depends only on (seed, epoch).
 
+Under torchrun every process trains on its own classes of the global batch and rank 0 alone evaluates, writes
+and exports (trainer.distributed says how the result stays the one-process run's).
+
 On a CPU, `trainable_stages` + `cache_trunk` fine-tune only the last backbone stages and compute the frozen
 ones once per image (trainer.trunk_cache): the recipe the bundled model was trained with.
 """
@@ -23,7 +26,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ from torch.utils.data import DataLoader
 
 from trainer.atomic import atomic_write
 from trainer.backbones import backbone_stages
-from trainer.card import ModelCard, nested_dims
+from trainer.card import ModelCard, model_paths, nested_dims
 from trainer.config import FitConfig
 from trainer.data import (
     ImageDataset,
@@ -45,12 +48,13 @@ from trainer.data import (
     train_transform,
 )
 from trainer.devices import autocast_for, default_loader_workers, pick_device, uses_channels_last
+from trainer.distributed import current_world, distributed_problem
 from trainer.epoch_choice import replaces_best, run_parts, selection_score
 from trainer.fold_choice import FoldChoice, choose_epoch_by_folds
 from trainer.methods import build_objective
 from trainer.model import EmbeddingModel, load_model, save_model
 from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
-from trainer.samplers import ClassBalancedSampler
+from trainer.samplers import DistributedClassBalancedSampler
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
 
 
@@ -144,6 +148,11 @@ class _Trainer:
         self.out = Path(out)
         self.run_dir = self.out.with_name(self.out.name + ".run")
         self.device = pick_device(config.device)
+        self.world = current_world(self.device)
+        shared = replace(config, classes_per_batch=min(config.classes_per_batch, len(train.classes)))
+        problem = distributed_problem(shared, self.world.size)
+        if problem:
+            raise FitError(problem)
         _seed_everything(config.seed)
         self.model, self.base_card = self._build_model(base, backbone, backbone_weights)
         if not config.nested:
@@ -164,9 +173,9 @@ class _Trainer:
         self.objective.to(self.device)
         if uses_channels_last(self.device):
             self.model.to(memory_format=torch.channels_last)
-        self.sampler = ClassBalancedSampler(
-            train.labels, min(config.classes_per_batch, len(train.classes)), config.per_class,
-            config.batches_per_epoch, seed=config.seed,
+        self.sampler = DistributedClassBalancedSampler(
+            train.labels, shared.classes_per_batch, config.per_class, config.batches_per_epoch, seed=config.seed,
+            rank=self.world.rank, world_size=self.world.size,
         )  # fmt: skip
         self.steps_per_epoch = len(self.sampler)
         self.optimizer = self._build_optimizer()
@@ -320,10 +329,11 @@ class _Trainer:
         """
         dataset = ImageDataset(self.train_set.samples, train_transform(self.crop), min_side=self.resize)
         batches = []
+        first = self.sampler.first_position  # seeds come from places in the global batch
         for epoch in range(start_epoch, self.config.epochs):
             self.sampler.set_epoch(epoch)
             seeded = [
-                [(index, augmentation_seed(self.config.seed, epoch, b, j)) for j, index in enumerate(batch)]
+                [(index, augmentation_seed(self.config.seed, epoch, b, first + j)) for j, index in enumerate(batch)]
                 for b, batch in enumerate(self.sampler)
             ]
             batches.extend(seeded[skip:] if epoch == start_epoch else seeded)
@@ -340,6 +350,8 @@ class _Trainer:
         return self.run_dir / "checkpoint.pt"
 
     def save_checkpoint(self, epoch: int, step_in_epoch: int) -> None:
+        if not self.world.is_main:
+            return  # the processes hold the same weights: rank 0's checkpoint is everyone's
         state = {
             "config_key": self.config.key(),
             "data_key": self._data_key(),
@@ -373,15 +385,18 @@ class _Trainer:
 
     def load_checkpoint(self) -> tuple[int, int] | None:
         path = self._checkpoint_path()
-        for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a write that was killed midway
+        for stale in path.parent.glob(f".{path.name}.*.tmp") if self.world.is_main else ():  # of a killed write
             stale.unlink(missing_ok=True)
         state = None
         damaged = False
         for candidate in (path, path.with_name(PREVIOUS)):
-            if not candidate.exists():
+            # Rank 0 reads, every process parses the same bytes: all resume from rank 0's checkpoint.
+            mine = candidate.read_bytes() if self.world.is_main and candidate.exists() else None
+            data = self.world.bytes_from_main(mine)
+            if data is None:
                 continue
             try:
-                state = read_checked(candidate)
+                state = parse_checked(data)
                 break
             except CheckpointError as exc:
                 damaged = True
@@ -480,6 +495,8 @@ class _Trainer:
     def run(self) -> FitResult:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.world.agree(self.config.key() + self._data_key()):
+            raise FitError("the processes see other images or settings: give each the same folder and command")
         if cfg.cache_trunk:
             self._prepare_cache()
         resumed = self.load_checkpoint()
@@ -489,6 +506,8 @@ class _Trainer:
             self.cb.message(f"resuming at epoch {start_epoch + 1}, batch {skip + 1} (step {self.global_step})")
         else:
             self._warm_start()
+            self.world.broadcast_state(self.model)  # one start everywhere, whatever each machine's rounding
+            self.world.broadcast_state(self.objective)
             if self.folds:
                 self.fold_choice = choose_epoch_by_folds(self, self.folds)
                 self.cb.message(
@@ -496,7 +515,7 @@ class _Trainer:
                     if self.fold_choice.epoch
                     else f"no epoch beat the starting model on {self.folds} folds of the training images"
                 )
-            start = {**self._validate(), **self._choose(0)}
+            start = {**self._validate(), **self._choose(0)} if self.world.is_main else {}
             if self.unjudged:
                 state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
                 self.best = Best(0, 0.0, state)
@@ -531,7 +550,7 @@ class _Trainer:
             losses = []
             step_in_epoch = skip
             for images, labels in batches:
-                if self.cancel():
+                if self.world.any(self.cancel()):
                     self.save_checkpoint(epoch, step_in_epoch)
                     raise Cancelled(f"training cancelled at epoch {epoch + 1}, step {self.global_step}")
                 loss = self._step(images, labels.to(self.device), self.trunk_cache is not None, warm)
@@ -549,8 +568,9 @@ class _Trainer:
                     self.save_checkpoint(epoch, step_in_epoch)
             skip = 0
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
-            record.update(self._validate())
-            record.update(self._choose(epoch + 1))
+            if self.world.is_main:  # the others wait for it at their next step
+                record.update(self._validate())
+                record.update(self._choose(epoch + 1))
             self.history.append(record)
             self.save_checkpoint(epoch + 1, 0)
             if self.cb.on_epoch:
@@ -559,8 +579,8 @@ class _Trainer:
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor, from_cache: bool, warm: bool) -> float | None:
         with autocast_for(self.device):
-            emb = self._embed_batch(images, from_cache, warm)
-            loss = self.objective(emb.float(), labels)
+            emb, labels = self.world.gather_batch(self._embed_batch(images, from_cache, warm), labels)
+            loss = self.objective(emb.float(), labels)  # the global batch's loss, on every process
         if not torch.isfinite(loss):
             self.skipped_steps += 1
             self.optimizer.zero_grad(set_to_none=True)
@@ -569,6 +589,7 @@ class _Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        self.world.average_gradients(params)
         norm = torch.nn.utils.clip_grad_norm_(params, 10.0)
         if not torch.isfinite(norm):
             self.skipped_steps += 1
@@ -666,6 +687,9 @@ class _Trainer:
 
     def _export(self, resumed_from: int) -> FitResult:
         cfg = self.config
+        if not self.world.is_main:  # rank 0 exports; the result names its files, its card tells the rest
+            self.world.barrier()
+            return FitResult(model_paths(self.out)[0], self.card, self.history, resumed_from, self.skipped_steps)
         self.model.eval()
         if self.best is not None:
             self.model.load_state_dict(self.best.state)
@@ -688,6 +712,7 @@ class _Trainer:
                 "recipe": {
                     **{k: v for k, v in asdict(cfg).items() if k not in ("device", "num_workers", "cache_dir")},
                     "device": str(self.device),
+                    "processes": self.world.size,
                     "steps": self.global_step,
                     "skipped_steps": self.skipped_steps,
                     "history": self.history,
@@ -713,6 +738,7 @@ class _Trainer:
 
         self.cb.message(export_beside(path))
         kept = self.best.epoch if self.best is not None else None
+        self.world.barrier()
         return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps, kept)
 
 
@@ -752,7 +778,11 @@ def write_checked(path: Path, state: dict[str, Any]) -> None:
 
 def read_checked(path: Path) -> dict[str, Any]:
     """The checkpoint's state, only if its checksum matches (never unpickled: weights_only)."""
-    data = Path(path).read_bytes()
+    return parse_checked(Path(path).read_bytes())
+
+
+def parse_checked(data: bytes) -> dict[str, Any]:
+    """`read_checked` of a checkpoint's bytes (rank 0 reads the file and sends them to the other processes)."""
     if not data.startswith(_MAGIC):
         raise CheckpointError("not a checkpoint of this program, or its start is damaged")
     digest, payload = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]

@@ -145,3 +145,56 @@ class ClassBalancedSampler(Sampler[list[int]]):
         parts = [rng.permutation(members) for _ in range(copies)]
         parts.append(rng.choice(members, size=rest, replace=False))
         return [int(i) for i in np.concatenate(parts)]
+
+
+class DistributedClassBalancedSampler(ClassBalancedSampler):
+    """One process's share of `ClassBalancedSampler`'s global batches: its own C / N classes x S images.
+
+    Every process draws the same global batch (C classes x S images, from (seed, epoch) alone, as the
+    single-process sampler does) and keeps the consecutive block of classes that belongs to its rank: rank r
+    gets the classes r * C / N ... (r + 1) * C / N - 1 of the batch, in the batch's order. So the processes agree
+    on who trains on what without talking to each other, the shares never overlap and together are the whole
+    batch in its order, a resumed run continues at the exact batch, and with one process the batches are those
+    of `ClassBalancedSampler` itself, which is what lets a run on N processes reproduce a run on one.
+
+    Shares are whole classes (not image slots) because the gathered batch must be the global batch in the same
+    order, and because a class split across processes would leave each with fewer than S images of it for the
+    parts of a method that look at one process's share alone (batch statistics, when they are not frozen).
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | npt.ArrayLike,
+        classes_per_batch: int,
+        samples_per_class: int,
+        batches_per_epoch: int | None = None,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of {world_size}")
+        if classes_per_batch % world_size:
+            raise ValueError(
+                f"classes_per_batch={classes_per_batch} cannot be shared by {world_size} processes: each needs "
+                f"the same number of whole classes, so use a multiple of {world_size}"
+            )
+        super().__init__(labels, classes_per_batch, samples_per_class, batches_per_epoch, seed)
+        self.rank = rank
+        self.world_size = world_size
+        self.share_size = classes_per_batch // world_size * samples_per_class
+        """Images per process and batch (C / N classes x S)."""
+
+    @property
+    def first_position(self) -> int:
+        """Where this process's share starts in the global batch (what seeds its images' augmentation)."""
+        return self.rank * self.share_size
+
+    def global_batches(self) -> Iterator[list[int]]:
+        """The whole batches of the current epoch, every process's share included."""
+        return super().__iter__()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        start = self.first_position
+        for batch in self.global_batches():
+            yield batch[start : start + self.share_size]
