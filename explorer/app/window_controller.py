@@ -284,6 +284,7 @@ class WindowController:
             self.reindex()  # the folder or the model changed meanwhile
             return
         self.summary = summary
+        self.library.refresh()  # the current folder may be one of the library's: its count changed
         message, timeout = index_outcome_text(summary)
         self.view.index_finished(summary, message, timeout)
         if self.source is not None:

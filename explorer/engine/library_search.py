@@ -9,6 +9,7 @@ apart instead of silently missing.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,10 +28,20 @@ if TYPE_CHECKING:
 class LibraryRanking:
     dim: int
     binary: bool
-    results: list[SearchResult]  # `path` absolute, `relpath` relative to its folder (`folder_of` says which)
+    results: list[SearchResult]  # `path` absolute; `relpath` from where the folders part (`shown_relpath`)
     folder_of: list[Path]  # the library folder of each result
     offline: list[Path]  # folders searched from their catalog while their drive is away
     not_indexed: list[Path]  # folders with nothing indexed yet: not searched
+
+
+def shown_relpath(path: Path, folder: Path, folders: list[Path]) -> str:
+    """What names a result among several folders: its path from where the library's folders part, so that two
+    folders both called `Photos` (on two drives) are told apart; a single folder's results start with its name."""
+    try:
+        common = Path(os.path.commonpath([str(f) for f in folders])) if len(folders) > 1 else folder.parent
+        return path.relative_to(common).as_posix()
+    except ValueError:  # folders on different Windows drives have nothing in common
+        return str(path)
 
 
 def _query_embedding(
@@ -76,7 +87,10 @@ def search_library(
     return LibraryRanking(
         dim=d,
         binary=binary,
-        results=[replace(r, rank=i + 1) for i, (_key, r, _folder) in enumerate(top)],
+        results=[
+            replace(r, rank=i + 1, relpath=shown_relpath(r.path, folder, indexed))
+            for i, (_key, r, folder) in enumerate(top)
+        ],
         folder_of=[folder for _key, _r, folder in top],
         offline=[f for f in indexed if not f.is_dir()],
         not_indexed=[f for f in folders if f not in indexed],

@@ -30,7 +30,7 @@ def row_text(row: LibraryRow) -> str:
     """The list's line for a folder: its name, what is searchable, and whether it is there."""
     images = f"{row.images:,} images" if row.indexed else "not indexed yet"
     state = "" if row.online else "  ·  offline: its drive is away, searched from its index"
-    return f"{row.path.name or row.path}  ·  {images}{state}"
+    return f"{row.path.name or row.path}  ·  {images}{state}  ·  {row.path}"
 
 
 def row_tip(row: LibraryRow) -> str:
@@ -58,18 +58,15 @@ class LibraryPanel(QWidget):
         self.remove_button.setToolTip("Take the selected folder out of the library (its index is kept)")
         self.index_button = QPushButton("Index all")
         self.index_button.setToolTip("Index every folder of the library that is online (incremental)")
-        buttons = QHBoxLayout()
-        for button in (self.add_button, self.remove_button, self.index_button):
-            buttons.addWidget(button)
-        buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 4, 6, 4)
-        top = QHBoxLayout()
+        top = QHBoxLayout()  # the buttons on the top row: a short dock hides list rows, never the buttons
         top.addWidget(self.search_box)
         top.addWidget(self.summary, 1)
+        for button in (self.add_button, self.remove_button, self.index_button):
+            top.addWidget(button)
         layout.addLayout(top)
         layout.addWidget(self.list, 1)
-        layout.addLayout(buttons)
         self.remove_button.setEnabled(False)
 
         self.search_box.toggled.connect(self.searchToggled)

@@ -76,6 +76,10 @@ def test_a_library_is_searched_as_one_folder(session: RetrievalSession, tmp_path
         distances = [r.cosine_distance for r in single.results]
         assert [r.cosine_distance for r in library.results] == pytest.approx(distances)
         assert [r.rank for r in library.results] == list(range(1, 8))
+        # named from where the folders part: two folders both called "photos" are told apart
+        assert [r.relpath for r in library.results] == [
+            r.path.relative_to(tmp_path).as_posix() for r in library.results
+        ]
     own = search_library(session, b / "sub1" / "p07.jpg", [a, b], k=3)
     assert b / "sub1" / "p07.jpg" not in [r.path for r in own.results]  # the query is not its own first result
 
