@@ -52,8 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
     q.add_argument("image", type=Path)
     q.add_argument(
-        "--in", dest="folder", type=Path, required=True, help="an indexed folder, or a library's name (`library`)"
-    )
+        "--in", dest="places", type=Path, action="append", required=True,
+        help="an indexed folder, or a library's name (`library`); several --in search them as one",
+    )  # fmt: skip
     q.add_argument("-k", type=int, default=20, help="number of neighbours (default 20)")
     q.add_argument("--dim", type=int, default=None, help="nested embedding dimension (default: full)")
     q.add_argument("--binary", action="store_true", help="rank by Hamming distance of the binary codes")
@@ -170,7 +171,8 @@ def _query_usage_error(session: Any, args: argparse.Namespace) -> str | None:
 def cmd_query(session: Any, args: argparse.Namespace) -> int:
     from trainer.images import ImageLoadError
 
-    if is_library_name(args.folder):
+    args.folder = args.places[0]
+    if len(args.places) > 1 or is_library_name(args.folder):
         if not args.image.is_file():
             print(f"explorer: no such file: {readable(str(args.image))}", file=sys.stderr)
             return EXIT_BAD_IMAGE

@@ -183,8 +183,15 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
     from explorer.engine.library_search import search_library
     from trainer.images import ImageLoadError
 
-    name = str(args.folder)
-    folders = LibraryStore().get(name).folder_paths()
+    folders: list[Path] = []
+    for place in args.places:  # library names stand for their folders; a folder given twice is searched once
+        for folder in LibraryStore().get(str(place)).folder_paths() if is_library_name(place) else [place.resolve()]:
+            if not folder.is_dir() and not session.is_indexed(folder):
+                print(f"explorer: not a folder or a library: {readable(str(folder))}", file=sys.stderr)
+                return EXIT_NO_FOLDER
+            if folder not in folders:
+                folders.append(folder)
+    name = " + ".join(str(p) for p in args.places)
     try:
         ranking = search_library(session, args.image, folders, k=args.k, dim=args.dim, binary=args.binary)
     except ImageLoadError as exc:
@@ -198,12 +205,13 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
     for folder in ranking.offline:
         print(f"note: offline, searched from its index: {readable(str(folder))}", file=sys.stderr)
     if len(ranking.not_indexed) == len(folders):
-        print(f"explorer: nothing in library {name!r} is indexed; run: explorer library index", file=sys.stderr)
+        what = "explorer library index" if any(is_library_name(p) for p in args.places) else "explorer index FOLDER"
+        print(f"explorer: nothing in {name} is indexed yet; run: {what}", file=sys.stderr)
         return EXIT_NO_FOLDER
     if args.json:
         out = {
             "query": str(args.image),
-            "library": name,
+            "in": [str(p) for p in args.places],
             "model": session.card.name,
             "dim": ranking.dim,
             "ranking": "binary" if args.binary else "float",
@@ -222,7 +230,7 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
         print(json.dumps(out, indent=2))
         return EXIT_OK
     kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
-    print(f"{len(ranking.results)} nearest to {readable(str(args.image))} in library {name!r} ({kind}):")
+    print(f"{len(ranking.results)} nearest to {readable(str(args.image))} in {readable(name)} ({kind}):")
     print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
     for r, folder in zip(ranking.results, ranking.folder_of, strict=True):
         hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"

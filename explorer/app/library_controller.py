@@ -36,6 +36,7 @@ class LibraryRow:
     images: int
     indexed: bool
     watching: str  # "watched", the reason it is rescanned instead, or "" (offline: nothing to watch)
+    searched: bool = True  # part of a library-wide query (the person may leave folders out)
 
 
 class LibraryView(Protocol):
@@ -64,6 +65,7 @@ class LibraryController:
         self.name = name
         self.on_indexed = on_indexed
         self.searching = False  # queries search the whole library, not only the current folder
+        self.left_out: set[Path] = set()  # folders the person unticked: not part of library-wide queries
         self.job = LatestJob(executor, "library")  # background indexing, one folder after another
         self.add_job = LatestJob(executor, "library")  # adding a folder (same lane: after the folder in progress)
         self.waiting: list[Path] = []  # library folders to index in the background, in order
@@ -78,6 +80,14 @@ class LibraryController:
             self.view.status(str(exc), 15000)
             return []
 
+    def searched_folders(self) -> list[Path]:
+        """The library's folders a library-wide query searches (the chosen part)."""
+        return [f for f in self.folders() if f not in self.left_out]
+
+    def set_searched(self, folder: Path, on: bool) -> None:
+        (self.left_out.discard if on else self.left_out.add)(folder)
+        self.refresh()
+
     def rows(self) -> list[LibraryRow]:
         rows = []
         for folder in self.store.get(self.name).folders:
@@ -85,7 +95,8 @@ class LibraryController:
             watching = "" if mode is None else "watched" if mode.events else mode.reason
             images = self.session.indexed_count(folder.path) if self.session is not None else 0
             indexed = self.session is not None and self.session.is_indexed(folder.path)
-            rows.append(LibraryRow(folder.path, folder.online, images, indexed, watching))
+            searched = folder.path not in self.left_out
+            rows.append(LibraryRow(folder.path, folder.online, images, indexed, watching, searched))
         return rows
 
     def refresh(self) -> None:

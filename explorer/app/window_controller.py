@@ -242,6 +242,13 @@ class WindowController:
         self.queries.settings_changed()
         self.schedule_query()
 
+    def set_folder_searched(self, folder: Path, on: bool) -> None:
+        """Leave a library folder out of library-wide queries (False), or take it back in."""
+        self.library.set_searched(folder, on)
+        if self.library.searching:
+            self.queries.settings_changed()
+            self.schedule_query()
+
     def _offer_to_continue(self, session: RetrievalSession, folder: Path) -> None:
         self.index_wanted = False
         self.view.indexing_ended()
@@ -350,7 +357,7 @@ class WindowController:
         k, dim, label, to_image, run = self.k, self.dim, self.label, self.to_image, self.engine.run_query
         query_path = self.source if isinstance(self.source, Path) else None
         # The library's folders; the current one only once its run ended (its collection is reloaded at the end).
-        library = [f for f in self.library.folders() if f != self.folder or folder is not None]
+        library = [f for f in self.library.searched_folders() if f != self.folder or folder is not None]
         run_library = self.engine.run_library_query if self.library.searching else None
 
         def work(task: Task) -> QueryOutcome:

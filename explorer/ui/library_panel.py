@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -43,6 +43,7 @@ class LibraryPanel(QWidget):
     addRequested = Signal()
     removeRequested = Signal(object)  # Path
     searchToggled = Signal(bool)
+    folderSearched = Signal(object, bool)  # Path, whether library-wide queries search it
     indexRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -52,7 +53,7 @@ class LibraryPanel(QWidget):
         self.summary = QLabel("No folders yet: add the folders you want to search together.")
         self.summary.setWordWrap(True)
         self.list = QListWidget()
-        self.list.setToolTip("Double-click a folder to search in it alone")
+        self.list.setToolTip("Ticked folders are searched by library-wide queries; double-click one to search it alone")
         self.add_button = QPushButton("Add folder…")
         self.remove_button = QPushButton("Remove")
         self.remove_button.setToolTip("Take the selected folder out of the library (its index is kept)")
@@ -75,10 +76,16 @@ class LibraryPanel(QWidget):
         self.remove_button.clicked.connect(self._remove_selected)
         self.list.itemDoubleClicked.connect(lambda item: self.openRequested.emit(self._path(item)))
         self.list.currentItemChanged.connect(lambda item, _old: self.remove_button.setEnabled(item is not None))
+        self.list.itemChanged.connect(self._ticked)
 
     @staticmethod
     def _path(item: QListWidgetItem) -> Path:
         return Path(item.data(Qt.ItemDataRole.UserRole))
+
+    def _ticked(self, item: QListWidgetItem) -> None:
+        # Told after this signal returns: the answer refills the list, which must not delete the item mid-signal.
+        folder, on = self._path(item), item.checkState() == Qt.CheckState.Checked
+        QTimer.singleShot(0, lambda: self.folderSearched.emit(folder, on))
 
     def _remove_selected(self) -> None:
         item = self.list.currentItem()
@@ -88,16 +95,20 @@ class LibraryPanel(QWidget):
     def show_rows(self, rows: list[LibraryRow], searching: bool) -> None:
         selected = self.list.currentItem()
         keep = self._path(selected) if selected is not None else None
+        self.list.blockSignals(True)  # filling the list is not the person ticking folders
         self.list.clear()
         for row in rows:
             item = QListWidgetItem(row_text(row))
             item.setData(Qt.ItemDataRole.UserRole, str(row.path))
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(Qt.CheckState.Checked if row.searched else Qt.CheckState.Unchecked)
             item.setToolTip(row_tip(row))
             if not row.online:
                 item.setForeground(QBrush(OFFLINE_GREY))
             self.list.addItem(item)
             if row.path == keep:
                 self.list.setCurrentItem(item)
+        self.list.blockSignals(False)
         offline = sum(not r.online for r in rows)
         images = sum(r.images for r in rows)
         self.summary.setText(

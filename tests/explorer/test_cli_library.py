@@ -42,6 +42,8 @@ def test_a_library_from_the_command_line(run: Run, tmp_path: Path) -> None:
     assert code == EXIT_USAGE and "found twice" in err
     code, _out, err = run("query", a / "p1.jpg", "--in", "library")
     assert code == EXIT_NO_FOLDER and "explorer library index" in err
+    code, _out, err = run("query", a / "p1.jpg", "--in", a, "--in", tmp_path / "nowhere")
+    assert code == EXIT_NO_FOLDER and "nowhere" in err
     code, out, _err = run("library", "index")
     assert code == EXIT_OK and out.count("5 embedded") == 2
 
@@ -50,6 +52,10 @@ def test_a_library_from_the_command_line(run: Run, tmp_path: Path) -> None:
     results = json.loads(out)["results"]
     assert len(results) == 9 and str(a / "p1.jpg") not in [r["path"] for r in results]
     assert {r["folder"] for r in results} == {str(a.resolve()), str(b.resolve())}
+    code, out, _err = run("query", a / "p1.jpg", "--in", b, "--in", a, "-k", "9", "--json")  # a chosen part
+    assert [r["path"] for r in json.loads(out)["results"]] == [r["path"] for r in results]
+    code, out, _err = run("query", a / "p1.jpg", "--in", b, "-k", "3", "--json")
+    assert code == EXIT_OK and all(Path(r["path"]).parent == b for r in json.loads(out)["results"])
 
     b.rename(tmp_path / "drive2" / "moved")  # the second drive's folder renamed: offline until found again
     code, out, _err = run("library", "list", "--json")

@@ -55,6 +55,7 @@ class LibraryActions(WindowPart):
         panel.searchToggled.connect(self.search_library)
         panel.indexRequested.connect(self.index_library)
         panel.openRequested.connect(self._open_library_folder)
+        panel.folderSearched.connect(self.controller.set_folder_searched)
         self.watch_bridge.changed.connect(lambda folder: self.controller.files_changed(Path(folder)))
 
     # -- the menu's actions ---------------------------------------------------------------------------------------

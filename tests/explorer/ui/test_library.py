@@ -6,6 +6,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from PySide6.QtCore import Qt
+
 from explorer.ui.results_view import ResultRole
 
 TIMEOUT_MS = 60_000
@@ -56,6 +58,11 @@ def test_the_library_is_searched_as_one_and_shows_folders_that_are_away(
     paths = grid_paths(window)
     assert {p.parent for p in paths} == {home, usb} and home / "p1.jpg" not in paths
     assert len(got.args[0].cosine) == 7  # the plots show the whole library, the query's own picture left out
+    with qtbot.waitSignal(window.queryFinished, timeout=TIMEOUT_MS, check_params_cb=lambda o: o.searched):
+        panel.list.item(1).setCheckState(Qt.CheckState.Unchecked)  # a chosen part: the second drive left out
+    assert {p.parent for p in grid_paths(window)} == {home}
+    with qtbot.waitSignal(window.queryFinished, timeout=TIMEOUT_MS, check_params_cb=lambda o: o.searched):
+        panel.list.item(1).setCheckState(Qt.CheckState.Checked)
 
     (tmp_path / "usb").rename(tmp_path / "unplugged")
     library.refresh()
