@@ -29,6 +29,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_BAD_MODEL,
     130,
 )
 EXIT_CACHE = 6  # the cache cannot be written (read-only or full): what is indexed is still searched
+EXPAND = {"none": 0, "qe": 2}  # --rerank: neighbours averaged into the query (trainer.rerank.query_expansion's n)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,6 +59,11 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("-k", type=int, default=20, help="number of neighbours (default 20)")
     q.add_argument("--dim", type=int, default=None, help="nested embedding dimension (default: full)")
     q.add_argument("--binary", action="store_true", help="rank by Hamming distance of the binary codes")
+    q.add_argument(
+        "--rerank", choices=["none", "qe"], default="none",
+        help="qe: rank by the mean of the query and its 2 nearest (query expansion: Recall@1 as without it, MAP@R "
+        "+6 to +10 points on the test halves, bench/results/rerank.md); distances shown stay the query's own",
+    )  # fmt: skip
     q.add_argument("--json", action="store_true", help="machine-readable output")
 
     info = sub.add_parser("info", help="what is indexed in a folder, with which model, and what was skipped")
@@ -201,7 +207,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         print(f"explorer: {usage}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = session.query(args.image, args.folder, k=args.k, dim=args.dim)
+        result = session.query(args.image, args.folder, k=args.k, dim=args.dim, expand=EXPAND[args.rerank])
     except ImageLoadError as exc:
         print(f"explorer: cannot read {readable(str(args.image))}: {exc}", file=sys.stderr)
         return EXIT_BAD_IMAGE
@@ -220,6 +226,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
             "model": session.card.name,
             "dim": ranking.dim,
             "ranking": "binary" if args.binary else "float",
+            "rerank": args.rerank,
             "results": [
                 {
                     "rank": r.rank,
@@ -233,6 +240,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
     else:
         kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
+        kind += ", query expansion" if args.rerank == "qe" else ""
         print(f"{len(ranking.results)} nearest to {readable(str(args.image))} ({kind}, model {session.card.name}):")
         print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
         for r in ranking.results:

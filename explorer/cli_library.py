@@ -193,7 +193,8 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
                 folders.append(folder)
     name = " + ".join(str(p) for p in args.places)
     try:
-        ranking = search_library(session, args.image, folders, k=args.k, dim=args.dim, binary=args.binary)
+        expand = 2 if args.rerank == "qe" else 0
+        ranking = search_library(session, args.image, folders, args.k, args.dim, args.binary, expand=expand)
     except ImageLoadError as exc:
         print(f"explorer: cannot read {readable(str(args.image))}: {exc}", file=sys.stderr)
         return EXIT_BAD_IMAGE

@@ -113,6 +113,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--dims", default=None, help="comma-separated dimensions (default: the card's nested dims)")
     e.add_argument("--max-images", type=int, default=None)
     e.add_argument("--no-clustering", action="store_true", help="skip NMI and F1")
+    e.add_argument("--rerank", choices=["none", "qe", "kreciprocal"], default=None,
+                   help="score rankings after re-ranking: qe (average query expansion of the 2 nearest) or "
+                   "kreciprocal (k1=20, k2=6, lambda=0.3); bench/results/rerank.md says what each does")  # fmt: skip
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
 
@@ -298,14 +301,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"trainer: {args.data} needs at least two classes to evaluate retrieval", file=sys.stderr)
         return EXIT_USAGE
     dims = [int(x) for x in args.dims.split(",")] if args.dims else None
-    metrics = evaluate_model(
-        model, folder, dims, args.device, with_clustering=not args.no_clustering, max_images=args.max_images
-    )
+    if args.rerank is not None:
+        from trainer.evaluation import embed_folder
+        from trainer.rerank import MAX_ITEMS, reranked_metrics
+
+        if len(folder.samples) > MAX_ITEMS and (args.max_images is None or args.max_images > MAX_ITEMS):
+            print(f"trainer: --rerank compares every pair; add --max-images {MAX_ITEMS} or less", file=sys.stderr)
+            return EXIT_USAGE
+        _paths, labels, emb = embed_folder(model, folder, args.device, args.max_images)
+        metrics = reranked_metrics(emb, labels, [d for d in dims or model.card.nested_dims if d % 8 == 0], args.rerank)
+    else:
+        metrics = evaluate_model(
+            model, folder, dims, args.device, with_clustering=not args.no_clustering, max_images=args.max_images
+        )
     if args.json:
         print(json.dumps({rep: {str(d): v for d, v in per.items()} for rep, per in metrics.items()}, indent=2))
     else:
         size = f"{len(folder.classes)} classes, {len(folder.samples)} images"
-        title = f"{model.card.name} on {args.data} ({args.split}: {size})"
+        reranked = f", re-ranked: {args.rerank}" if args.rerank else ""
+        title = f"{model.card.name} on {args.data} ({args.split}: {size}{reranked})"
         print(metrics_table(metrics, title))
     return EXIT_OK
 

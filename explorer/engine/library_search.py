@@ -66,6 +66,7 @@ def search_library(
     dim: int | None = None,
     binary: bool = False,
     exclude: Path | None = None,
+    expand: int = 0,
 ) -> LibraryRanking:
     """The `k` nearest pictures among all `folders` (float cosine, or Hamming then cosine when `binary`). A query
     that is a picture of the library (`image`, or `exclude` when an embedding is given) is not its own result."""
@@ -78,7 +79,7 @@ def search_library(
     merged: list[tuple[tuple[float, ...], SearchResult, Path]] = []
     exclude = image if isinstance(image, Path) else exclude
     for folder in indexed:
-        ranking = session.query(emb, folder, k=k, dim=dim, exclude=exclude).ranking(binary)
+        ranking = session.query(emb, folder, k=k, dim=dim, exclude=exclude, expand=expand).ranking(binary)
         for r in ranking.results:
             key = (float(r.hamming_distance), r.cosine_distance) if binary else (r.cosine_distance,)
             merged.append((key, r, folder))

@@ -263,9 +263,16 @@ class Collection:
         dim: int | None = None,
         binary: bool = False,
         exclude_row: int | None = None,
+        expand: int = 0,
     ) -> Ranking:
         """The k nearest images to a query embedding (raw, full D), ranked by cosine or by Hamming distance;
-        `exclude_row` (the query's own row, when it is one of the collection's images) is never among them."""
+        `exclude_row` (the query's own row, when it is one of the collection's images) is never among them.
+
+        `expand` > 0: average query expansion (trainer.rerank.query_expansion): ranked by the mean of the query and
+        its `expand` nearest images (the majority of their bits when `binary`); the distances shown stay the
+        query's own, so a ranking may show a farther image first."""
+        if expand > 0:
+            return self._expanded_search(query, k, dim, binary, exclude_row, expand)
         if exclude_row is not None:
             wider = self.search(query, k + 1, dim, binary)
             kept = [r for r in wider.results if r.id != int(self.snapshot.ids[exclude_row])][: max(0, int(k))]
@@ -293,6 +300,34 @@ class Collection:
             found, _ = index.search(q[:d], k)
             rows = np.searchsorted(ids, found[0])
         return Ranking(d, binary, self._results(rows, q_unit, q[:d], d, binary))
+
+    def _expanded_search(
+        self, query: npt.NDArray[np.float32], k: int, dim: int | None, binary: bool, exclude_row: int | None, n: int
+    ) -> Ranking:
+        d = self.check_dim(dim)
+        q = np.asarray(query, np.float32).reshape(-1)
+        first = self.search(q, n, d, binary, exclude_row)
+        rows = np.searchsorted(self.snapshot.ids, [r.id for r in first.results])
+        vectors = np.vstack([q[None, :d], self.snapshot.embeddings[rows, :d]]).astype(np.float32)
+        # binary: the majority of the bits (query and n neighbours: no tie for an even n); float: the mean direction
+        mean = np.where(vectors > 0, 1.0, -1.0).sum(axis=0) if binary else _normalise(vectors).mean(axis=0)
+        expanded = np.zeros(self.dim, np.float32)
+        expanded[:d] = mean
+        ranked = self.search(expanded, k, d, binary, exclude_row)
+        rows = np.searchsorted(self.snapshot.ids, [r.id for r in ranked.results]).astype(np.int64)
+        if len(rows) == 0:
+            return ranked
+        cos = np.maximum(1.0 - self.cosine_similarities(_normalise(q[:d]), d, rows), 0.0)
+        ham = (
+            hamming_distances(binarize(q[:d]), self.codes_at(d)[rows])
+            if d % 8 == 0 and self.codes is not None
+            else np.zeros(len(rows), np.int64)
+        )
+        results = [
+            replace(r, cosine_distance=float(c), hamming_distance=int(h))
+            for r, c, h in zip(ranked.results, cos, ham, strict=True)
+        ]
+        return Ranking(d, binary, results)
 
     def _exact_rows(self, q_unit: npt.NDArray[np.float32], d: int, k: int) -> npt.NDArray[np.int64]:
         sims = self.cosine_similarities(q_unit, d)

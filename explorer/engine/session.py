@@ -210,9 +210,11 @@ class RetrievalSession:
         k: int = 20,
         dim: int | None = None,
         exclude: Path | None = None,
+        expand: int = 0,
     ) -> QueryResult:
         """Both rankings (float, and binary at a dimension divisible by 8) of the folder for one query image or
-        embedding. A query that is itself one of the folder's images (or `exclude`) is not its own first result."""
+        embedding. A query that is itself one of the folder's images (or `exclude`) is not its own first result.
+        `expand`: rank by query expansion with that many nearest (explorer.engine.search.Collection.search)."""
         collection = self.collection(folder)
         own = collection.row_of(exclude if exclude is not None else image if isinstance(image, Path) else None)
         if isinstance(image, np.ndarray):
@@ -226,8 +228,8 @@ class RetrievalSession:
         d = collection.check_dim(dim)
         return QueryResult(
             emb,
-            collection.search(emb, k, d, binary=False, exclude_row=own),
-            collection.search(emb, k, d, binary=True, exclude_row=own) if d % 8 == 0 else None,
+            collection.search(emb, k, d, binary=False, exclude_row=own, expand=expand),
+            collection.search(emb, k, d, binary=True, exclude_row=own, expand=expand) if d % 8 == 0 else None,
             own,
         )
 

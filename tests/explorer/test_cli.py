@@ -323,3 +323,14 @@ def test_a_query_file_that_does_not_exist_is_named_as_such(run: Run, indexed: Pa
     code, _, err = run("query", tmp_path / "never.jpg", "--in", indexed)
     assert code == EXIT_BAD_IMAGE
     assert err.strip() == f"explorer: no such file: {tmp_path / 'never.jpg'}"
+
+
+def test_query_with_query_expansion(run: Run, indexed: Path) -> None:
+    query = indexed / "a" / "img_02.jpg"
+    plain = _query_json(run, query, "--in", indexed, "-k", "11")
+    expanded = _query_json(run, query, "--in", indexed, "-k", "11", "--rerank", "qe")
+    assert expanded["rerank"] == "qe" and plain["rerank"] == "none"
+    assert len(expanded["results"]) == 11 and str(query) not in [r["path"] for r in expanded["results"]]
+    # the same images (all of the folder's others), with the query's own distances, in the expansion's order
+    by_path = {r["path"]: r["cosine_distance"] for r in plain["results"]}
+    assert {r["path"]: r["cosine_distance"] for r in expanded["results"]} == by_path

@@ -193,6 +193,21 @@ def test_eval_json_maps_representation_dimension_metric(
             assert all(0.0 <= v <= 1.0 for v in values.values()), values
 
 
+def test_eval_reranked(fitted: tuple[Run, Path], data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, model = fitted
+    scores = {}
+    for method in ("none", "qe", "kreciprocal"):
+        argv = ["eval", str(model), str(data), "--split", "all", "--json", "--device", "cpu", "--rerank", method]
+        assert main(argv) == EXIT_OK
+        scores[method] = json.loads(capsys.readouterr().out)
+        assert set(scores[method]["float"]["64"]) == {"R@1", "R@2", "R@4", "R@8", "MAP@R"}  # no clustering scores
+    assert main(["eval", str(model), str(data), "--split", "all", "--json", "--device", "cpu"]) == EXIT_OK
+    plain = json.loads(capsys.readouterr().out)
+    for kind in ("float", "binary"):  # "none" is exactly the plain evaluation's ranking
+        assert scores["none"][kind]["64"]["MAP@R"] == pytest.approx(plain[kind]["64"]["MAP@R"])
+        assert scores["none"][kind]["64"]["R@1"] == pytest.approx(plain[kind]["64"]["R@1"])
+
+
 def test_eval_table_and_options(fitted: tuple[Run, Path], data: Path) -> None:
     _, model = fitted
     run = run_cli("eval", model, data, "--split", "all", "--no-clustering", "--dims", "64", "--max-images", "12")

@@ -287,3 +287,39 @@ def test_counting_the_images_reads_no_vector(
 
     monkeypatch.setattr(Catalog, "snapshot", refuse)
     assert len(Collection(root, catalog)) == 12
+
+
+@pytest.mark.parametrize("binary", [False, True])
+def test_query_expansion_ranks_as_the_measured_reranking_does(tmp_path: Path, binary: bool) -> None:
+    """The app's query expansion (Collection.search(expand=2)) is the one bench/rerank.py measures
+    (trainer.rerank.query_expansion): the same ranking for every picture of the collection, its own excluded, while
+    the distances shown stay the query's own."""
+    from explorer.engine.catalog import Catalog, FileStamp
+    from explorer.engine.search import Collection
+    from trainer.rerank import query_expansion
+
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(6, 64))
+    vectors = (centres[rng.integers(0, 6, 60)] + rng.normal(size=(60, 64))).astype(np.float32)
+    catalog = Catalog(tmp_path / "cache" / "catalog.sqlite", dim=64)
+    catalog.commit_batch([(FileStamp(f"p{i:02d}.jpg", 1, 1), v) for i, v in enumerate(vectors)], [])
+    collection = Collection(tmp_path, catalog)
+    units = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    signs = np.where(vectors > 0, 1.0, -1.0)
+    base = (64 - signs @ signs.T) / 2 if binary else 1 - units @ units.T
+    expanded = query_expansion(vectors, base, n=2, binary=binary)
+    changed = 0
+    for i in range(len(vectors)):
+        ranking = collection.search(vectors[i], 10, 64, binary, exclude_row=i, expand=2)
+        rows = [int(r.relpath[1:3]) for r in ranking.results]
+        distances = expanded[i].copy()
+        distances[i] = np.inf
+        if binary:  # Hamming distances tie often, and ties are broken differently: the same distances in order
+            assert list(distances[rows]) == sorted(distances)[:10], i
+        else:
+            assert rows == [int(j) for j in np.argsort(distances, kind="stable")[:10]], i
+        shown = [r.hamming_distance if binary else r.cosine_distance for r in ranking.results]
+        assert shown == pytest.approx([base[i, j] for j in rows], abs=1e-5)  # the query's own distances
+        changed += rows != [r.id - 1 for r in collection.search(vectors[i], 10, 64, binary, exclude_row=i).results]
+    assert changed > 0  # expansion did re-rank some queries
+    catalog.close()
