@@ -10,11 +10,13 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explorer.cli_library import add_library_parser, cmd_library, cmd_query_library, is_library_name
 from explorer.engine.catalog import CatalogError, readable
+from explorer.engine.multi_query import within
 
 if TYPE_CHECKING:
     from trainer.progress import Progress
@@ -64,6 +66,30 @@ def _parser() -> argparse.ArgumentParser:
         help="qe: rank by the mean of the query and its 2 nearest (query expansion: Recall@1 as without it, MAP@R "
         "+6 to +10 points on the test halves, bench/results/rerank.md); distances shown stay the query's own",
     )  # fmt: skip
+    q.add_argument(
+        "--also",
+        dest="positives",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="another picture of what is wanted (repeatable): the query is their mean",
+    )
+    q.add_argument(
+        "--not",
+        dest="negatives",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="IMAGE",
+        help="a picture of what is not wanted (repeatable): subtracted from the query at half weight",
+    )
+    q.add_argument(
+        "--max-distance",
+        type=float,
+        default=None,
+        help="leave out results farther than this (cosine distance; Hamming bits with --binary)",
+    )
     q.add_argument("--json", action="store_true", help="machine-readable output")
 
     info = sub.add_parser("info", help="what is indexed in a folder, with which model, and what was skipped")
@@ -178,7 +204,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     from trainer.images import ImageLoadError
 
     args.folder = args.places[0]
-    if len(args.places) > 1 or is_library_name(args.folder):
+    if len(args.places) > 1 or is_library_name(args.folder) or args.positives or args.negatives:
         if not args.image.is_file():
             print(f"explorer: no such file: {readable(str(args.image))}", file=sys.stderr)
             return EXIT_BAD_IMAGE
@@ -219,6 +245,10 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
         return EXIT_CACHE
     _print_notes(session)
     ranking = result.ranking(args.binary)
+    ranking = replace(ranking, results=within(ranking.results, args.max_distance, args.binary))
+    if not ranking.results:
+        print(f"nothing in {readable(str(args.folder))} is within {args.max_distance} of the query")
+        return EXIT_OK
     if args.json:
         out = {
             "query": str(args.image),

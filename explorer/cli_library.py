@@ -13,11 +13,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from explorer.engine.catalog import CatalogError, readable
 from explorer.engine.library import DEFAULT_LIBRARY, LibraryError, LibraryStore
+from explorer.engine.multi_query import combined_embedding, within
 
 if TYPE_CHECKING:
     from explorer.engine.indexer import IndexReport
@@ -192,12 +196,42 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
             if folder not in folders:
                 folders.append(folder)
     name = " + ".join(str(p) for p in args.places)
+    pictures = [args.image, *args.positives, *args.negatives]
+    for picture in pictures:
+        if not picture.is_file():
+            print(f"explorer: no such file: {readable(str(picture))}", file=sys.stderr)
+            return EXIT_BAD_IMAGE
+    both = {p.resolve() for p in [args.image, *args.positives]} & {p.resolve() for p in args.negatives}
+    if both:
+        shown = readable(str(sorted(both)[0]))
+        print(f"explorer: {shown} is both wanted and not wanted; leave it out of one of the lists", file=sys.stderr)
+        return EXIT_USAGE
     try:
         expand = 2 if args.rerank == "qe" else 0
-        ranking = search_library(session, args.image, folders, args.k, args.dim, args.binary, expand=expand)
+        if args.positives or args.negatives:  # several pictures: their combined embedding, none of them a result
+            query: Path | np.ndarray = combined_embedding(
+                [session.embed_query(p) for p in [args.image, *args.positives]],
+                [session.embed_query(p) for p in args.negatives],
+            )
+            own = {p.resolve() for p in pictures}
+            ranking = search_library(session, query, folders, args.k + len(own), args.dim, args.binary, expand=expand)
+            kept = [r for r in ranking.results if r.path.resolve() not in own][: args.k]
+            ranking = replace(
+                ranking,
+                results=[replace(r, rank=i + 1) for i, r in enumerate(kept)],
+                folder_of=[f for r, f in zip(ranking.results, ranking.folder_of, strict=True) if r in kept],
+            )
+        else:
+            ranking = search_library(session, args.image, folders, args.k, args.dim, args.binary, expand=expand)
+        cut = within(ranking.results, args.max_distance, args.binary)  # not a prefix when ranked by expansion
+        folder_of = [f for r, f in zip(ranking.results, ranking.folder_of, strict=True) if r in cut]
+        ranking = replace(ranking, results=cut, folder_of=folder_of)
     except ImageLoadError as exc:
-        print(f"explorer: cannot read {readable(str(args.image))}: {exc}", file=sys.stderr)
+        print(f"explorer: cannot read a query picture: {exc}", file=sys.stderr)
         return EXIT_BAD_IMAGE
+    except ValueError as exc:  # pictures that cancel out
+        print(f"explorer: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except CatalogError as exc:
         print(f"explorer: {readable(str(exc))}", file=sys.stderr)
         return EXIT_CACHE
@@ -209,6 +243,9 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
         what = "explorer library index" if any(is_library_name(p) for p in args.places) else "explorer index FOLDER"
         print(f"explorer: nothing in {name} is indexed yet; run: {what}", file=sys.stderr)
         return EXIT_NO_FOLDER
+    if not ranking.results and args.max_distance is not None:
+        print(f"nothing in {readable(name)} is within {args.max_distance} of the query")
+        return EXIT_OK
     if args.json:
         out = {
             "query": str(args.image),

@@ -107,3 +107,33 @@ def test_watch_indexes_what_arrives(small_model_path: Path, reuse_small_model: l
     assert sorted(p.name for p in RetrievalSession(small_model_path).collection(folder).paths) == [
         "arrived.jpg", "p1.jpg", "p2.jpg",
     ]  # fmt: skip
+
+
+def test_a_query_of_several_pictures_and_a_cut_off(run: Run, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    for seed in range(12):
+        make_image(folder / f"p{seed:02d}.jpg", seed=seed)
+    assert run("index", folder)[0] == EXIT_OK
+    wanted, also, unwanted = folder / "p01.jpg", folder / "p02.jpg", folder / "p03.jpg"
+
+    def paths(*extra: Any) -> list[str]:
+        code, out, err = run("query", wanted, "--in", folder, "-k", "11", "--json", *extra)
+        assert code == EXIT_OK, err
+        return [r["path"] for r in json.loads(out)["results"]]
+
+    single = paths()
+    several = paths("--also", also)
+    assert str(also) in single and str(also) not in several and str(wanted) not in several  # no query is a result
+    assert len(several) == 10
+    against = paths("--also", also, "--not", unwanted)
+    assert str(unwanted) not in against and len(against) == 9
+    # subtracting a picture pushes what resembles it down: the order among the rest changes
+    without_unwanted = [p for p in several if p != str(unwanted)]
+    assert against != without_unwanted
+
+    code, out, _err = run("query", wanted, "--in", folder, "--json", "--max-distance", "0")
+    assert code == EXIT_OK and "nothing in" in out and "within 0.0" in out
+    code, out, _err = run("query", wanted, "--in", folder, "--json", "--max-distance", "2")
+    assert len(json.loads(out)["results"]) == 11  # every other picture is within the largest cosine distance
+    code, _out, err = run("query", wanted, "--in", folder, "--not", wanted)
+    assert code == EXIT_USAGE and "both wanted and not wanted" in err
