@@ -59,7 +59,7 @@ def cmd_export(session: Any, args: argparse.Namespace) -> int:
         return _fail("use --to milvus [URI] or --to parquet FILE, after the folders", cli.EXIT_USAGE)
     if args.batch_size is not None and args.batch_size < 1:
         return _fail("--batch-size must be at least 1", cli.EXIT_USAGE)
-    folders = [Path(f) for f in args.folders]
+    folders = list(dict.fromkeys(Path(f).resolve() for f in args.folders))  # a folder named twice is exported once
     for folder in folders:
         shown = readable(str(folder))
         if not folder.is_dir():
@@ -69,7 +69,7 @@ def cmd_export(session: Any, args: argparse.Namespace) -> int:
     try:
         target = None
         if kind == "milvus":
-            from explorer.engine.milvus_store import Target
+            from explorer.engine.milvus_target import Target
 
             target = Target.parse(rest[0] if rest else None)
     except MissingPackage as exc:
@@ -85,7 +85,8 @@ def cmd_export(session: Any, args: argparse.Namespace) -> int:
             done = export_to_parquet(sources, _model(session), Path(rest[0]), args.batch_size or 10_000, progress)
             summary = {"to": "parquet", "path": str(done.path.resolve()), "rows": done.rows, "seconds": done.seconds}
         else:
-            from explorer.engine.milvus_store import SCHEME, export_to_milvus
+            from explorer.engine.milvus_store import export_to_milvus
+            from explorer.engine.milvus_target import SCHEME
 
             made = export_to_milvus(sources, _model(session), target, args.batch_size or 1000, progress)
             summary = {"to": "milvus", "uri": made.uri, "collection": made.collection, "rows": made.rows,
@@ -99,7 +100,8 @@ def cmd_export(session: Any, args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot write the export: {exc.strerror or exc}; choose another place", cli.EXIT_ERROR)
     except KeyboardInterrupt:
-        return _fail("\ninterrupted: nothing was exported, and an earlier export is as it was", cli.EXIT_INTERRUPTED)
+        print("\nexplorer: interrupted; nothing was exported, and an earlier export is as it was", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
     cli.print_notes(session)
     summary["model"] = session.card.name
     if args.json:
@@ -127,7 +129,8 @@ def cmd_query_store(session: Any, args: argparse.Namespace) -> int:
     if args.dim not in (None, session.card.dim):
         return _fail(f"an export holds the full {session.card.dim}-d embeddings only: leave --dim out", cli.EXIT_USAGE)
     try:
-        from explorer.engine.milvus_store import SCHEME, MilvusExport, Target
+        from explorer.engine.milvus_store import MilvusExport
+        from explorer.engine.milvus_target import SCHEME, Target
 
         target = Target.parse(args.folder)
     except MissingPackage as exc:

@@ -4,8 +4,9 @@ Collections past one machine: the same rows (explorer.engine.export_data) go to 
 a local `.db` folder, pure Python since milvus-lite 3) or to a Milvus server or cluster (`http://host:19530`).
 
 What each field is, and why:
-- `embedding`: the full float vector, cosine, HNSW (M 16, efConstruction 200, ef >= 64: the local index's
-  settings). Milvus Lite 3.2 builds HNSW with faiss, so the Lite file is searched the way a server is.
+- `embedding`: the full float vector, cosine, HNSW (M 16 and efConstruction 200, the local index's; ef 256, see
+  EF_SEARCH). Milvus Lite 3.2 builds HNSW with faiss (the C++ Lite before it had only FLAT and IVF_FLAT), so the
+  Lite file is searched the way a server is.
 - `code`: the binary code for exact Hamming ranking. A server gets a BINARY_VECTOR (BIN_FLAT, HAMMING). Milvus
   Lite 3.2 refuses binary vectors ("uses Milvus type BinaryVector which MilvusLite does not support"), so there
   the code is stored as its signs (+1 for a set bit, -1 otherwise) in a float vector searched by exact L2 (FLAT):
@@ -24,16 +25,16 @@ alter_alias, which switches in one step) and drops the previous one. Queries go 
 the old export or the new one, never a half-written one; a failed or cancelled export drops its own collection,
 and one left behind by a killed process is never complete, is never aliased, and is dropped by the next export.
 
+Connections and `milvus://` addresses: explorer.engine.milvus_target.
+
 Result order matches the local search: candidates come back from Milvus, then distances are computed here from
 the returned vectors exactly as explorer.engine.search computes them, and ties are broken by the export's id.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from explorer import paths
 from explorer.engine.catalog import loaded_name, stored_name
 from explorer.engine.export_data import (
     Batch,
@@ -52,99 +52,20 @@ from explorer.engine.export_data import (
     ModelMismatch,
     batches,
     check_sources,
-    require,
 )
+from explorer.engine.milvus_target import SCHEME, Target, close, collection_name, connect, reason
 from explorer.engine.search import Ranking, SearchResult
 from trainer.binary import binarize, hamming_distances
 from trainer.progress import CancelCheck, Cancelled, Progress, ProgressCallback, RateMeter, never_cancelled
 
-SCHEME = "milvus://"
-SERVER_SCHEMES = ("http://", "https://", "tcp://", "unix:")
 NAME_MAX = 16_384  # stored names: a 4096-byte path becomes 8193 characters of hex
 HNSW = {"M": 16, "efConstruction": 200}
-EF_SEARCH = 64
+EF_SEARCH = 256
+"""HNSW's search breadth. bench/milvus_export.py: at 100,000 x 1280-d (100 images per cluster) ef 64 already gives
+the exact top-10; at 5,000 (5 per cluster, neighbours nearly equidistant) ef 64 gave 0.87 and 256 gave 0.98, for
+about 6 ms more per query at 100,000 (53 ms instead of 47 through Milvus Lite)."""
 MAX_LIMIT = 16_384  # Milvus's largest top-k
 _PROP = "explorer."
-
-
-def default_lite_path() -> Path:
-    """Where `--to milvus` writes without a URI: a Milvus Lite folder in the cache, beside the catalogs."""
-    return paths.cache_root() / "milvus.db"
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where a Milvus store is: a Milvus Lite `.db` path, or a server's URI; and a collection (alias) name."""
-
-    uri: str
-    collection: str | None = None
-
-    @property
-    def lite(self) -> bool:
-        return not self.uri.startswith(SERVER_SCHEMES)
-
-    @classmethod
-    def parse(cls, text: str | None) -> Target:
-        """`milvus://PATH_OR_URI[#collection]`, or the same without the scheme; an empty path is the default file."""
-        text = (text or "").removeprefix(SCHEME)
-        where, _, name = text.partition("#")
-        if not where:
-            where = str(default_lite_path())
-        if not where.startswith(SERVER_SCHEMES):
-            where = str(Path(where).expanduser().resolve())
-            if not where.endswith(".db"):
-                raise ExportError(f"a Milvus Lite store is a path ending in .db, not {where}: add .db to the name")
-        if name and not valid_name(name):
-            raise ExportError(f"{name!r} is not a Milvus collection name: use letters, digits and underscores")
-        return cls(where, name or None)
-
-
-def valid_name(name: str) -> bool:
-    return re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,200}", name) is not None
-
-
-def collection_name(folders: list[Path], fingerprint: str) -> str:
-    """One collection per (set of folders, model): readable from the first folder's name, unique by a hash."""
-    key = "\n".join(sorted(stored_name(str(Path(f).resolve())) for f in folders)) + "\n" + fingerprint
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", Path(folders[0]).resolve().name).strip("_")[:32] if folders else ""
-    return f"explorer_{slug or 'export'}_{hashlib.sha256(key.encode()).hexdigest()[:12]}"
-
-
-def connect(target: Target, create: bool = False) -> Any:
-    """A pymilvus client for the target; a Lite store must exist unless `create` (a query never makes one)."""
-    pymilvus = require("pymilvus", "Milvus")
-    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # its own tracebacks on stderr; we say what failed
-    token = ""
-    if target.lite:
-        require("milvus_lite", "Milvus Lite")
-        # the in-process server logs a traceback for each call it does not implement (AllocTimestamp, which
-        # pymilvus tries first and then does without): noise in a terminal, not a failure
-        logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
-        path = Path(target.uri)
-        if not create and not path.exists():
-            raise ExportError(f"there is no Milvus Lite store at {target.uri}: export to it first")
-        path.parent.mkdir(parents=True, exist_ok=True)
-    else:
-        import os
-
-        token = os.environ.get("MILVUS_TOKEN", "")
-    try:
-        return pymilvus.MilvusClient(uri=target.uri, token=token)
-    except Exception as exc:
-        raise ExportError(f"cannot connect to Milvus at {target.uri} ({_reason(exc)}): is it running?") from exc
-
-
-def close(client: Any, target: Target) -> None:
-    """Close the client, and stop Milvus Lite's in-process server so that another process may open the file."""
-    client.close()
-    if target.lite:
-        from milvus_lite.server_manager import server_manager_instance
-
-        server_manager_instance.release_server(target.uri)
-
-
-def _reason(exc: BaseException) -> str:
-    return str(getattr(exc, "message", None) or exc)
 
 
 def _properties(client: Any, name: str) -> tuple[str, dict[str, str]]:
@@ -249,7 +170,7 @@ def export_to_milvus(
     except (ExportError, Cancelled, KeyboardInterrupt):
         raise
     except Exception as exc:
-        raise ExportError(f"Milvus refused the export ({_reason(exc)}); nothing was replaced") from exc
+        raise ExportError(f"Milvus refused the export ({reason(exc)}); nothing was replaced") from exc
     finally:
         close(client, target)
     return ExportSummary(target.uri, name, physical, total, time.perf_counter() - started)
@@ -301,9 +222,10 @@ def _fill(
 class MilvusExport:
     """A finished export, opened for queries by one model (refused if the export holds another model's)."""
 
-    def __init__(self, target: Target, model: ModelIdentity) -> None:
+    def __init__(self, target: Target, model: ModelIdentity, ef: int = EF_SEARCH) -> None:
         self.target = target
         self.model = model
+        self.ef = ef  # HNSW's search breadth: recall against time (bench/milvus_export.py)
         self.client = connect(target)
         try:
             self.name, self.physical, props = self._pick(target.collection)
@@ -311,9 +233,14 @@ class MilvusExport:
             self.rows = int(props.get(_PROP + "rows", "0"))
             self.folders = [Path(loaded_name(f)) for f in json.loads(props.get(_PROP + "folders", "[]"))]
             self.client.load_collection(self.physical)
-        except Exception:
+        except ExportError:
             close(self.client, target)
             raise
+        except Exception as exc:
+            close(self.client, target)
+            raise ExportError(
+                f"Milvus at {target.uri} cannot open the export ({reason(exc)}): export it again"
+            ) from exc
 
     def _pick(self, wanted: str | None) -> tuple[str, str, dict[str, str]]:
         """(alias, physical collection, properties) of the export to query: the one named, else this model's."""
@@ -370,7 +297,7 @@ class MilvusExport:
         if not np.isfinite(q).all():
             raise ValueError("the query's embedding is not a number: the model or the image is damaged")
         k = max(0, int(k))
-        want = min(k + (exclude is not None), self.rows)
+        want = min(k + (exclude is not None), self.rows, MAX_LIMIT)
         if want == 0:
             return Ranking(self.model.dim, binary, [])
         code = binarize(q)
@@ -401,7 +328,7 @@ class MilvusExport:
     _FIELDS = ("folder", "relpath", "embedding")
 
     def _cosine_candidates(self, q: npt.NDArray[np.float32], want: int) -> list[dict[str, Any]]:
-        params = {"metric_type": "COSINE", "params": {"ef": max(EF_SEARCH, want)}}
+        params = {"metric_type": "COSINE", "params": {"ef": max(self.ef, want)}}
         return self._search(q.tolist(), "embedding", want, params)
 
     def _hamming_candidates(
@@ -427,5 +354,5 @@ class MilvusExport:
                 search_params=params,
             )  # fmt: skip
         except Exception as exc:
-            raise ExportError(f"Milvus could not search {self.name} ({_reason(exc)})") from exc
+            raise ExportError(f"Milvus could not search {self.name} ({reason(exc)})") from exc
         return [dict(h) for h in found[0]]

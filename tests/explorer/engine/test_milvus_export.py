@@ -19,7 +19,8 @@ import pytest
 
 from explorer.engine.catalog import Catalog, FileStamp
 from explorer.engine.export_data import ExportError, ExportSource, MissingPackage, ModelIdentity, ModelMismatch, require
-from explorer.engine.milvus_store import MilvusExport, Target, collection_name, connect, export_to_milvus
+from explorer.engine.milvus_store import MilvusExport, export_to_milvus
+from explorer.engine.milvus_target import Target, close, collection_name, connect
 from explorer.engine.parquet_export import export_to_parquet, read_parquet
 from explorer.engine.search import Collection, Ranking
 from trainer.binary import binarize
@@ -167,7 +168,7 @@ def test_reexport_replaces_and_a_failed_one_changes_nothing(tmp_path: Path, loca
         client.create_collection(leftover.replace("_x", "1"), dimension=DIM)
         assert len(client.list_collections()) == 2
     finally:
-        client.close()
+        close(client, target)
     with MilvusExport(target, MODEL) as store:
         assert store.rows == 100
     _export(tmp_path, [local])
@@ -175,7 +176,7 @@ def test_reexport_replaces_and_a_failed_one_changes_nothing(tmp_path: Path, loca
     try:
         assert len(client.list_collections()) == 1  # the killed export's collection is gone too
     finally:
-        client.close()
+        close(client, target)
     with MilvusExport(target, MODEL) as store:
         assert store.rows == 600
     smaller.catalog.close()
