@@ -152,13 +152,12 @@ def export_to_milvus(
             schema=_schema(client, model.dim, target.lite, description),
             properties={_PROP + k: v for k, v in props.items()},
         )
+        previous = _properties(client, name)[0] if name in aliases else None
         try:
-            _fill(client, physical, sources, model, target.lite, batch_size, total, progress, cancel)
+            _fill(client, physical, target.lite, sources, batch_size, total, progress, cancel)
             client.alter_collection_properties(physical, properties={_PROP + "state": "complete"})
-            if name in aliases:
-                previous, _ = _properties(client, name)
+            if previous is not None:
                 client.alter_alias(physical, name)  # one step: queries see the old export or the new one
-                client.drop_collection(previous)
             else:
                 client.create_alias(physical, name)
         except BaseException:
@@ -167,6 +166,11 @@ def export_to_milvus(
             except Exception as exc:  # the server is gone: the collection is left unfinished and unaliased
                 logging.getLogger(__name__).warning("could not drop the unfinished %s: %s", physical, exc)
             raise
+        if previous is not None:  # the new export is live from here on: a failure now must not drop it
+            try:
+                client.drop_collection(previous)
+            except Exception as exc:  # no alias points at it any more: the next export drops it
+                logging.getLogger(__name__).warning("could not drop the replaced %s: %s", previous, exc)
     except (ExportError, Cancelled, KeyboardInterrupt):
         raise
     except Exception as exc:
@@ -187,9 +191,8 @@ def _drop_unfinished(client: Any, name: str, aliases: set[str]) -> None:
 def _fill(
     client: Any,
     physical: str,
-    sources: list[ExportSource],
-    model: ModelIdentity,
     lite: bool,
+    sources: list[ExportSource],
     batch_size: int,
     total: int,
     progress: ProgressCallback | None,

@@ -81,6 +81,7 @@ def connect(target: Target, create: bool = False) -> Any:
         # the in-process server logs a traceback for each call it does not implement (AllocTimestamp, which
         # pymilvus tries first and then does without): noise in a terminal, not a failure
         logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
+        logging.getLogger("milvus_lite").setLevel(logging.CRITICAL)  # a store locked by another process: said below
         path = Path(target.uri)
         if not create and not path.exists():
             raise ExportError(f"there is no Milvus Lite store at {target.uri}: export to it first")

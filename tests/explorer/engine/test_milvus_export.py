@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from explorer.engine import milvus_store
 from explorer.engine.catalog import Catalog, FileStamp
 from explorer.engine.export_data import ExportError, ExportSource, MissingPackage, ModelIdentity, ModelMismatch, require
 from explorer.engine.milvus_store import MilvusExport, export_to_milvus
@@ -145,7 +146,9 @@ def test_another_models_export_is_refused(tmp_path: Path, local: Collection) -> 
 
 
 @needs_milvus
-def test_reexport_replaces_and_a_failed_one_changes_nothing(tmp_path: Path, local: Collection) -> None:
+def test_reexport_replaces_and_a_failed_one_changes_nothing(
+    tmp_path: Path, local: Collection, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target = _export(tmp_path, [local])
     smaller = _collection(tmp_path, 100, seed=5)
     smaller.folder = local.folder  # the same folder, re-indexed with fewer images
@@ -161,14 +164,28 @@ def test_reexport_replaces_and_a_failed_one_changes_nothing(tmp_path: Path, loca
 
     with pytest.raises(Cancelled):
         export_to_milvus([ExportSource.from_collection(local)], MODEL, target, batch_size=100, cancel=cancel_after_two)
+    real_rows = milvus_store._rows
+
+    def failing(batch: Any, lite: bool) -> Any:
+        if batch.ids[0] >= 200:
+            raise OSError("no space left on device")
+        return real_rows(batch, lite)
+
+    with monkeypatch.context() as m:
+        m.setattr(milvus_store, "_rows", failing)
+        with pytest.raises(ExportError, match=r"no space left on device.*nothing was replaced"):
+            export_to_milvus([ExportSource.from_collection(local)], MODEL, target, batch_size=100)
     client = connect(target)
     try:
-        assert len(client.list_collections()) == 1  # the cancelled one was dropped, the previous one kept
-        leftover = client.list_collections()[0] + "_x"  # ...__v<time>_x: as a killed export would leave one
-        client.create_collection(leftover.replace("_x", "1"), dimension=DIM)
+        assert len(client.list_collections()) == 1  # the failed ones were dropped, the previous one kept
+        leftover = client.list_collections()[0] + "1"  # ...__v<time>1: as a killed export would leave one
+        unfinished = {"explorer.model": MODEL.fingerprint, "explorer.dim": str(DIM), "explorer.state": "writing"}
+        client.create_collection(leftover, dimension=DIM, properties=unfinished)
         assert len(client.list_collections()) == 2
     finally:
         close(client, target)
+    with pytest.raises(ExportError, match="did not finish"):
+        MilvusExport(Target(target.uri, leftover), MODEL)
     with MilvusExport(target, MODEL) as store:
         assert store.rows == 100
     _export(tmp_path, [local])
