@@ -1,7 +1,11 @@
 """`explorer ...`: everything the window does, from a terminal (and what the tests drive).
 
 Exit codes: 0 success, 1 unexpected error, 2 bad usage, 3 the query image cannot be read, 4 the folder is
-missing or not indexed, 5 the model cannot be loaded, 130 interrupted (work done so far is kept).
+missing or not indexed, 5 the model cannot be loaded (or a Milvus export holds another model's embeddings), 6 the
+cache cannot be written, 7 a package the command needs is not installed, 130 interrupted (work done so far is kept).
+
+`explorer export` and `explorer query --in milvus://...` live in explorer.cli_export, `explorer library ...` and
+queries of several folders in explorer.cli_library.
 """
 
 from __future__ import annotations
@@ -9,28 +13,30 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from explorer.cli_export import add_export_parser, cmd_export, cmd_query_store, is_store
 from explorer.cli_library import add_library_parser, cmd_library, cmd_query_library, is_library_name
+from explorer.cli_output import (  # noqa: F401 (the exit codes are the command's interface, imported from here)
+    EXIT_BAD_IMAGE,
+    EXIT_BAD_MODEL,
+    EXIT_CACHE,
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_MISSING,
+    EXIT_NO_FOLDER,
+    EXIT_OK,
+    EXIT_USAGE,
+    print_ranking,
+)
+from explorer.cli_output import print_notes as _print_notes
+from explorer.cli_output import progress_printer as _progress_printer
 from explorer.engine.catalog import CatalogError, readable
 from explorer.engine.multi_query import within
 
-if TYPE_CHECKING:
-    from trainer.progress import Progress
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_BAD_MODEL, EXIT_INTERRUPTED = (
-    0,
-    1,
-    2,
-    3,
-    4,
-    5,
-    130,
-)
-EXIT_CACHE = 6  # the cache cannot be written (read-only or full): what is indexed is still searched
 EXPAND = {"none": 0, "qe": 2}  # --rerank: neighbours averaged into the query (trainer.rerank.query_expansion's n)
 
 
@@ -55,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("query", help="rank a folder's images by similarity to an image")
     q.add_argument("image", type=Path)
     q.add_argument(
-        "--in", dest="places", type=Path, action="append", required=True,
-        help="an indexed folder, or a library's name (`library`); several --in search them as one",
+        "--in", dest="places", type=lambda text: text if is_store(text) else Path(text), action="append",
+        required=True, help="an indexed folder, a library's name (`library`), or an export: milvus://PATH.db"
+        "[#collection] or milvus://http://HOST:19530[#...]; several folders or libraries are searched as one",
     )  # fmt: skip
     q.add_argument("-k", type=int, default=20, help="number of neighbours (default 20)")
     q.add_argument("--dim", type=int, default=None, help="nested embedding dimension (default: full)")
@@ -97,35 +104,13 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
 
     add_library_parser(sub)
+    add_export_parser(sub)
 
     ev = sub.add_parser("eval", help="retrieval metrics of the model on a labelled folder (trainer eval)")
     ev.add_argument("folder", type=Path)
     ev.add_argument("--split", choices=["test", "all"], default="all")
     ev.add_argument("--json", action="store_true")
     return p
-
-
-def _progress_printer(quiet: bool) -> Callable[[Progress], None]:
-    from trainer.progress import format_progress
-
-    if quiet or not sys.stderr.isatty():
-        last = [-1]
-
-        def plain(p: Progress) -> None:
-            if quiet:
-                return
-            step = max(1, p.total // 10)
-            if p.done // step != last[0] or p.done == p.total:
-                last[0] = p.done // step
-                print(format_progress(p), file=sys.stderr, flush=True)
-
-        return plain
-
-    def bar(p: Progress) -> None:
-        end = "\n" if p.done >= p.total else ""
-        print("\r" + format_progress(p), end=end, file=sys.stderr, flush=True)
-
-    return bar
 
 
 def _report_json(report: Any) -> dict[str, Any]:
@@ -140,12 +125,6 @@ def _report_json(report: Any) -> dict[str, Any]:
         "cancelled": report.cancelled,
         "skipped": [{"path": s.relpath, "reason": s.reason} for s in report.skipped],
     }
-
-
-def _print_notes(session: Any) -> None:
-    for note in session.notes:
-        print(f"explorer: {readable(note)}", file=sys.stderr)
-    session.notes.clear()
 
 
 def cmd_index(session: Any, args: argparse.Namespace) -> int:
@@ -204,6 +183,16 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     from trainer.images import ImageLoadError
 
     args.folder = args.places[0]
+    if any(isinstance(p, str) for p in args.places):  # milvus://...
+        extras = args.positives or args.negatives or args.rerank != "none" or args.max_distance is not None
+        if len(args.places) > 1 or extras:
+            print(
+                "explorer: an export is searched on its own, by one picture: give one --in milvus://... and leave "
+                "out --also, --not, --rerank and --max-distance",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        return cmd_query_store(session, args)
     if len(args.places) > 1 or is_library_name(args.folder) or args.positives or args.negatives:
         if not args.image.is_file():
             print(f"explorer: no such file: {readable(str(args.image))}", file=sys.stderr)
@@ -249,33 +238,7 @@ def cmd_query(session: Any, args: argparse.Namespace) -> int:
     if not ranking.results:
         print(f"nothing in {readable(str(args.folder))} is within {args.max_distance} of the query")
         return EXIT_OK
-    if args.json:
-        out = {
-            "query": str(args.image),
-            "folder": str(Path(args.folder).resolve()),
-            "model": session.card.name,
-            "dim": ranking.dim,
-            "ranking": "binary" if args.binary else "float",
-            "rerank": args.rerank,
-            "results": [
-                {
-                    "rank": r.rank,
-                    "path": str(r.path),
-                    "cosine_distance": round(r.cosine_distance, 6),
-                    "hamming_distance": r.hamming_distance if ranking.dim % 8 == 0 else None,
-                }
-                for r in ranking.results
-            ],
-        }
-        print(json.dumps(out, indent=2))
-    else:
-        kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
-        kind += ", query expansion" if args.rerank == "qe" else ""
-        print(f"{len(ranking.results)} nearest to {readable(str(args.image))} ({kind}, model {session.card.name}):")
-        print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
-        for r in ranking.results:
-            hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"  # no codes at this width
-            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {hamming}  {readable(r.relpath)}")
+    print_ranking(session, args, ranking, str(Path(args.folder).resolve()))
     return EXIT_OK
 
 
@@ -341,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ModelFileError, OSError) as exc:
         print(f"explorer: cannot load model: {exc}", file=sys.stderr)
         return EXIT_BAD_MODEL
-    commands = {"index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval, "library": cmd_library}
+    commands = {
+        "index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval, "library": cmd_library,
+        "export": cmd_export,
+    }  # fmt: skip
     try:
         return commands[args.command](session, args)
     except ModelFileError as exc:  # the weights are read when first needed (a probe image then checks them)
