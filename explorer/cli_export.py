@@ -32,7 +32,10 @@ def add_export_parser(sub: Any) -> None:
         "collection (Milvus Lite, a local .db folder, when no URI is given; a server as http://HOST:19530, "
         "with MILVUS_TOKEN for its token) or to one parquet file.",
     )
-    ex.add_argument("folders", type=Path, nargs="+", metavar="FOLDER", help="indexed folders (one export of all)")
+    ex.add_argument(
+        "folders", type=Path, nargs="+", metavar="FOLDER",
+        help="indexed folders, or a library's name (explorer library): one export of all",
+    )  # fmt: skip
     ex.add_argument(
         "--to", nargs="+", required=True, metavar="KIND",
         help="milvus [PATH.db|http://HOST:19530][#collection] (default: milvus.db in the cache), or parquet FILE",
@@ -59,10 +62,15 @@ def cmd_export(session: Any, args: argparse.Namespace) -> int:
         return _fail("use --to milvus [URI] or --to parquet FILE, after the folders", cli.EXIT_USAGE)
     if args.batch_size is not None and args.batch_size < 1:
         return _fail("--batch-size must be at least 1", cli.EXIT_USAGE)
-    folders = list(dict.fromkeys(Path(f).resolve() for f in args.folders))  # a folder named twice is exported once
+    from explorer.cli_library import is_library_name
+    from explorer.engine.library import LibraryStore
+
+    named = [LibraryStore().get(str(f)).folder_paths() if is_library_name(f) else [f] for f in args.folders]
+    # a folder named twice is exported once; a library's folder whose drive is away, from its index
+    folders = list(dict.fromkeys(Path(f).resolve() for group in named for f in group))
     for folder in folders:
         shown = readable(str(folder))
-        if not folder.is_dir():
+        if not folder.is_dir() and not session.is_indexed(folder):
             return _fail(f"not a folder: {shown}", cli.EXIT_NO_FOLDER)
         if not session.is_indexed(folder):
             return _fail(f"{shown} is not indexed yet; run: explorer index {shown}", cli.EXIT_NO_FOLDER)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from explorer.cli_output import EXIT_BAD_IMAGE, EXIT_CACHE, EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE
 from explorer.engine.catalog import CatalogError, readable
 from explorer.engine.library import DEFAULT_LIBRARY, LibraryError, LibraryStore
 from explorer.engine.multi_query import combined_embedding, within
@@ -26,8 +27,6 @@ from explorer.engine.multi_query import combined_embedding, within
 if TYPE_CHECKING:
     from explorer.engine.indexer import IndexReport
     from explorer.engine.session import RetrievalSession
-
-EXIT_OK, EXIT_USAGE, EXIT_BAD_IMAGE, EXIT_NO_FOLDER, EXIT_CACHE = 0, 2, 3, 4, 6
 
 
 def add_library_parser(sub: Any) -> None:

@@ -68,6 +68,7 @@ def print_ranking(session: Any, args: argparse.Namespace, ranking: Any, where: s
             "model": session.card.name,
             "dim": ranking.dim,
             "ranking": "binary" if args.binary else "float",
+            "rerank": getattr(args, "rerank", "none"),
             "results": [
                 {
                     "rank": r.rank,
@@ -81,6 +82,7 @@ def print_ranking(session: Any, args: argparse.Namespace, ranking: Any, where: s
         print(json.dumps(out, indent=2))
     else:
         kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
+        kind += ", query expansion" if getattr(args, "rerank", "none") == "qe" else ""
         print(f"{len(ranking.results)} nearest to {readable(str(args.image))} ({kind}, model {session.card.name}):")
         print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
         for r in ranking.results:

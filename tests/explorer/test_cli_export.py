@@ -112,3 +112,18 @@ def test_missing_packages_say_how_to_install(
         assert (code, out) == (EXIT_MISSING, "")
         assert f"needs the {module} package, which is not installed: pip install" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_library_is_exported_with_its_folder_that_is_away(run: Run, tmp_path: Path, make_img: Any) -> None:
+    home, usb = tmp_path / "home" / "photos", tmp_path / "usb" / "photos"
+    for seed in range(6):
+        make_img((home if seed < 3 else usb) / f"p{seed}.jpg", seed=seed)
+    for folder in (home, usb):
+        assert run("library", "add", folder)[0] == EXIT_OK
+    assert run("library", "index")[0] == EXIT_OK
+    (tmp_path / "usb").rename(tmp_path / "unplugged")  # its index is still in the cache: it is exported from there
+    out_file = tmp_path / "library.parquet"
+    code, _out, err = run("export", "library", "--to", "parquet", out_file, "--quiet")
+    assert code == EXIT_OK, err
+    back = read_parquet(out_file)
+    assert sorted(back.relpaths) == [f"p{i}.jpg" for i in range(6)] and back.embeddings.shape == (6, 1280)
