@@ -69,6 +69,7 @@ class LibraryController:
         self.job = LatestJob(executor, "library")  # background indexing, one folder after another
         self.add_job = LatestJob(executor, "library")  # adding a folder (same lane: after the folder in progress)
         self.waiting: list[Path] = []  # library folders to index in the background, in order
+        self.busy: Path | None = None  # the one being indexed: its collection is reloaded when the run ends
         self.modes: dict[Path, WatchMode] = {}
         self.session: RetrievalSession | None = None
 
@@ -81,8 +82,10 @@ class LibraryController:
             return []
 
     def searched_folders(self) -> list[Path]:
-        """The library's folders a library-wide query searches (the chosen part)."""
-        return [f for f in self.folders() if f not in self.left_out]
+        """The library's folders a library-wide query searches (the chosen part), less the one being indexed in the
+        background: its collection is reloaded at the end of the run, and a query must not race that (it is searched
+        again then, through `on_indexed`)."""
+        return [f for f in self.folders() if f not in self.left_out and f != self.busy]
 
     def set_searched(self, folder: Path, on: bool) -> None:
         (self.left_out.discard if on else self.left_out.add)(folder)
@@ -175,12 +178,14 @@ class LibraryController:
             return
         folder = self.waiting.pop(0)
         session = self.session
+        self.busy = folder
 
         def work(task: Task) -> Path:
             session.index(folder, cancel=task.cancelled)
             return folder
 
         def ended(message: str = "") -> None:
+            self.busy = None
             if message:
                 self.view.status(f"{folder.name}: {message}", 15000)
             self.refresh()
