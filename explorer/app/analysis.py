@@ -113,6 +113,25 @@ def _overlap(a: Ranking, b: Ranking) -> int:
     return len({r.id for r in a.results} & {r.id for r in b.results})
 
 
+def dim_strips(
+    nested: Sequence[int],
+    full_dim: int,
+    search: Callable[[int, bool], Ranking],
+    overlap: Callable[[Ranking, Ranking], int],
+) -> list[DimStrip]:
+    """The dimensions tab's rows: each nested dimension's float and binary ranking (binary only at multiples of 8),
+    with how many of the full float ranking's results each keeps (`overlap`)."""
+    full = search(full_dim, False)
+    strips = []
+    for nd in nested:
+        for binary in (False, True):
+            if binary and nd % 8:
+                continue
+            ranking = full if nd == full_dim and not binary else search(nd, binary)
+            strips.append(DimStrip(nd, binary, ranking, overlap(ranking, full), len(full.results)))
+    return strips
+
+
 def run_query(
     session: RetrievalSession,
     query: Path | Image.Image | npt.NDArray[np.float32],
@@ -151,17 +170,12 @@ def run_query(
     out.cosine_sorted, out.hamming_sorted = np.sort(cosine), np.sort(hamming)
     out.scatter_rows = scatter_sample(len(cosine))
     check()
-    full = collection.search(emb, k, session.card.dim, binary=False, exclude_row=own)
-    for nd in session.card.nested_dims:
-        for binary in (False, True):
-            if binary and nd % 8:
-                continue
-            ranking = (
-                full
-                if nd == session.card.dim and not binary
-                else collection.search(emb, k, nd, binary, exclude_row=own)
-            )
-            out.strips.append(DimStrip(nd, binary, ranking, _overlap(ranking, full), len(full.results)))
+    out.strips = dim_strips(
+        session.card.nested_dims,
+        session.card.dim,
+        lambda nd, binary: collection.search(emb, k, nd, binary, exclude_row=own),
+        _overlap,
+    )
     out.notes = list(session.notes)
     out.seconds = time.perf_counter() - start
     return out

@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from explorer.app.analysis import DimStrip, QueryOutcome, ids_to_rows, scatter_sample
+from explorer.app.analysis import QueryOutcome, dim_strips, ids_to_rows, scatter_sample
 from explorer.engine.library_search import LibraryRanking, search_library
 from explorer.engine.search import Ranking, SearchResult
 
@@ -87,17 +87,12 @@ def run_library_query(
     out.cosine_sorted, out.hamming_sorted = np.sort(out.cosine), np.sort(out.hamming)
     out.scatter_rows = scatter_sample(len(out.cosine))
     check()
-    full = _ranking(search_library(session, emb, indexed, k, session.card.dim, binary=False, exclude=own_path))
-    for nd in session.card.nested_dims:
-        for binary in (False, True):
-            if binary and nd % 8:
-                continue
-            ranking = (
-                full
-                if nd == session.card.dim and not binary
-                else _ranking(search_library(session, emb, indexed, k, nd, binary, exclude=own_path))
-            )
-            out.strips.append(DimStrip(nd, binary, ranking, _same_paths(ranking, full), len(full.results)))
+    out.strips = dim_strips(
+        session.card.nested_dims,
+        session.card.dim,
+        lambda nd, binary: _ranking(search_library(session, emb, indexed, k, nd, binary, exclude=own_path)),
+        _same_paths,
+    )
     out.notes = list(session.notes)
     out.seconds = time.perf_counter() - start
     return out

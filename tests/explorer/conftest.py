@@ -77,6 +77,22 @@ def reuse_small_model(
 
 
 @pytest.fixture
+def run(
+    small_model_path: Path, reuse_small_model: list[Path], capsys: pytest.CaptureFixture[str]
+) -> Callable[..., tuple[int, str, str]]:
+    """run(*args) -> (exit code, stdout, stderr) of `explorer --model <small> --device cpu *args`."""
+    from explorer.cli import main
+
+    def invoke(*args: object) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["--model", str(small_model_path), "--device", "cpu", *map(str, args)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+@pytest.fixture
 def catalog(tmp_path: Path) -> Iterator[Catalog]:
     """An empty catalog for 1280-d embeddings (the bundled model's), closed after the test."""
     c = Catalog(tmp_path / "cache" / "catalog.sqlite", 1280)

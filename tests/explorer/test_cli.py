@@ -20,20 +20,7 @@ from explorer.cli import (
 )
 from explorer.engine.session import RetrievalSession
 
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(small_model_path: Path, reuse_small_model: list[Path], capsys: pytest.CaptureFixture[str]) -> Run:
-    """run(*args) -> (exit code, stdout, stderr) of `explorer --model <small> --device cpu *args`."""
-
-    def invoke(*args: Any) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["--model", str(small_model_path), "--device", "cpu", *map(str, args)])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
+Run = Callable[..., tuple[int, str, str]]  # the `run` fixture: tests/explorer/conftest.py
 
 
 @pytest.fixture

@@ -19,20 +19,7 @@ pytestmark = pytest.mark.skipif(
     reason="the export packages are not installed (pip install 'retrieval-explorer[export]'; Linux and macOS)",
 )
 
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(small_model_path: Path, reuse_small_model: list[Path], capsys: pytest.CaptureFixture[str]) -> Run:
-    """run(*args) -> (exit code, stdout, stderr) of `explorer --model <small> --device cpu *args`."""
-
-    def invoke(*args: Any) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["--model", str(small_model_path), "--device", "cpu", *map(str, args)])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
+Run = Callable[..., tuple[int, str, str]]  # the `run` fixture: tests/explorer/conftest.py
 
 
 @pytest.fixture

@@ -9,25 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from imagegen import make_image
 
-from explorer.cli import EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE, main
+from explorer.cli import EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE
 from explorer.cli_library import watch_and_index
 from explorer.engine.session import RetrievalSession
 
-Run = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def run(small_model_path: Path, reuse_small_model: list[Path], capsys: pytest.CaptureFixture[str]) -> Run:
-    def invoke(*args: Any) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(["--model", str(small_model_path), "--device", "cpu", *map(str, args)])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
+Run = Callable[..., tuple[int, str, str]]  # the `run` fixture: tests/explorer/conftest.py
 
 
 def test_a_library_from_the_command_line(run: Run, tmp_path: Path) -> None:
