@@ -141,8 +141,10 @@ def run_query(
     label: str = "",
     check: Callable[[], None] = lambda: None,
     query_path: Path | None = None,
+    expand: int = 0,
 ) -> QueryOutcome:
-    """Embed the query (unless an embedding is given) and, if `folder` is indexed, answer it fully.
+    """Embed the query (unless an embedding is given) and, if `folder` is indexed, answer it fully (ranked by
+    query expansion with `expand` neighbours when > 0).
 
     A query that is one of the folder's own images (`query`, or `query_path` when an embedding is given) is left
     out of its rankings and its plots: its own distance 0 would take the first place and squash the plot's axes.
@@ -157,7 +159,9 @@ def run_query(
         return out
     check()
     collection = session.collection(folder)
-    result = session.query(emb, folder, k=k, dim=d, exclude=query if isinstance(query, Path) else query_path)
+    result = session.query(
+        emb, folder, k=k, dim=d, exclude=query if isinstance(query, Path) else query_path, expand=expand
+    )
     own = result.excluded_row
     out.float_ranking, out.binary_ranking = result.float_ranking, result.binary_ranking
     cosine, hamming = collection.all_distances(emb, d)
@@ -173,7 +177,7 @@ def run_query(
     out.strips = dim_strips(
         session.card.nested_dims,
         session.card.dim,
-        lambda nd, binary: collection.search(emb, k, nd, binary, exclude_row=own),
+        lambda nd, binary: collection.search(emb, k, nd, binary, exclude_row=own, expand=expand),
         _overlap,
     )
     out.notes = list(session.notes)

@@ -46,6 +46,7 @@ def run_library_query(
     label: str = "",
     check: Callable[[], None] = lambda: None,
     query_path: Path | None = None,
+    expand: int = 0,
 ) -> QueryOutcome:
     """Embed the query (unless an embedding is given) and answer it across `folders` (a library's).
 
@@ -61,8 +62,8 @@ def run_library_query(
         out.seconds = time.perf_counter() - start
         return out
     check()
-    float_lib = search_library(session, emb, indexed, k, d, binary=False, exclude=own_path)
-    binary_lib = search_library(session, emb, indexed, k, d, binary=True, exclude=own_path) if d % 8 == 0 else None
+    float_lib = search_library(session, emb, indexed, k, d, False, own_path, expand)
+    binary_lib = search_library(session, emb, indexed, k, d, True, own_path, expand) if d % 8 == 0 else None
     out.float_ranking = _ranking(float_lib)
     out.binary_ranking = _ranking(binary_lib) if binary_lib is not None else None
 
@@ -90,7 +91,7 @@ def run_library_query(
     out.strips = dim_strips(
         session.card.nested_dims,
         session.card.dim,
-        lambda nd, binary: _ranking(search_library(session, emb, indexed, k, nd, binary, exclude=own_path)),
+        lambda nd, binary: _ranking(search_library(session, emb, indexed, k, nd, binary, own_path, expand)),
         _same_paths,
     )
     out.notes = list(session.notes)

@@ -75,6 +75,9 @@ class WindowView(Protocol):
     def library_changed(self, rows: list[LibraryRow], searching: bool) -> None: ...
 
 
+EXPAND_NEIGHBOURS = 2  # query expansion's n, as bench/rerank.py measured it
+
+
 @dataclass
 class Engine:
     """The engine calls the controller makes, in workers (tests replace them)."""
@@ -114,6 +117,7 @@ class WindowController:
         self.summary: IndexSummary | None = None  # the last finished run of the current folder
         self.k = 10
         self.dim: int | None = None  # None: the model's full dimension
+        self.expand = 0  # rank by query expansion with this many neighbours (0: off)
         self.index_wanted = False  # index the current folder as soon as possible
         self.index_declined = False  # Cancel pressed while the model loaded: no run starts by itself
         self.launch_folder: Path | None = None  # reopened at launch: a cancelled run there is offered
@@ -335,6 +339,11 @@ class WindowController:
         self.queries.settings_changed()
         self.schedule_query()
 
+    def set_expand(self, on: bool) -> None:
+        self.expand = EXPAND_NEIGHBOURS if on else 0
+        self.queries.settings_changed()
+        self.schedule_query()
+
     def set_dim(self, dim: int | None) -> None:
         self.dim = dim
         self.queries.settings_changed()
@@ -355,6 +364,7 @@ class WindowController:
         picture = self.embedding is None and not isinstance(self.source, Path)  # converted in the worker
         folder = self.folder if self.settled else None  # embed meanwhile; search once settled
         k, dim, label, to_image, run = self.k, self.dim, self.label, self.to_image, self.engine.run_query
+        expand = self.expand
         query_path = self.source if isinstance(self.source, Path) else None
         # The library's folders; the current one only once its run ended (its collection is reloaded at the end).
         library = [f for f in self.library.searched_folders() if f != self.folder or folder is not None]
@@ -363,8 +373,10 @@ class WindowController:
         def work(task: Task) -> QueryOutcome:
             q = to_image(query) if picture else query
             if run_library is not None:
-                return run_library(session, q, library, k, dim, label, check=task.check, query_path=query_path)
-            return run(session, q, folder, k, dim, label, check=task.check, query_path=query_path)
+                return run_library(
+                    session, q, library, k, dim, label, check=task.check, query_path=query_path, expand=expand
+                )
+            return run(session, q, folder, k, dim, label, check=task.check, query_path=query_path, expand=expand)
 
         self.query_job.start(
             "query", work, Reply(done=self._query_finished, failed=self._query_failed, cancelled=self._query_ended)

@@ -143,3 +143,12 @@ class Settings:
     @binary.setter
     def binary(self, value: bool) -> None:
         self.store.setValue("search/ranking", "binary" if value else "float")
+
+    @property
+    def expand(self) -> bool:
+        """Rank by query expansion (explorer.engine.search.Collection.search's `expand`)."""
+        return str(self.store.value("search/rerank", "none")) == "qe"
+
+    @expand.setter
+    def expand(self, value: bool) -> None:
+        self.store.setValue("search/rerank", "qe" if value else "none")

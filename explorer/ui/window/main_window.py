@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from explorer.app.window_controller import WindowController
+from explorer.app.window_controller import EXPAND_NEIGHBOURS, WindowController
 from explorer.paths import ICON, pictures_folder
 from explorer.ui.results_view import RankingModel, ResultsView
 from explorer.ui.settings import Settings
@@ -108,6 +108,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
         self.controller.model_path = self.settings.model_path
         self.controller.k = self.settings.k
         self.controller.dim = self.settings.dim
+        self.controller.expand = EXPAND_NEIGHBOURS if self.settings.expand else 0
         self.plots: FloatBinaryPanel | None = None
         self.dims: DimensionsPanel | None = None
         self.thumbnails = ThumbnailCache(parent=self)
@@ -131,7 +132,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
 
     # -- construction -----------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
-        side = self.sidebar = Sidebar(self.settings.k, self.settings.binary)
+        side = self.sidebar = Sidebar(self.settings.k, self.settings.binary, self.settings.expand)
         self.query_area, self.k_spin, self.dim_combo = side.query_area, side.k_spin, side.dim_combo
         self.ranking_combo, self.folder_combo, self.folder_info = (
             side.ranking_combo,
@@ -192,6 +193,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
         self.k_spin.valueChanged.connect(self._k_changed)
         self.dim_combo.currentIndexChanged.connect(self._dim_changed)
         self.ranking_combo.currentIndexChanged.connect(self._ranking_changed)
+        side.expand_box.toggled.connect(self._expand_changed)
         self.folder_combo.activated.connect(self._folder_combo_activated)
         self.thumbnails.ready.connect(self._thumbnail_ready)
 
@@ -335,6 +337,10 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
             return
         self.settings.dim = None if dim == self.session.card.dim else int(dim)
         self.controller.set_dim(int(dim))
+
+    def _expand_changed(self, on: bool) -> None:
+        self.settings.expand = on
+        self.controller.set_expand(on)
 
     def _ranking_changed(self, _index: int) -> None:
         self.settings.binary = bool(self.ranking_combo.currentData())

@@ -62,8 +62,8 @@ class FakeEngine:
         return summary(folder, cancelled=True, resumable=True)
 
     def run_query(self, session: Any, query: Any, folder: Path | None, k: int, dim: int | None, label: str,
-                  check: Any, query_path: Path | None) -> Any:  # fmt: skip
-        self.queries.append({"query": query, "folder": folder, "k": k, "dim": dim, "label": label})
+                  check: Any, query_path: Path | None, expand: int = 0) -> Any:  # fmt: skip
+        self.queries.append({"query": query, "folder": folder, "k": k, "dim": dim, "label": label, "expand": expand})
         if self.fail_query is not None and query == self.fail_query:
             raise OSError(f"{query} is not a picture")
         return SimpleNamespace(embedding=f"embedding of {query}", folder=folder, k=k, label=label)
@@ -164,6 +164,22 @@ def test_changes_while_a_query_runs_are_searched_once_with_the_latest_state(
     assert [q["k"] for q in engine.queries] == [10, 13]
     answered = view.named("query_answered")
     assert len(answered) == 1 and answered[0][0].k == 13  # the stale answer (k=10) was never shown
+
+
+def test_query_expansion_is_asked_for_and_searched_again(
+    parts: tuple[WindowController, RecordingView, InlineExecutor, FakeEngine], tmp_path: Path
+) -> None:
+    controller, _view, executor, engine = parts
+    controller.start_session()
+    controller.open_folder(tmp_path)
+    executor.run()
+    controller.set_query(Path("q.jpg"), "q.jpg")
+    executor.run()
+    controller.set_expand(True)
+    executor.run()
+    controller.set_expand(False)
+    executor.run()
+    assert [q["expand"] for q in engine.queries] == [0, 2, 0]
 
 
 def test_a_query_that_cannot_be_used_leaves_the_previous_results(

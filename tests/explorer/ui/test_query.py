@@ -233,3 +233,20 @@ def test_the_empty_grid_is_the_first_button(qtbot, make_window, image_folder, mo
     with qtbot.waitSignal(window.indexFinished, timeout=QUERY_TIMEOUT_MS):
         qtbot.mouseClick(window.grid.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(40, 40))
     assert asked == ["Choose a folder of images"] and window.folder == image_folder.resolve()
+
+
+def test_query_expansion_from_the_sidebar_ranks_as_the_engine_does(
+    qtbot, make_window, index_in, image_folder, ui_session, tmp_path, settings_file
+):  # type: ignore[no-untyped-def]
+    window = make_window()
+    index_in(window, image_folder)
+    query = image_folder / "a" / "img_02.jpg"
+    _wait_query(qtbot, window, lambda: window.set_query_path(query))
+    plain = _grid(window)
+    outcome = _wait_query(qtbot, window, lambda: window.sidebar.expand_box.setChecked(True))
+    expected = ui_session.query(query, image_folder, k=window.controller.k, expand=2).float_ranking
+    assert [r[1] for r in _grid(window)] == [r.relpath for r in expected.results]
+    assert _grid(window) != plain and outcome.float_ranking is not None
+    from explorer.ui.settings import Settings
+
+    assert Settings.at(settings_file).expand  # remembered for the next start
