@@ -67,24 +67,33 @@ def run_library_query(
     out.float_ranking = _ranking(float_lib)
     out.binary_ranking = _ranking(binary_lib) if binary_lib is not None else None
 
-    cosines, hammings, float_rows, binary_rows = [], [], [], []
+    cosines, hammings = [], []
+    row_of: dict[tuple[Path, int], int] = {}  # (folder, result id) -> row of the plots' arrays
     offset = 0
     for folder in indexed:
         collection = session.collection(folder)
         cosine, hamming = collection.all_distances(emb, d)
         own = collection.row_of(own_path) if own_path is not None else None
-        rows_f = ids_to_rows(collection, _in_folder(float_lib, folder))
-        rows_b = ids_to_rows(collection, _in_folder(binary_lib, folder)) if binary_lib else np.zeros(0, np.int64)
+        shown = [*_in_folder(float_lib, folder), *(_in_folder(binary_lib, folder) if binary_lib else [])]
+        rows = ids_to_rows(collection, shown)
         if own is not None:
             cosine, hamming = np.delete(cosine, own), np.delete(hamming, own)
-            rows_f, rows_b = rows_f - (rows_f > own), rows_b - (rows_b > own)
+            rows = rows - (rows > own)
+        row_of.update({(folder, r.id): int(row) + offset for r, row in zip(shown, rows, strict=True)})
         cosines.append(cosine)
         hammings.append(hamming)
-        float_rows.append(rows_f + offset)
-        binary_rows.append(rows_b + offset)
         offset += len(cosine)
     out.cosine, out.hamming = np.concatenate(cosines), np.concatenate(hammings)
-    out.float_rows, out.binary_rows = np.concatenate(float_rows), np.concatenate(binary_rows)
+    # in ranking order, as analysis.run_query gives them (a result dropped later drops its row at the same place)
+    out.float_rows = np.array(
+        [row_of[f, r.id] for r, f in zip(float_lib.results, float_lib.folder_of, strict=True)], dtype=np.int64
+    )
+    out.binary_rows = np.array(
+        [row_of[f, r.id] for r, f in zip(binary_lib.results, binary_lib.folder_of, strict=True)]
+        if binary_lib is not None
+        else [],
+        dtype=np.int64,
+    )
     out.cosine_sorted, out.hamming_sorted = np.sort(out.cosine), np.sort(out.hamming)
     out.scatter_rows = scatter_sample(len(out.cosine))
     check()

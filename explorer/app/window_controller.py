@@ -21,12 +21,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from explorer.app import analysis, library_query
 from explorer.app.folder_recall import FolderRecall
 from explorer.app.jobs import Executor, LatestJob, Reply, Task
 from explorer.app.library_controller import LibraryController, Watcher
+from explorer.app.query_examples import Example, answer_with_examples, examples_label
 from explorer.app.query_state import QueryCoalescer
 from explorer.app.window_texts import (
     DROP_A_QUERY,
@@ -36,43 +37,12 @@ from explorer.app.window_texts import (
     indexing_text,
     no_results_text,
 )
+from explorer.app.window_view import WindowView
 
 if TYPE_CHECKING:
     from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
-    from explorer.app.library_controller import LibraryRow
     from explorer.engine.library import LibraryStore
     from explorer.engine.session import RetrievalSession
-    from trainer.progress import Progress
-
-
-class WindowView(Protocol):
-    """What the controller asks of the window; every call comes on the controller's (the GUI) thread."""
-
-    def model_loading(self) -> None: ...
-    def model_ready(self, session: RetrievalSession) -> None: ...
-    def model_failed(self, message: str, path: Path | None) -> None: ...
-    def folder_opened(self, folder: Path) -> None: ...
-    def indexing_progress(self, text: str, progress: Progress | None) -> None:
-        """Indexing runs (or waits for the model); `progress` None or of total 0: how much is not known yet."""
-
-    def indexing_ended(self) -> None: ...
-    def index_finished(self, summary: IndexSummary, message: str, timeout_ms: int) -> None: ...
-    def index_failed(self, message: str) -> None: ...
-    def recall_changed(self, table: RecallTable | None, message: str, final: bool) -> None:
-        """Recall@K of the folder, or why there is none (yet); `final`: no more is coming for this folder."""
-
-    def results_cleared(self, placeholder: str) -> None:
-        """No results are shown; `placeholder` (when not empty) is what the empty grid says."""
-
-    def placeholder(self, text: str) -> None:
-        """What the grid says while it is empty (results on show stay)."""
-
-    def query_answered(self, outcome: QueryOutcome) -> None: ...
-    def query_failed(self, label: str, message: str, restored: bool) -> None:
-        """The query could not be used; `restored`: the previous query and its results are back."""
-
-    def status(self, message: str, timeout_ms: int) -> None: ...
-    def library_changed(self, rows: list[LibraryRow], searching: bool) -> None: ...
 
 
 EXPAND_NEIGHBOURS = 2  # query expansion's n, as bench/rerank.py measured it
@@ -126,6 +96,8 @@ class WindowController:
         self.label = ""
         self.embedding: Any = None  # of the current source under the current session
         self.previous: tuple[Any, str, Any] | None = None  # restored when a new query cannot be used
+        self.examples: list[Example] = []  # results added as "more / less like this" to the current query
+        self.base_label = ""  # the query's own label, before its examples
         self.outcome: QueryOutcome | None = None
         self.closing = False
         self.library = LibraryController(
@@ -331,7 +303,18 @@ class WindowController:
         if self.outcome is not None and self.source is not None:  # kept if the new one cannot be used
             self.previous = (self.source, self.label, self.embedding)
         self.source, self.label, self.embedding = source, label, None
+        self.examples, self.base_label = [], label
         self.queries.source_changed()
+        self.schedule_query()
+
+    def add_example(self, path: Path, wanted: bool) -> None:
+        """ "More like this" (wanted) or "less like this" on a result: the query keeps its picture and is refined
+        (explorer.app.query_examples); the example leaves the results."""
+        if self.source is None or any(e.path == path for e in self.examples):
+            return
+        self.examples.append(Example(path, wanted))
+        self.label = examples_label(self.base_label, self.examples)
+        self.queries.settings_changed()  # the query's own embedding is kept: only the combination changes
         self.schedule_query()
 
     def set_k(self, k: int) -> None:
@@ -364,7 +347,7 @@ class WindowController:
         picture = self.embedding is None and not isinstance(self.source, Path)  # converted in the worker
         folder = self.folder if self.settled else None  # embed meanwhile; search once settled
         k, dim, label, to_image, run = self.k, self.dim, self.label, self.to_image, self.engine.run_query
-        expand = self.expand
+        expand, examples = self.expand, list(self.examples)
         query_path = self.source if isinstance(self.source, Path) else None
         # The library's folders; the current one only once its run ended (its collection is reloaded at the end).
         library = [f for f in self.library.searched_folders() if f != self.folder or folder is not None]
@@ -372,6 +355,12 @@ class WindowController:
 
         def work(task: Task) -> QueryOutcome:
             q = to_image(query) if picture else query
+            if examples:
+                where = {"folders": library} if run_library is not None else {"folder": folder}
+                return answer_with_examples(
+                    run_library or run, session, q, examples, k, dim=dim, label=label, check=task.check,
+                    query_path=query_path, expand=expand, **where,
+                )  # fmt: skip
             if run_library is not None:
                 return run_library(
                     session, q, library, k, dim, label, check=task.check, query_path=query_path, expand=expand

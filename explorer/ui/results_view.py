@@ -215,6 +215,7 @@ class ResultsView(QListView):
 
     previewRequested = Signal(object)  # SearchResult
     queryRequested = Signal(object)  # Path: "use this image as the query"
+    exampleRequested = Signal(object, bool)  # Path, wanted: "more like this" (True) or "less like this" (False)
     placeholderClicked = Signal()  # the empty view's message was clicked: do what it suggests
 
     def __init__(self, model: RankingModel, compact: bool = False, parent: QWidget | None = None) -> None:
@@ -307,6 +308,8 @@ class ResultsView(QListView):
         menu.addAction("Copy path", lambda: copy_paths([result.path]))
         menu.addSeparator()
         menu.addAction("Use as query", lambda: self.queryRequested.emit(result.path))
+        menu.addAction("More like this", lambda: self.exampleRequested.emit(result.path, True))
+        menu.addAction("Less like this", lambda: self.exampleRequested.emit(result.path, False))
         menu.exec(self.viewport().mapToGlobal(pos))
 
     def paintEvent(self, event: Any) -> None:

@@ -155,6 +155,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
         self.grid = ResultsView(self.grid_model)
         self.grid.previewRequested.connect(self.preview)
         self.grid.queryRequested.connect(self.set_query_path)
+        self.grid.exampleRequested.connect(self.add_example)
         self.grid.set_placeholder("Click here to choose a folder of images, then drop a query image on the left.")
         self.grid.placeholderClicked.connect(self._empty_grid_clicked)
         self.neighbours_split = QSplitter(Qt.Orientation.Horizontal)
@@ -303,6 +304,11 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
         path = Path(path)
         self.query_area.show_query(self.thumbnails.get(path, QUERY_THUMB), path.name)
         self.controller.set_query(path, path.name)
+
+    def add_example(self, path: Path, wanted: bool) -> None:
+        """More (or less) like this result: the query keeps its picture, its caption says what refines it."""
+        self.controller.add_example(Path(path), wanted)
+        self.query_area.caption.setText(self.controller.label)
 
     def set_query_image(self, image: QImage) -> None:
         label = f"pasted image {image.width()}×{image.height()}"

@@ -250,3 +250,29 @@ def test_query_expansion_from_the_sidebar_ranks_as_the_engine_does(
     from explorer.ui.settings import Settings
 
     assert Settings.at(settings_file).expand  # remembered for the next start
+
+
+def test_more_and_less_like_this_refine_the_query(
+    qtbot, make_window, index_in, image_folder, ui_session
+):  # type: ignore[no-untyped-def]
+    from explorer.engine.multi_query import combined_embedding
+
+    window = make_window()
+    index_in(window, image_folder)
+    query = image_folder / "a" / "img_02.jpg"
+    _wait_query(qtbot, window, lambda: window.set_query_path(query))
+    first, second = [image_folder / r[1] for r in _grid(window)[:2]]
+    _wait_query(qtbot, window, lambda: window.grid.exampleRequested.emit(first, True))
+    outcome = _wait_query(qtbot, window, lambda: window.grid.exampleRequested.emit(second, False))
+    assert window.query_area.caption.text() == "img_02.jpg + 1 more like it, 1 not"
+    shown = [image_folder / r[1] for r in _grid(window)]
+    assert first not in shown and second not in shown and query not in shown  # seen already: not results
+    assert len(shown) == min(window.controller.k, 12 - 3)  # every other picture of the folder of 12
+    emb = combined_embedding(
+        [ui_session.embed_query(query), ui_session.embed_query(first)], [ui_session.embed_query(second)]
+    )
+    expected = ui_session.query(emb, image_folder, k=window.controller.k + 2, exclude=query).float_ranking
+    assert shown == [r.path for r in expected.results if r.path not in (first, second)][: window.controller.k]
+    assert len(outcome.float_rows) == len(shown)  # the plots mark the results shown, not the examples
+    _wait_query(qtbot, window, lambda: window.set_query_path(first))  # a new query starts without examples
+    assert window.controller.examples == [] and window.query_area.caption.text() == first.name
