@@ -216,6 +216,7 @@ class ResultsView(QListView):
     previewRequested = Signal(object)  # SearchResult
     queryRequested = Signal(object)  # Path: "use this image as the query"
     exampleRequested = Signal(object, bool)  # Path, wanted: "more like this" (True) or "less like this" (False)
+    labelRequested = Signal(object)  # list[Path]: "add these to a class of the labelled folder"
     placeholderClicked = Signal()  # the empty view's message was clicked: do what it suggests
 
     def __init__(self, model: RankingModel, compact: bool = False, parent: QWidget | None = None) -> None:
@@ -228,7 +229,8 @@ class ResultsView(QListView):
         self.setMovement(QListView.Movement.Static)
         self.setResizeMode(QListView.ResizeMode.Adjust)
         self.setUniformItemSizes(True)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # several results can be selected (Ctrl/Shift+click) to put them into a class together
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setMouseTracking(True)
         self.setSpacing(2 if compact else 4)
         if compact:
@@ -281,6 +283,11 @@ class ResultsView(QListView):
         assert isinstance(model, RankingModel)
         return model
 
+    def selected_results(self) -> list[SearchResult]:
+        """The selected results in rank order."""
+        found = [i.data(ResultRole) for i in self.selectedIndexes()]
+        return sorted((r for r in found if r is not None), key=lambda r: r.rank)
+
     def selected_result(self) -> SearchResult | None:
         indexes = self.selectedIndexes()
         return indexes[0].data(ResultRole) if indexes else None
@@ -300,7 +307,9 @@ class ResultsView(QListView):
         result: SearchResult | None = index.data(ResultRole) if index.isValid() else None
         if result is None:
             return
-        self.setCurrentIndex(index)
+        if not self.selectionModel().isSelected(index):
+            self.setCurrentIndex(index)  # a click outside the selection acts on that result alone
+        chosen = [r.path for r in self.selected_results()] or [result.path]
         menu = QMenu(self)
         menu.addAction("Preview", lambda: self.previewRequested.emit(result))
         menu.addAction("Open in image viewer", lambda: open_externally(result.path))
@@ -310,6 +319,9 @@ class ResultsView(QListView):
         menu.addAction("Use as query", lambda: self.queryRequested.emit(result.path))
         menu.addAction("More like this", lambda: self.exampleRequested.emit(result.path, True))
         menu.addAction("Less like this", lambda: self.exampleRequested.emit(result.path, False))
+        menu.addSeparator()
+        what = "this picture" if len(chosen) == 1 else f"these {len(chosen)} pictures"
+        menu.addAction(f"Add {what} to a class…", lambda: self.labelRequested.emit(chosen))
         menu.exec(self.viewport().mapToGlobal(pos))
 
     def paintEvent(self, event: Any) -> None:

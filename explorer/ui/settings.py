@@ -84,6 +84,16 @@ class Settings:
         self.store.setValue("folders/last", str(folder) if folder else "")
 
     @property
+    def labelled_folder(self) -> Path | None:
+        """Where "Add to class" puts results (explorer.engine.labelled_set), once chosen."""
+        value = self.store.value("labels/folder", "")
+        return Path(str(value)) if value else None
+
+    @labelled_folder.setter
+    def labelled_folder(self, folder: Path | None) -> None:
+        self.store.setValue("labels/folder", str(folder) if folder else "")
+
+    @property
     def recent_folders(self) -> list[Path]:
         value = self.store.value("folders/recent", [])
         if isinstance(value, str):  # QSettings collapses a one-element list to its element

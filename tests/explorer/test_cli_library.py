@@ -125,3 +125,17 @@ def test_a_query_of_several_pictures_and_a_cut_off(run: Run, tmp_path: Path) -> 
     assert len(json.loads(out)["results"]) == 11  # every other picture is within the largest cosine distance
     code, _out, err = run("query", wanted, "--in", folder, "--not", wanted)
     assert code == EXIT_USAGE and "both wanted and not wanted" in err
+
+
+def test_label_results_into_a_labelled_folder(run: Run, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    pictures = [make_image(folder / f"p{seed}.jpg", seed=seed) for seed in range(4)]
+    root = tmp_path / "labels"
+    code, out, _err = run("label", "robin", *pictures[:3], "--to", root)
+    assert code == EXIT_OK and out.startswith("3 linked into") and "robin 3" in out
+    code, out, _err = run("label", "wren", pictures[3], "--to", root, "--copy", "--json")
+    data = json.loads(out)
+    assert code == EXIT_OK and data["classes"] == {"robin": 3, "wren": 1} and not Path(data["added"][0]).is_symlink()
+    code, _out, err = run("label", "a/b", pictures[0], "--to", root)
+    assert code == EXIT_USAGE and "class name" in err
+    assert run("label", "robin", tmp_path / "absent.jpg", "--to", root)[0] != EXIT_OK

@@ -35,6 +35,7 @@ from explorer.ui.settings import Settings
 from explorer.ui.skipped_table import SkippedFilesTable
 from explorer.ui.thumbnails import ThumbnailCache, qimage_to_pil
 from explorer.ui.window.folder_actions import FolderActions
+from explorer.ui.window.label_actions import LabelActions
 from explorer.ui.window.library_actions import LibraryActions, WatchBridge, make_watcher
 from explorer.ui.window.menus import build_menus
 from explorer.ui.window.part import APP_TITLE, QUERY_THUMB
@@ -81,7 +82,7 @@ class _ImportSignal(QObject):
     done = Signal(str)  # "" on success, else the error
 
 
-class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
+class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QMainWindow):
     sessionReady = Signal(object)  # RetrievalSession
     indexProgress = Signal(object)  # trainer.progress.Progress
     indexFinished = Signal(object)  # IndexSummary
@@ -156,6 +157,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, QMainWindow):
         self.grid.previewRequested.connect(self.preview)
         self.grid.queryRequested.connect(self.set_query_path)
         self.grid.exampleRequested.connect(self.add_example)
+        self.grid.labelRequested.connect(self.label_results)
         self.grid.set_placeholder("Click here to choose a folder of images, then drop a query image on the left.")
         self.grid.placeholderClicked.connect(self._empty_grid_clicked)
         self.neighbours_split = QSplitter(Qt.Orientation.Horizontal)

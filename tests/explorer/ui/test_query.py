@@ -252,9 +252,7 @@ def test_query_expansion_from_the_sidebar_ranks_as_the_engine_does(
     assert Settings.at(settings_file).expand  # remembered for the next start
 
 
-def test_more_and_less_like_this_refine_the_query(
-    qtbot, make_window, index_in, image_folder, ui_session
-):  # type: ignore[no-untyped-def]
+def test_more_and_less_like_this_refine_the_query(qtbot, make_window, index_in, image_folder, ui_session):  # type: ignore[no-untyped-def]
     from explorer.engine.multi_query import combined_embedding
 
     window = make_window()
@@ -276,3 +274,28 @@ def test_more_and_less_like_this_refine_the_query(
     assert len(outcome.float_rows) == len(shown)  # the plots mark the results shown, not the examples
     _wait_query(qtbot, window, lambda: window.set_query_path(first))  # a new query starts without examples
     assert window.controller.examples == [] and window.query_area.caption.text() == first.name
+
+
+def test_results_are_labelled_into_a_class_and_the_wizard_opens_on_them(
+    qtbot, make_window, index_in, image_folder, tmp_path, monkeypatch
+):  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QInputDialog
+
+    from explorer.engine.labelled_set import classes
+
+    window = make_window()
+    index_in(window, image_folder)
+    _wait_query(qtbot, window, lambda: window.set_query_path(image_folder / "a" / "img_02.jpg"))
+    root = tmp_path / "labels"
+    root.mkdir()
+    window.settings.labelled_folder = root
+    picked = [image_folder / r[1] for r in _grid(window)[:3]]
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *_args, **_kw: ("robin", True))
+    window.grid.labelRequested.emit(picked)  # what "Add these 3 pictures to a class…" sends
+    qtbot.waitUntil(lambda: classes(root) == {"robin": 3}, timeout=QUERY_TIMEOUT_MS)
+    assert sorted(p.resolve() for p in (root / "robin").iterdir()) == sorted(p.resolve() for p in picked)
+    qtbot.waitUntil(lambda: "into robin" in window.statusBar().currentMessage(), timeout=QUERY_TIMEOUT_MS)
+    window.fine_tune_labelled()
+    wizard = window.fine_tune_wizard
+    assert wizard.folder_page.row.path() == root
+    wizard.close()

@@ -1,0 +1,77 @@
+"""The window's labelling side: results put into a class of a labelled folder, and the wizard opened on it.
+
+A mixin of `MainWindow`: search finds the pictures of a kind, "Add to a class…" (the grid's context menu, on the
+selected results) puts them into the labelled folder (explorer.engine.labelled_set, in a worker: copies of camera
+photos take a moment), and File ▸ Fine-tune on the labelled folder opens the wizard on it: search -> label -> train ->
+"Use it now" -> search again, in one window.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from explorer.app.jobs import Reply
+from explorer.engine.labelled_set import Labelled, add_to_class, classes
+from explorer.paths import pictures_folder
+from explorer.ui.window.part import WindowPart
+
+
+class LabelActions(WindowPart):
+    # provided by MainWindow
+    settings: Any
+    executor: Any
+
+    def choose_labelled_folder(self) -> Path | None:
+        """Ask where labelled pictures go (a folder of class sub-folders, made if new); remembered."""
+        start = str(self.settings.labelled_folder or pictures_folder())
+        name = QFileDialog.getExistingDirectory(self._window, "The labelled folder (one sub-folder per class)", start)
+        if not name:
+            return None
+        self.settings.labelled_folder = Path(name)
+        return Path(name)
+
+    def label_results(self, pictures: list[Path]) -> None:
+        root = self.settings.labelled_folder
+        if root is None or not root.is_dir():
+            root = self.choose_labelled_folder()
+            if root is None:
+                return
+        known = list(classes(root))
+        name, ok = QInputDialog.getItem(
+            self._window, "Add to a class", f"Class in {root.name} (a new name makes a new class):", known, 0, True
+        )
+        if not ok or not name.strip():
+            return
+        folder = root
+
+        def done(labelled: Labelled) -> None:
+            how = "copied (links are not allowed there)" if labelled.copied_instead else "linked"
+            counts = ", ".join(f"{c} {n}" for c, n in classes(folder).items())
+            failed = f"; {len(labelled.failed)} failed: {labelled.failed[0][1]}" if labelled.failed else ""
+            self._window.statusBar().showMessage(
+                f"{len(labelled.added)} {how} into {labelled.folder.name}{failed}. Classes: {counts}. "
+                "File ▸ Fine-tune on the labelled folder trains on them.",
+                15000,
+            )
+
+        self.executor.submit(
+            "files", "label", lambda _task: add_to_class(folder, name, pictures),
+            Reply(done=done, failed=lambda message: self._window.statusBar().showMessage(message, 15000)),
+        )  # fmt: skip
+
+    def fine_tune_labelled(self) -> None:
+        root = self.settings.labelled_folder
+        if root is None or not root.is_dir():
+            root = self.choose_labelled_folder()
+            if root is None:
+                return
+        from explorer.ui.wizard import FineTuneWizard
+
+        wizard = FineTuneWizard(self._window, folder=root)
+        wizard.modelReady.connect(self.set_model)  # type: ignore[attr-defined]
+        self.fine_tune_wizard = wizard
+        wizard.show()
+        wizard.raise_()
