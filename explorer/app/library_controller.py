@@ -168,9 +168,11 @@ class LibraryController:
             self.waiting.append(folder)
         self._next()
 
-    def index_all(self) -> None:
+    def index_all(self, but: Path | None = None) -> None:
+        """Index every online folder of the library in the background (incremental: an unchanged folder costs its
+        scan), `but` the one the window indexes itself."""
         for folder in self.folders():
-            if folder.is_dir():
+            if folder.is_dir() and folder != but:
                 self.index_later(folder)
 
     def _next(self) -> None:

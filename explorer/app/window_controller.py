@@ -133,6 +133,7 @@ class WindowController:
         self.view.model_ready(session)
         self.library.set_session(session)
         self.library.sync_watches(self.folder)
+        self.library.index_all(but=self.folder)  # what changed while the window was closed (or the model changed)
         launch, self.launch_folder = self.launch_folder, None
         if self.folder is not None and self.folder == launch and session.last_run_cancelled(self.folder):
             self._offer_to_continue(session, self.folder)
