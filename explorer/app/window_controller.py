@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from explorer.app import analysis, library_query
+from explorer.app.collection_map import CollectionMap
 from explorer.app.folder_recall import FolderRecall
 from explorer.app.jobs import Executor, LatestJob, Reply, Task
 from explorer.app.library_controller import LibraryController, Watcher
@@ -81,6 +82,7 @@ class WindowController:
         self.index_job = LatestJob(executor, "index")
         self.query_job = LatestJob(executor, "query")
         self.folder_recall = FolderRecall(executor, self.engine.folder_recall, view.recall_changed)
+        self.collection_map = CollectionMap(executor, view.map_changed)
         self.session: RetrievalSession | None = None
         self.model_path: Path | None = None
         self.folder: Path | None = None
@@ -153,6 +155,7 @@ class WindowController:
         self.folder = folder
         self.summary = None
         self.folder_recall.forget()
+        self.collection_map.forget()
         if at_launch:
             self.launch_folder = folder
         self.view.folder_opened(folder)
@@ -278,6 +281,8 @@ class WindowController:
             self.clear_results()
         if not summary.report.cancelled:
             self.start_recall(summary)
+            if self.session is not None:
+                self.collection_map.start(self.session, summary)
 
     def _index_cancelled(self) -> None:
         self.view.indexing_ended()
@@ -421,5 +426,5 @@ class WindowController:
         """No answer is shown from now on; running jobs are asked to stop."""
         self.closing = True
         self.library.close()
-        for job in (self.index_job, self.query_job, self.folder_recall.job):
+        for job in (self.index_job, self.query_job, self.folder_recall.job, self.collection_map.job):
             job.cancel()

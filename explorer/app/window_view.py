@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
+    from explorer.app.collection_map import MapLayout
     from explorer.app.library_controller import LibraryRow
     from explorer.engine.session import RetrievalSession
     from trainer.progress import Progress
@@ -41,3 +42,5 @@ class WindowView(Protocol):
 
     def status(self, message: str, timeout_ms: int) -> None: ...
     def library_changed(self, rows: list[LibraryRow], searching: bool) -> None: ...
+    def map_changed(self, layout: MapLayout | None, message: str) -> None:
+        """The folder's map (explorer.app.collection_map), or why there is none (yet)."""

@@ -20,6 +20,7 @@ from trainer.card import model_paths
 
 if TYPE_CHECKING:
     from explorer.app.analysis import IndexSummary, QueryOutcome, RecallTable
+    from explorer.app.collection_map import MapLayout
     from explorer.engine.session import RetrievalSession
     from trainer.progress import Progress
 
@@ -47,6 +48,7 @@ class FolderActions(WindowPart):
     indexProgress: Any
     indexFinished: Any
     recallFinished: Any
+    mapChanged: Any
 
     # -- what the rest of the app and the tests read -----------------------------------------------------------
     @property
@@ -252,6 +254,12 @@ class FolderActions(WindowPart):
         self.folder_info.setText(
             f"<b>{s.count:,}</b> images indexed{partial}{link}{classes}<br><small>{s.folder}</small>"
         )
+
+    def map_changed(self, layout: MapLayout | None, message: str) -> None:
+        panel = getattr(self, "map_panel", None)
+        if panel is not None:
+            panel.show_layout(layout, message)
+        self.mapChanged.emit(layout)
 
     def recall_changed(self, table: RecallTable | None, message: str, final: bool) -> None:
         if self.dims is not None:

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
     from explorer.engine.session import RetrievalSession
     from explorer.ui.dims_panel import DimensionsPanel
+    from explorer.ui.map_panel import MapPanel
     from explorer.ui.plots import FloatBinaryPanel
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
     queryFinished = Signal(object)  # QueryOutcome (also when the query could not be searched yet)
     queryFailed = Signal(str)
     recallFinished = Signal(object)  # RecallTable | None
+    mapChanged = Signal(object)  # MapLayout | None
     analysisReady = Signal()  # the plot panels exist (pyqtgraph is imported after the window shows)
     recent_menu: QMenu  # built from the action table (explorer.ui.window.menus)
 
@@ -112,6 +114,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         self.controller.expand = EXPAND_NEIGHBOURS if self.settings.expand else 0
         self.plots: FloatBinaryPanel | None = None
         self.dims: DimensionsPanel | None = None
+        self.map_panel: MapPanel | None = None
         self.thumbnails = ThumbnailCache(parent=self)
         # Large previews in a cache of their own, so a few of them never push out hundreds of thumbnails.
         self.previews = ThumbnailCache(capacity=6, threads=1, parent=self)
@@ -171,6 +174,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         self.tabs = QTabWidget()
         self.tabs.addTab(self.neighbours_split, "Neighbours")
         self.tabs.addTab(_placeholder("Loading plots…"), "Dimensions")
+        self.tabs.addTab(_placeholder("Loading the map…"), "Map")
         self.main_split = QSplitter(Qt.Orientation.Horizontal)
         self.main_split.addWidget(side)
         self.main_split.addWidget(self.tabs)
@@ -277,6 +281,16 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         if old_tab is not None:
             old_tab.deleteLater()
         self.tabs.insertTab(1, self.dims, "Dimensions")
+        from explorer.ui.map_panel import MapPanel
+
+        self.map_panel = MapPanel()
+        self.map_panel.queryRequested.connect(self.set_query_path)
+        old_map = self.tabs.widget(2)
+        self.tabs.removeTab(2)
+        if old_map is not None:
+            old_map.deleteLater()
+        self.tabs.insertTab(2, self.map_panel, "Map")
+        self.map_panel.show_layout(self.controller.collection_map.layout, "")
         self.tabs.setCurrentIndex(current)
         if self.session is not None:
             self.dims.set_dims(list(self.session.card.nested_dims))

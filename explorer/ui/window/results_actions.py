@@ -30,6 +30,7 @@ class ResultsActions(WindowPart):
     grid: Any
     grid_model: Any
     plots: Any
+    map_panel: Any
     tabs: Any
     ranking_combo: Any
     k_spin: Any
@@ -104,6 +105,8 @@ class ResultsActions(WindowPart):
             self.plots.show_outcome(outcome)
         if self.dims is not None:
             self.dims.show_outcome(outcome)
+        if self.map_panel is not None:
+            self.map_panel.show_outcome(outcome)
 
     # -- what the person does with results ------------------------------------------------------------------
     def preview(self, result: SearchResult) -> None:

@@ -1,0 +1,148 @@
+"""The Map tab: every image of the folder as a point (explorer.app.collection_map), coloured by sub-folder, with the
+query and its neighbours on it. Hover names a point, a click searches with it.
+
+Drawing 100,000 points: one ScatterPlotItem per sub-folder (one brush each: per-point brushes are what makes
+pyqtgraph slow), drawn once per folder; the query's marks are two small items redrawn per query. Hovering finds the
+nearest point with one vectorised distance over the view's coordinates, at most every 40 ms.
+
+pyqtgraph is imported after the window shows (see MainWindow), like explorer.ui.plots.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, style_plot
+
+if TYPE_CHECKING:
+    from explorer.app.analysis import QueryOutcome
+    from explorer.app.collection_map import MapLayout
+
+# Twelve colours that stay apart on white (Tableau 10 and two more); groups beyond them repeat the cycle.
+GROUP_COLORS = [
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+    (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (57, 59, 121), (140, 162, 82),
+]  # fmt: skip
+HOVER_INTERVAL = 0.04
+
+
+class MapPanel(QWidget):
+    queryRequested = Signal(object)  # Path: search with the clicked image
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.header = QLabel("The map appears once the folder is indexed.")
+        self.header.setWordWrap(True)
+        self.hover_label = QLabel(" ")
+        self.plot_widget = pg.PlotWidget()
+        self.plot = self.plot_widget.getPlotItem()
+        style_plot(self.plot, "Every image of the folder", "first direction", "second direction")
+        self.plot.hideAxis("left")
+        self.plot.hideAxis("bottom")
+        self.neighbours = pg.ScatterPlotItem(size=11, pen=pg.mkPen(FLOAT_COLOR, width=1.8), brush=None)
+        self.query_mark = pg.ScatterPlotItem(
+            size=18, symbol="star", pen=pg.mkPen("k", width=1), brush=pg.mkBrush(BINARY_COLOR)
+        )
+        self.neighbours.setZValue(10)
+        self.query_mark.setZValue(11)
+        self.groups: list[pg.ScatterPlotItem] = []
+        self.layout_data: MapLayout | None = None
+        self._last_hover = 0.0
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.header)
+        layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self.hover_label)
+        self.plot_widget.scene().sigMouseMoved.connect(self._hovered)
+        self.plot_widget.scene().sigMouseClicked.connect(self._clicked)
+
+    # -- what the window shows ------------------------------------------------------------------------------
+    def show_layout(self, layout: MapLayout | None, message: str) -> None:
+        if layout is None or layout is self.layout_data:
+            if message:
+                self.header.setText(message)
+            if layout is None:
+                self._clear()
+            return
+        self._clear()
+        self.layout_data = layout
+        for g, name in enumerate(layout.groups):
+            rows = np.flatnonzero(layout.group_of == g)
+            color = GROUP_COLORS[g % len(GROUP_COLORS)]
+            item = pg.ScatterPlotItem(
+                layout.xy[rows, 0], layout.xy[rows, 1], size=5, pen=None, brush=pg.mkBrush(*color, 170),
+                name=name or "(top of the folder)",
+            )  # fmt: skip
+            self.groups.append(item)
+            self.plot.addItem(item)
+        self.plot.addItem(self.neighbours)
+        self.plot.addItem(self.query_mark)
+        named = f"{len(layout.groups)} sub-folders" if len(layout.groups) > 1 else "one folder"
+        self.header.setText(
+            f"<b>{len(layout.paths):,}</b> images, coloured by sub-folder ({named}), placed by {layout.method} of "
+            "their embeddings: near means similar. Hover a point to name it, click it to search with it."
+        )
+        self.plot.autoRange()
+
+    def show_outcome(self, outcome: QueryOutcome) -> None:
+        """The query and its float neighbours on the map (rows of the folder's snapshot, the map's order)."""
+        layout = self.layout_data
+        if layout is None or outcome.float_ranking is None:
+            self.neighbours.setData([], [])
+            self.query_mark.setData([], [])
+            return
+        index = {p: i for i, p in enumerate(layout.paths)}
+        rows = [index[r.path] for r in outcome.float_ranking.results if r.path in index]
+        self.neighbours.setData(layout.xy[rows, 0], layout.xy[rows, 1])
+        x, y = layout.project(outcome.embedding)
+        self.query_mark.setData([float(x)], [float(y)])
+
+    def _clear(self) -> None:
+        for item in self.groups:
+            self.plot.removeItem(item)
+        self.groups = []
+        for item in (self.neighbours, self.query_mark):
+            if item.scene() is not None:
+                self.plot.removeItem(item)
+            item.setData([], [])
+        self.layout_data = None
+        self.hover_label.setText(" ")
+
+    # -- hover and click -------------------------------------------------------------------------------------
+    def nearest(self, scene_pos: QPointF) -> int | None:
+        """The row of the point under the mouse (within 8 pixels), or None."""
+        layout = self.layout_data
+        if layout is None or len(layout.xy) == 0 or not self.plot.sceneBoundingRect().contains(scene_pos):
+            return None
+        view = self.plot.getViewBox()
+        at = view.mapSceneToView(scene_pos)
+        pixel = view.viewPixelSize()  # data units per pixel, (x, y)
+        d = ((layout.xy[:, 0] - at.x()) / pixel[0]) ** 2 + ((layout.xy[:, 1] - at.y()) / pixel[1]) ** 2
+        row = int(np.argmin(d))
+        return row if d[row] <= 64 else None
+
+    def _hovered(self, scene_pos: QPointF) -> None:
+        now = time.monotonic()
+        if now - self._last_hover < HOVER_INTERVAL:
+            return
+        self._last_hover = now
+        row = self.nearest(scene_pos)
+        layout = self.layout_data
+        if row is None or layout is None:
+            self.hover_label.setText(" ")
+            return
+        group = layout.groups[layout.group_of[row]] or "(top of the folder)"
+        self.hover_label.setText(f"{layout.paths[row].name}  ·  {group}  ·  click to search with it")
+
+    def _clicked(self, event: object) -> None:
+        if getattr(event, "button", lambda: None)() != Qt.MouseButton.LeftButton:
+            return
+        row = self.nearest(event.scenePos())  # type: ignore[attr-defined]
+        if row is not None and self.layout_data is not None:
+            self.queryRequested.emit(Path(self.layout_data.paths[row]))
