@@ -26,7 +26,7 @@ def test_the_layout_separates_what_the_embeddings_separate(tmp_path: Path) -> No
     assert min(gaps) > 2 * spread  # three groups, apart on the map
     # an image's own embedding is placed where it is
     assert np.allclose(layout.project(vectors[7]), layout.xy[7], atol=1e-4)
-    mean, axes = pca_axes(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    _mean, axes = pca_axes(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     assert np.allclose(axes @ axes.T, np.eye(2), atol=1e-6)
 
 
