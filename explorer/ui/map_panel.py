@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, style_plot
@@ -31,6 +31,7 @@ GROUP_COLORS = [
     (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (57, 59, 121), (140, 162, 82),
 ]  # fmt: skip
 HOVER_INTERVAL = 0.04
+GROUP_BATCH = 4_000  # points added per turn of the event loop
 
 
 class MapPanel(QWidget):
@@ -53,6 +54,7 @@ class MapPanel(QWidget):
         self.neighbours.setZValue(10)
         self.query_mark.setZValue(11)
         self.groups: list[pg.ScatterPlotItem] = []
+        self._pending: list[int] = []  # sub-folders still to draw
         self.layout_data: MapLayout | None = None
         self._last_hover = 0.0
         layout = QVBoxLayout(self)
@@ -72,23 +74,38 @@ class MapPanel(QWidget):
             return
         self._clear()
         self.layout_data = layout
-        for g, name in enumerate(layout.groups):
-            rows = np.flatnonzero(layout.group_of == g)
-            color = GROUP_COLORS[g % len(GROUP_COLORS)]
-            item = pg.ScatterPlotItem(
-                layout.xy[rows, 0], layout.xy[rows, 1], size=5, pen=None, brush=pg.mkBrush(*color, 170),
-                name=name or "(top of the folder)",
-            )  # fmt: skip
-            self.groups.append(item)
-            self.plot.addItem(item)
         self.plot.addItem(self.neighbours)
         self.plot.addItem(self.query_mark)
+        self._pending = list(range(len(layout.groups)))
+        self._add_groups(layout)
         named = f"{len(layout.groups)} sub-folders" if len(layout.groups) > 1 else "one folder"
         self.header.setText(
             f"<b>{len(layout.paths):,}</b> images, coloured by sub-folder ({named}), placed by {layout.method} of "
             "their embeddings: near means similar. Hover a point to name it, click it to search with it."
         )
-        self.plot.autoRange()
+
+    def _add_groups(self, layout: MapLayout) -> None:
+        """Add the sub-folders' points a few thousand at a time, one turn of the event loop each: 100,000 points
+        added at once held the window for a third of a second (bench/gui_responsiveness.py --map-only)."""
+        if layout is not self.layout_data:
+            return  # another folder meanwhile
+        budget = GROUP_BATCH
+        while self._pending and budget > 0:
+            g = self._pending.pop(0)
+            rows = np.flatnonzero(layout.group_of == g)
+            color = GROUP_COLORS[g % len(GROUP_COLORS)]
+            for start in range(0, len(rows), GROUP_BATCH):
+                part = rows[start : start + GROUP_BATCH]
+                item = pg.ScatterPlotItem(
+                    layout.xy[part, 0], layout.xy[part, 1], size=5, pen=None, brush=pg.mkBrush(*color, 170)
+                )
+                self.groups.append(item)
+                self.plot.addItem(item)
+            budget -= len(rows)
+        if self._pending:
+            QTimer.singleShot(0, lambda: self._add_groups(layout))
+        else:
+            self.plot.autoRange()
 
     def show_outcome(self, outcome: QueryOutcome) -> None:
         """The query and its float neighbours on the map (rows of the folder's snapshot, the map's order)."""
@@ -97,7 +114,7 @@ class MapPanel(QWidget):
             self.neighbours.setData([], [])
             self.query_mark.setData([], [])
             return
-        index = {p: i for i, p in enumerate(layout.paths)}
+        index = layout.row_of
         rows = [index[r.path] for r in outcome.float_ranking.results if r.path in index]
         self.neighbours.setData(layout.xy[rows, 0], layout.xy[rows, 1])
         x, y = layout.project(outcome.embedding)

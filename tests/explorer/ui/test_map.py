@@ -7,9 +7,7 @@ from PySide6.QtCore import QPointF, Qt
 TIMEOUT_MS = 60_000
 
 
-def test_the_map_shows_the_folder_and_a_click_searches_with_a_point(
-    qtbot, make_window, index_in, image_folder
-):  # type: ignore[no-untyped-def]
+def test_the_map_shows_the_folder_and_a_click_searches_with_a_point(qtbot, make_window, index_in, image_folder):  # type: ignore[no-untyped-def]
     window = make_window()
     qtbot.waitUntil(lambda: window.map_panel is not None, timeout=TIMEOUT_MS)
     with qtbot.waitSignal(window.mapChanged, timeout=TIMEOUT_MS, check_params_cb=lambda layout: layout is not None):
