@@ -19,7 +19,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, style_plot
+from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 
 if TYPE_CHECKING:
     from explorer.app.analysis import QueryOutcome
@@ -32,6 +32,7 @@ GROUP_COLORS = [
 ]  # fmt: skip
 HOVER_INTERVAL = 0.04
 GROUP_BATCH = 4_000  # points added per turn of the event loop
+LEGEND_ROWS = 12  # sub-folders named in the legend (the colours repeat after twelve anyway)
 
 
 class MapPanel(QWidget):
@@ -51,6 +52,7 @@ class MapPanel(QWidget):
         self.query_mark = pg.ScatterPlotItem(
             size=18, symbol="star", pen=pg.mkPen("k", width=1), brush=pg.mkBrush(BINARY_COLOR)
         )
+        self.legend = add_legend(self.plot, (8, 8))
         self.neighbours.setZValue(10)
         self.query_mark.setZValue(11)
         self.groups: list[pg.ScatterPlotItem] = []
@@ -76,6 +78,13 @@ class MapPanel(QWidget):
         self.layout_data = layout
         self.plot.addItem(self.neighbours)
         self.plot.addItem(self.query_mark)
+        for g, name in enumerate(layout.groups[:LEGEND_ROWS]):
+            sample = pg.ScatterPlotItem(size=8, pen=None, brush=pg.mkBrush(*GROUP_COLORS[g % len(GROUP_COLORS)]))
+            self.legend.addItem(sample, name or "(top of the folder)")
+        if len(layout.groups) > LEGEND_ROWS:
+            self.legend.addItem(pg.ScatterPlotItem(size=0, pen=None), f"… {len(layout.groups) - LEGEND_ROWS} more")
+        self.legend.addItem(self.query_mark, "the query")
+        self.legend.addItem(self.neighbours, "its neighbours")
         self._pending = list(range(len(layout.groups)))
         self._add_groups(layout)
         named = f"{len(layout.groups)} sub-folders" if len(layout.groups) > 1 else "one folder"
@@ -129,6 +138,7 @@ class MapPanel(QWidget):
                 self.plot.removeItem(item)
             item.setData([], [])
         self.layout_data = None
+        self.legend.clear()
         self.hover_label.setText(" ")
 
     # -- hover and click -------------------------------------------------------------------------------------
