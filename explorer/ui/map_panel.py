@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
-from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 
@@ -37,6 +38,7 @@ LEGEND_ROWS = 12  # sub-folders named in the legend (the colours repeat after tw
 
 class MapPanel(QWidget):
     queryRequested = Signal(object)  # Path: search with the clicked image
+    labelRequested = Signal(object)  # list[Path]: the images in the selected area, to put into a class
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -59,10 +61,29 @@ class MapPanel(QWidget):
         self._pending: list[int] = []  # sub-folders still to draw
         self.layout_data: MapLayout | None = None
         self._last_hover = 0.0
+        self.roi: pg.RectROI | None = None
+        self.select_button = QPushButton("Select an area")
+        self.select_button.setCheckable(True)
+        self.select_button.setToolTip("A box to drag and resize over the map: the images in it can go into a class")
+        self.label_button = QPushButton("Add to a class…")
+        self.copy_button = QPushButton("Copy paths")
+        for button in (self.label_button, self.copy_button):
+            button.setEnabled(False)
+        self.selection_label = QLabel("")
+        tools = QHBoxLayout()
+        for widget in (self.select_button, self.selection_label, self.label_button, self.copy_button):
+            tools.addWidget(widget)
+        tools.addStretch(1)
+        tools.addWidget(self.hover_label, 2)
         layout = QVBoxLayout(self)
         layout.addWidget(self.header)
         layout.addWidget(self.plot_widget, 1)
-        layout.addWidget(self.hover_label)
+        layout.addLayout(tools)
+        self.select_button.toggled.connect(self._selecting)
+        self.label_button.clicked.connect(lambda: self.labelRequested.emit(self.selected_paths()))
+        self.copy_button.clicked.connect(
+            lambda: QGuiApplication.clipboard().setText("\n".join(str(p) for p in self.selected_paths()))
+        )
         self.plot_widget.scene().sigMouseMoved.connect(self._hovered)
         self.plot_widget.scene().sigMouseClicked.connect(self._clicked)
 
@@ -138,8 +159,43 @@ class MapPanel(QWidget):
                 self.plot.removeItem(item)
             item.setData([], [])
         self.layout_data = None
+        self.select_button.setChecked(False)
         self.legend.clear()
         self.hover_label.setText(" ")
+
+    # -- selecting an area -----------------------------------------------------------------------------------
+    def _selecting(self, on: bool) -> None:
+        if self.roi is not None:
+            self.plot.removeItem(self.roi)
+            self.roi = None
+        if on and self.layout_data is not None:
+            (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+            w, h = (x1 - x0) / 4, (y1 - y0) / 4
+            self.roi = pg.RectROI([x0 + 1.5 * w, y0 + 1.5 * h], [w, h], pen=pg.mkPen(BINARY_COLOR, width=2))
+            self.roi.setZValue(20)
+            self.roi.sigRegionChanged.connect(self._selection_changed)
+            self.plot.addItem(self.roi)
+        self._selection_changed()
+
+    def selected_rows(self) -> np.ndarray:
+        """Rows of the images inside the selection box (none when there is no box)."""
+        layout = self.layout_data
+        if self.roi is None or layout is None:
+            return np.zeros(0, np.int64)
+        (x, y), (w, h) = self.roi.pos(), self.roi.size()
+        xs, ys = layout.xy[:, 0], layout.xy[:, 1]
+        inside = (xs >= min(x, x + w)) & (xs <= max(x, x + w)) & (ys >= min(y, y + h)) & (ys <= max(y, y + h))
+        return np.flatnonzero(inside)
+
+    def selected_paths(self) -> list[Path]:
+        layout = self.layout_data
+        return [layout.paths[i] for i in self.selected_rows()] if layout is not None else []
+
+    def _selection_changed(self) -> None:
+        count = len(self.selected_rows())
+        self.selection_label.setText(f"{count:,} images in the box" if self.roi is not None else "")
+        for button in (self.label_button, self.copy_button):
+            button.setEnabled(count > 0)
 
     # -- hover and click -------------------------------------------------------------------------------------
     def nearest(self, scene_pos: QPointF) -> int | None:

@@ -285,6 +285,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
 
         self.map_panel = MapPanel()
         self.map_panel.queryRequested.connect(self.set_query_path)
+        self.map_panel.labelRequested.connect(self.label_results)
         old_map = self.tabs.widget(2)
         self.tabs.removeTab(2)
         if old_map is not None:

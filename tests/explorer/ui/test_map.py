@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from PySide6.QtCore import QPointF, Qt
 
 TIMEOUT_MS = 60_000
@@ -32,3 +33,34 @@ def test_the_map_shows_the_folder_and_a_click_searches_with_a_point(qtbot, make_
     assert window.controller.source == layout.paths[row]
     marked = panel.neighbours.data
     assert len(marked) == len(got.args[0].float_ranking.results) and len(panel.query_mark.data) == 1
+
+
+def test_an_area_of_the_map_goes_into_a_class(qtbot, make_window, index_in, image_folder, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+    from PySide6.QtWidgets import QInputDialog
+
+    from explorer.engine.labelled_set import classes
+
+    window = make_window()
+    qtbot.waitUntil(lambda: window.map_panel is not None, timeout=TIMEOUT_MS)
+    with qtbot.waitSignal(window.mapChanged, timeout=TIMEOUT_MS, check_params_cb=lambda layout: layout is not None):
+        index_in(window, image_folder)
+    panel = window.map_panel
+    layout = panel.layout_data
+    assert not panel.label_button.isEnabled()
+    panel.select_button.setChecked(True)
+    xs, ys = layout.xy[:, 0], layout.xy[:, 1]
+    # a box around the left half of the points
+    x0, x1, y0, y1 = float(xs.min()) - 1, float(np.median(xs)), float(ys.min()) - 1, float(ys.max()) + 1
+    panel.roi.setPos([x0, y0])
+    panel.roi.setSize([x1 - x0, y1 - y0])
+    expected = {layout.paths[i] for i in np.flatnonzero(xs <= x1)}
+    assert set(panel.selected_paths()) == expected and panel.label_button.isEnabled()
+    assert panel.selection_label.text() == f"{len(expected)} images in the box"
+    root = tmp_path / "labels"
+    root.mkdir()
+    window.settings.labelled_folder = root
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *_args, **_kw: ("left", True))
+    qtbot.mouseClick(panel.label_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: classes(root) == {"left": len(expected)}, timeout=TIMEOUT_MS)
+    panel.select_button.setChecked(False)
+    assert panel.roi is None and panel.selected_paths() == [] and not panel.label_button.isEnabled()
