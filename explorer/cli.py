@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from explorer.cli_duplicates import add_duplicates_parser, cmd_duplicates
 from explorer.cli_export import add_export_parser, cmd_export, cmd_query_store, is_store
 from explorer.cli_label import add_label_parser, cmd_label
 from explorer.cli_library import add_library_parser, cmd_library, cmd_query_library, is_library_name
@@ -107,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     add_library_parser(sub)
     add_export_parser(sub)
     add_label_parser(sub)
+    add_duplicates_parser(sub)
 
     ev = sub.add_parser("eval", help="retrieval metrics of the model on a labelled folder (trainer eval)")
     ev.add_argument("folder", type=Path)
@@ -308,7 +310,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_MODEL
     commands = {
         "index": cmd_index, "query": cmd_query, "info": cmd_info, "eval": cmd_eval, "library": cmd_library,
-        "export": cmd_export, "label": cmd_label,
+        "export": cmd_export, "label": cmd_label, "duplicates": cmd_duplicates,
     }  # fmt: skip
     try:
         return commands[args.command](session, args)

@@ -139,3 +139,31 @@ def test_label_results_into_a_labelled_folder(run: Run, tmp_path: Path) -> None:
     code, _out, err = run("label", "a/b", pictures[0], "--to", root)
     assert code == EXIT_USAGE and "class name" in err
     assert run("label", "robin", tmp_path / "absent.jpg", "--to", root)[0] != EXIT_OK
+
+
+def test_duplicates_of_an_indexed_folder(run: Run, tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    original = make_image(folder / "IMG_1.jpg", seed=3, size=(320, 240))
+    with Image.open(original) as im:
+        im.resize((160, 120)).save(folder / "IMG_1 small copy.jpg", quality=90)
+        im.save(folder / "IMG_1 re-saved.jpg", quality=50)
+    for seed in range(4):
+        make_image(folder / f"other{seed}.jpg", seed=40 + seed, size=(320, 240))
+    code, _out, err = run("duplicates", folder)
+    assert code == EXIT_NO_FOLDER and "not indexed" in err
+    assert run("index", folder)[0] == EXIT_OK
+    code, out, _err = run("duplicates", folder, "--json")
+    data = json.loads(out)
+    (group,) = [g for g in data["groups"] if g["kind"] == "duplicates"]
+    assert sorted(Path(m["path"]).name for m in group["members"]) == [
+        "IMG_1 re-saved.jpg", "IMG_1 small copy.jpg", "IMG_1.jpg",
+    ]  # fmt: skip
+    assert Path(group["keeper"]).name in ("IMG_1.jpg", "IMG_1 re-saved.jpg")  # the most pixels
+    code, out, _err = run("duplicates", folder)
+    assert (
+        code == EXIT_OK
+        and out.startswith("1 groups of copies (2 copies) among 7 images")
+        and "Nothing was moved" in out
+    )
