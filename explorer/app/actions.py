@@ -49,6 +49,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
                attribute="reindex_action"),
     ActionSpec(INDEX, "&Cancel", "cancel", "Esc", "cancel indexing", attribute="cancel_action"),
     ActionSpec(INDEX, "Show &skipped files", "show_skipped", "Ctrl+K", "skipped files"),
+    ActionSpec(INDEX, "Find &duplicates…", "find_duplicates", "Ctrl+D", "copies of one photo and bursts in the folder",
+               separator_before=True),
     ActionSpec(LIBRARY, "&Show the library", "show_library", "Ctrl+Shift+L", "the library's folders"),
     ActionSpec(LIBRARY, "Search the whole &library", "toggle_library_search", "Ctrl+L",
                "search every folder of the library (again: the current folder only)", attribute="library_action",

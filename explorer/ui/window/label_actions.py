@@ -62,6 +62,20 @@ class LabelActions(WindowPart):
             Reply(done=done, failed=lambda message: self._window.statusBar().showMessage(message, 15000)),
         )  # fmt: skip
 
+    def find_duplicates(self) -> None:
+        """Index ▸ Find duplicates: copies of one photo in the folder, and bursts (explorer.ui.duplicates_dialog)."""
+        from explorer.ui.duplicates_dialog import DuplicatesDialog
+
+        folder, session = self.controller.folder, self.controller.session
+        if folder is None or session is None or not session.is_indexed(folder):
+            self._window.statusBar().showMessage("Choose a folder and let it be indexed first.", 8000)
+            return
+        dialog = DuplicatesDialog(session, folder, self.executor, self._window)
+        dialog.moved.connect(lambda _done: self.controller.files_changed(folder))  # indexed again at once
+        self.duplicates_dialog = dialog
+        dialog.show()
+        dialog.search()
+
     def fine_tune_labelled(self) -> None:
         root = self.settings.labelled_folder
         if root is None or not root.is_dir():
