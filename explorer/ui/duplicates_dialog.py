@@ -40,7 +40,8 @@ PathRole = Qt.ItemDataRole.UserRole + 1
 def member_text(m: Member, keeper: bool) -> str:
     day = time.strftime("%Y-%m-%d %H:%M", time.localtime(m.mtime)) if m.mtime else "date unknown"
     keep = "  ·  keep" if keeper else ""
-    return f"{m.path.name}  ·  {m.width}x{m.height}  ·  {m.bytes / 1e6:.1f} MB  ·  {day}{keep}"
+    size = f"{m.bytes / 1e6:.1f} MB" if m.bytes >= 1e6 else f"{m.bytes / 1e3:.0f} kB"
+    return f"{m.path.name}  ·  {m.width}x{m.height}  ·  {size}  ·  {day}{keep}"
 
 
 class DuplicatesDialog(QDialog):

@@ -9,9 +9,7 @@ from PIL import Image
 TIMEOUT_MS = 60_000
 
 
-def test_copies_are_found_moved_and_put_back(
-    qtbot, make_window, index_in, make_img, tmp_path, monkeypatch
-):  # type: ignore[no-untyped-def]
+def test_copies_are_found_moved_and_put_back(qtbot, make_window, index_in, make_img, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QFileDialog
 
     folder = tmp_path / "photos"
@@ -27,7 +25,8 @@ def test_copies_are_found_moved_and_put_back(
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=TIMEOUT_MS)
     assert dialog.tree.topLevelItemCount() == 1
     group = dialog.tree.topLevelItem(0)
-    assert group.childCount() == 2 and group.child(0).text(0).startswith("IMG_1.jpg") and "keep" in group.child(0).text(0)
+    keeper = group.child(0).text(0)
+    assert group.childCount() == 2 and keeper.startswith("IMG_1.jpg") and keeper.endswith("keep") and "kB" in keeper
     assert dialog.ticked() == [folder / "IMG_1 small.jpg"]
 
     copies = tmp_path / "copies"
