@@ -25,6 +25,7 @@ from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_
 if TYPE_CHECKING:
     from explorer.app.analysis import QueryOutcome
     from explorer.app.collection_map import MapLayout
+    from explorer.ui.thumbnails import ThumbnailCache
 
 # Twelve colours that stay apart on white (Tableau 10 and two more); groups beyond them repeat the cycle.
 GROUP_COLORS = [
@@ -33,6 +34,7 @@ GROUP_COLORS = [
 ]  # fmt: skip
 HOVER_INTERVAL = 0.04
 GROUP_BATCH = 4_000  # points added per turn of the event loop
+HOVER_THUMB = 64  # pixels
 LEGEND_ROWS = 12  # sub-folders named in the legend (the colours repeat after twelve anyway)
 
 
@@ -40,8 +42,15 @@ class MapPanel(QWidget):
     queryRequested = Signal(object)  # Path: search with the clicked image
     labelRequested = Signal(object)  # list[Path]: the images in the selected area, to put into a class
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, thumbnails: ThumbnailCache | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.thumbnails = thumbnails
+        self.hovered_path: Path | None = None
+        self.hover_picture = QLabel()  # the hovered image, small, beside its name
+        self.hover_picture.setFixedSize(HOVER_THUMB, HOVER_THUMB)
+        self.hover_picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        if thumbnails is not None:
+            thumbnails.ready.connect(self._thumbnail_ready)
         self.header = QLabel("The map appears once the folder is indexed.")
         self.header.setWordWrap(True)
         self.hover_label = QLabel(" ")
@@ -74,6 +83,7 @@ class MapPanel(QWidget):
         for widget in (self.select_button, self.selection_label, self.label_button, self.copy_button):
             tools.addWidget(widget)
         tools.addStretch(1)
+        tools.addWidget(self.hover_picture)
         tools.addWidget(self.hover_label, 2)
         layout = QVBoxLayout(self)
         layout.addWidget(self.header)
@@ -219,9 +229,26 @@ class MapPanel(QWidget):
         layout = self.layout_data
         if row is None or layout is None:
             self.hover_label.setText(" ")
+            self.hover_picture.clear()
+            self.hovered_path = None
             return
         group = layout.groups[layout.group_of[row]] or "(top of the folder)"
         self.hover_label.setText(f"{layout.paths[row].name}  ·  {group}  ·  click to search with it")
+        self.hovered_path = layout.paths[row]
+        self._show_thumbnail()
+
+    def _show_thumbnail(self) -> None:
+        if self.thumbnails is None or self.hovered_path is None:
+            return
+        pixmap = self.thumbnails.get(self.hovered_path, HOVER_THUMB)  # decoded on the cache's threads
+        if pixmap is not None:
+            self.hover_picture.setPixmap(pixmap)
+        else:
+            self.hover_picture.clear()
+
+    def _thumbnail_ready(self, path: str) -> None:
+        if self.hovered_path is not None and str(self.hovered_path) == path:
+            self._show_thumbnail()
 
     def _clicked(self, event: object) -> None:
         if getattr(event, "button", lambda: None)() != Qt.MouseButton.LeftButton:

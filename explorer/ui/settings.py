@@ -155,6 +155,18 @@ class Settings:
         self.store.setValue("search/ranking", "binary" if value else "float")
 
     @property
+    def cutoff(self) -> float:
+        """The grid's cosine-distance limit (0: none)."""
+        try:
+            return max(0.0, min(2.0, float(str(self.store.value("search/cutoff", 0.0)))))
+        except ValueError:
+            return 0.0
+
+    @cutoff.setter
+    def cutoff(self, value: float) -> None:
+        self.store.setValue("search/cutoff", float(value))
+
+    @property
     def expand(self) -> bool:
         """Rank by query expansion (explorer.engine.search.Collection.search's `expand`)."""
         return str(self.store.value("search/rerank", "none")) == "qe"

@@ -43,5 +43,12 @@ def test_library_query_with_examples_cut_off_and_labels(explorer, tmp_path: Path
     assert nothing.returncode == 0 and "nothing in" in nothing.stdout
     label = explorer("label", "robin", *pictures[:2], "--to", tmp_path / "labels")
     assert label.returncode == 0 and "2 linked" in label.stdout
+    copy = home / "p0 copy.jpg"
+    copy.write_bytes(pictures[0].read_bytes())  # a copy of one photo, indexed: found by `explorer duplicates`
+    assert explorer("index", home).returncode == 0
+    dup = explorer("duplicates", home, "--json")
+    assert dup.returncode == 0, dup.stderr
+    groups = [g for g in json.loads(dup.stdout)["groups"] if g["kind"] == "duplicates"]
+    assert [sorted(Path(m["path"]).name for m in g["members"]) for g in groups] == [["p0 copy.jpg", "p0.jpg"]]
     bad = explorer("label", "../up", pictures[0], "--to", tmp_path / "labels")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "a class needs a name" in bad.stderr

@@ -136,7 +136,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
 
     # -- construction -----------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
-        side = self.sidebar = Sidebar(self.settings.k, self.settings.binary, self.settings.expand)
+        side = self.sidebar = Sidebar(self.settings.k, self.settings.binary, self.settings.expand, self.settings.cutoff)
         self.query_area, self.k_spin, self.dim_combo = side.query_area, side.k_spin, side.dim_combo
         self.ranking_combo, self.folder_combo, self.folder_info = (
             side.ranking_combo,
@@ -201,6 +201,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         self.dim_combo.currentIndexChanged.connect(self._dim_changed)
         self.ranking_combo.currentIndexChanged.connect(self._ranking_changed)
         side.expand_box.toggled.connect(self._expand_changed)
+        side.cutoff.valueChanged.connect(self._cutoff_changed)
         self.folder_combo.activated.connect(self._folder_combo_activated)
         self.thumbnails.ready.connect(self._thumbnail_ready)
 
@@ -283,7 +284,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         self.tabs.insertTab(1, self.dims, "Dimensions")
         from explorer.ui.map_panel import MapPanel
 
-        self.map_panel = MapPanel()
+        self.map_panel = MapPanel(self.thumbnails)
         self.map_panel.queryRequested.connect(self.set_query_path)
         self.map_panel.labelRequested.connect(self.label_results)
         old_map = self.tabs.widget(2)
@@ -360,6 +361,11 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
             return
         self.settings.dim = None if dim == self.session.card.dim else int(dim)
         self.controller.set_dim(int(dim))
+
+    def _cutoff_changed(self, value: float) -> None:
+        self.settings.cutoff = value
+        if self.outcome is not None:
+            self._show_outcome(self.outcome)  # the same answer, cut: nothing to search again
 
     def _expand_changed(self, on: bool) -> None:
         self.settings.expand = on

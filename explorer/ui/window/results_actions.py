@@ -7,6 +7,7 @@ kept apart from how the window is built and how a folder gets indexed.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from explorer.app.actions import shortcut_rows
 from explorer.app.export import ExportContext, export_ranking
+from explorer.engine.multi_query import within
 from explorer.paths import cache_root, data_root, log_file, pictures_folder
 from explorer.ui.results_view import PreviewDialog, copy_paths
 from explorer.ui.window.part import APP_TITLE, QUERY_THUMB, WindowPart
@@ -31,6 +33,7 @@ class ResultsActions(WindowPart):
     grid_model: Any
     plots: Any
     map_panel: Any
+    sidebar: Any
     tabs: Any
     ranking_combo: Any
     k_spin: Any
@@ -87,8 +90,14 @@ class ResultsActions(WindowPart):
             self.grid_model.set_results([])
             self.grid.set_placeholder(self.controller.empty_ranking_text(searched=False))
             return
-        self.grid_model.set_results(ranking.results)
-        self.grid.set_placeholder(self.controller.empty_ranking_text(searched=True) if not ranking.results else "")
+        limit = self.sidebar.cutoff.value() or None  # 0: no limit
+        shown = within(ranking.results, limit, binary=False)
+        self.grid_model.set_results(shown)
+        if ranking.results and not shown:
+            self.grid.set_placeholder(f"Nothing here is within cosine distance {limit:.2f} of the query.")
+        else:
+            self.grid.set_placeholder(self.controller.empty_ranking_text(searched=True) if not shown else "")
+        ranking = replace(ranking, results=shown)
         kind = "binary (Hamming)" if binary else "float (cosine)"
         note = f" Note: {outcome.notes[-1]}." if outcome.notes else ""
         if self._important_until > time.monotonic() and not note:

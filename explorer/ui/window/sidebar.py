@@ -7,6 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -22,7 +23,9 @@ from explorer.ui.settings import MAX_K
 
 
 class Sidebar(QWidget):
-    def __init__(self, k: int, binary: bool, expand: bool = False, parent: QWidget | None = None) -> None:
+    def __init__(
+        self, k: int, binary: bool, expand: bool = False, cutoff: float = 0.0, parent: QWidget | None = None
+    ) -> None:
         super().__init__(parent)
         self.query_area = QueryArea()
         self.open_button = QPushButton("Open image…")
@@ -56,6 +59,15 @@ class Sidebar(QWidget):
         search_form.addRow("Dimension", self.dim_combo)
         search_form.addRow("Ranking", self.ranking_combo)
         search_form.addRow("", self.expand_box)
+        self.cutoff = QDoubleSpinBox()
+        self.cutoff.setRange(0.0, 2.0)
+        self.cutoff.setSingleStep(0.05)
+        self.cutoff.setDecimals(2)
+        self.cutoff.setSpecialValueText("no limit")  # 0
+        self.cutoff.setValue(cutoff)
+        self.cutoff.setToolTip("Leave out neighbours farther than this cosine distance: a ranking may then say that "
+                               "nothing here is close")  # fmt: skip
+        search_form.addRow("Farther than", self.cutoff)
 
         self.folder_combo = QComboBox()
         self.folder_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)

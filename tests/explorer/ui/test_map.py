@@ -26,7 +26,10 @@ def test_the_map_shows_the_folder_and_a_click_searches_with_a_point(qtbot, make_
     panel._last_hover = 0.0
     panel._hovered(scene)
     assert panel.hover_label.text().startswith(layout.paths[row].name)
+    qtbot.waitUntil(lambda: panel.hover_picture.pixmap() is not None and not panel.hover_picture.pixmap().isNull())
 
+    scene = view.mapViewToScene(QPointF(float(layout.xy[row, 0]), float(layout.xy[row, 1])))  # laid out again
+    assert panel.nearest(scene) == row
     at = panel.plot_widget.mapFromScene(scene)
     with qtbot.waitSignal(window.queryFinished, timeout=TIMEOUT_MS, check_params_cb=lambda o: o.searched) as got:
         qtbot.mouseClick(panel.plot_widget.viewport(), Qt.MouseButton.LeftButton, pos=at)

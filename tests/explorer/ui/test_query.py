@@ -299,3 +299,21 @@ def test_results_are_labelled_into_a_class_and_the_wizard_opens_on_them(
     wizard = window.fine_tune_wizard
     assert wizard.folder_page.row.path() == root
     wizard.close()
+
+
+def test_a_distance_cut_off_says_that_nothing_here_is_close(qtbot, make_window, index_in, image_folder, settings_file):  # type: ignore[no-untyped-def]
+    window = make_window()
+    index_in(window, image_folder)
+    outcome = _wait_query(qtbot, window, lambda: window.set_query_path(image_folder / "a" / "img_02.jpg"))
+    distances = [r.cosine_distance for r in outcome.float_ranking.results]
+    limit = round((distances[0] + distances[-1]) / 2, 2)
+    window.sidebar.cutoff.setValue(limit)  # the same answer, cut in the grid
+    shown = [r[3] for r in _grid(window)]
+    assert 0 < len(shown) < len(distances) and all(r[2] <= limit for r in _grid(window))
+    window.sidebar.cutoff.setValue(0.01)
+    assert _grid(window) == [] and "Nothing here is within cosine distance 0.01" in window.grid.placeholder
+    from explorer.ui.settings import Settings
+
+    assert Settings.at(settings_file).cutoff == 0.01
+    window.sidebar.cutoff.setValue(0.0)  # "no limit"
+    assert len(_grid(window)) == len(distances)
