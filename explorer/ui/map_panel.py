@@ -18,7 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 
@@ -35,6 +35,10 @@ GROUP_COLORS = [
 HOVER_INTERVAL = 0.04
 GROUP_BATCH = 4_000  # points added per turn of the event loop
 HOVER_THUMB = 64  # pixels
+COLOUR_BY = ["Colour: sub-folder", "Colour: cosine distance to the query", "Colour: Hamming distance to the query"]
+# viridis in eight steps: near (dark) to far (light)
+BAND_COLORS = [(68, 1, 84), (70, 50, 126), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 193, 109),
+               (160, 218, 57), (253, 231, 37)]  # fmt: skip
 LEGEND_ROWS = 12  # sub-folders named in the legend (the colours repeat after twelve anyway)
 
 
@@ -67,7 +71,14 @@ class MapPanel(QWidget):
         self.neighbours.setZValue(10)
         self.query_mark.setZValue(11)
         self.groups: list[pg.ScatterPlotItem] = []
-        self._pending: list[int] = []  # sub-folders still to draw
+        self._pending: list[int] = []  # colours still to draw
+        self._categories: np.ndarray = np.zeros(0, np.int32)
+        self._colors: list[tuple[int, int, int]] = GROUP_COLORS
+        self.outcome: QueryOutcome | None = None
+        self.query_path: Path | None = None
+        self.colour_by = QComboBox()
+        self.colour_by.addItems(COLOUR_BY)
+        self.colour_by.setToolTip("What the colours say: the sub-folder, or how far each image is from the query")
         self.layout_data: MapLayout | None = None
         self._last_hover = 0.0
         self.roi: pg.RectROI | None = None
@@ -80,7 +91,7 @@ class MapPanel(QWidget):
             button.setEnabled(False)
         self.selection_label = QLabel("")
         tools = QHBoxLayout()
-        for widget in (self.select_button, self.selection_label, self.label_button, self.copy_button):
+        for widget in (self.colour_by, self.select_button, self.selection_label, self.label_button, self.copy_button):
             tools.addWidget(widget)
         tools.addStretch(1)
         tools.addWidget(self.hover_picture)
@@ -90,6 +101,7 @@ class MapPanel(QWidget):
         layout.addWidget(self.plot_widget, 1)
         layout.addLayout(tools)
         self.select_button.toggled.connect(self._selecting)
+        self.colour_by.currentIndexChanged.connect(lambda _i: self.recolour())
         self.label_button.clicked.connect(lambda: self.labelRequested.emit(self.selected_paths()))
         self.copy_button.clicked.connect(
             lambda: QGuiApplication.clipboard().setText("\n".join(str(p) for p in self.selected_paths()))
@@ -109,31 +121,43 @@ class MapPanel(QWidget):
         self.layout_data = layout
         self.plot.addItem(self.neighbours)
         self.plot.addItem(self.query_mark)
-        for g, name in enumerate(layout.groups[:LEGEND_ROWS]):
-            sample = pg.ScatterPlotItem(size=8, pen=None, brush=pg.mkBrush(*GROUP_COLORS[g % len(GROUP_COLORS)]))
-            self.legend.addItem(sample, name or "(top of the folder)")
-        if len(layout.groups) > LEGEND_ROWS:
-            self.legend.addItem(pg.ScatterPlotItem(size=0, pen=None), f"… {len(layout.groups) - LEGEND_ROWS} more")
-        self.legend.addItem(self.query_mark, "the query")
-        self.legend.addItem(self.neighbours, "its neighbours")
-        self._pending = list(range(len(layout.groups)))
-        self._add_groups(layout)
+        self._colour(layout.group_of, [g or "(top of the folder)" for g in layout.groups], GROUP_COLORS)
         named = f"{len(layout.groups)} sub-folders" if len(layout.groups) > 1 else "one folder"
         self.header.setText(
             f"<b>{len(layout.paths):,}</b> images, coloured by sub-folder ({named}), placed by {layout.method} of "
             "their embeddings: near means similar. Hover a point to name it, click it to search with it."
         )
 
+    def _colour(self, categories: np.ndarray, names: list[str], colors: list[tuple[int, int, int]]) -> None:
+        """Draw the points again, one colour per category (a sub-folder, or a band of distance to the query)."""
+        layout = self.layout_data
+        if layout is None:
+            return
+        for item in self.groups:
+            self.plot.removeItem(item)
+        self.groups = []
+        self.legend.clear()
+        for c, name in enumerate(names[:LEGEND_ROWS]):
+            sample = pg.ScatterPlotItem(size=8, pen=None, brush=pg.mkBrush(*colors[c % len(colors)]))
+            self.legend.addItem(sample, name)
+        if len(names) > LEGEND_ROWS:
+            self.legend.addItem(pg.ScatterPlotItem(size=0, pen=None), f"… {len(names) - LEGEND_ROWS} more")
+        self.legend.addItem(self.query_mark, "the query")
+        self.legend.addItem(self.neighbours, "its neighbours")
+        self._categories, self._colors = categories, colors
+        self._pending = list(range(len(names)))
+        self._add_groups(layout)
+
     def _add_groups(self, layout: MapLayout) -> None:
-        """Add the sub-folders' points a few thousand at a time, one turn of the event loop each: 100,000 points
+        """Add the points of each colour a few thousand at a time, one turn of the event loop each: 100,000 points
         added at once held the window for a third of a second (bench/gui_responsiveness.py --map-only)."""
         if layout is not self.layout_data:
             return  # another folder meanwhile
         budget = GROUP_BATCH
         while self._pending and budget > 0:
             g = self._pending.pop(0)
-            rows = np.flatnonzero(layout.group_of == g)
-            color = GROUP_COLORS[g % len(GROUP_COLORS)]
+            rows = np.flatnonzero(self._categories == g)
+            color = self._colors[g % len(self._colors)]
             for start in range(0, len(rows), GROUP_BATCH):
                 part = rows[start : start + GROUP_BATCH]
                 item = pg.ScatterPlotItem(
@@ -147,8 +171,45 @@ class MapPanel(QWidget):
         else:
             self.plot.autoRange()
 
-    def show_outcome(self, outcome: QueryOutcome) -> None:
+    def recolour(self) -> None:
+        """Colour by what `colour_by` says; distances need a query of this folder (else the sub-folders stay)."""
+        layout = self.layout_data
+        if layout is None:
+            return
+        choice = self.colour_by.currentIndex()
+        distances = self._distances(binary=choice == 2) if choice else None
+        if distances is None:
+            if choice:
+                self.hover_label.setText("Distances appear once a query of this folder is answered.")
+            self._colour(layout.group_of, [g or "(top of the folder)" for g in layout.groups], GROUP_COLORS)
+            return
+        edges = np.unique(np.quantile(distances, np.linspace(0, 1, len(BAND_COLORS) + 1)))
+        bands = np.clip(np.searchsorted(edges, distances, side="right") - 1, 0, len(edges) - 2).astype(np.int32)
+        unit = "bits" if choice == 2 else "cosine"
+        names = [f"{edges[i]:.0f}-{edges[i + 1]:.0f} {unit}" if choice == 2 else f"{edges[i]:.2f}-{edges[i + 1]:.2f}"
+                 for i in range(len(edges) - 1)]  # fmt: skip
+        self._colour(bands, names if choice == 2 else [f"{n} {unit}" for n in names], BAND_COLORS)
+
+    def _distances(self, binary: bool) -> np.ndarray | None:
+        """Each map row's distance to the query (the query's own row at 0), or None when the answer is not of
+        this folder (another folder, or the library)."""
+        layout, outcome = self.layout_data, self.outcome
+        if layout is None or outcome is None or outcome.float_ranking is None:
+            return None
+        values = np.asarray(outcome.hamming if binary else outcome.cosine, np.float64)
+        n = len(layout.paths)
+        if len(values) == n:
+            return values
+        own = layout.row_of.get(self.query_path) if self.query_path is not None else None
+        if len(values) == n - 1 and own is not None:
+            return np.insert(values, own, 0.0)  # the query's own picture, left out of the plots
+        return None
+
+    def show_outcome(self, outcome: QueryOutcome, query_path: Path | None = None) -> None:
         """The query and its float neighbours on the map (rows of the folder's snapshot, the map's order)."""
+        self.outcome, self.query_path = outcome, query_path
+        if self.colour_by.currentIndex():
+            self.recolour()
         layout = self.layout_data
         if layout is None or outcome.float_ranking is None:
             self.neighbours.setData([], [])
@@ -169,6 +230,7 @@ class MapPanel(QWidget):
                 self.plot.removeItem(item)
             item.setData([], [])
         self.layout_data = None
+        self.outcome = None
         self.select_button.setChecked(False)
         self.legend.clear()
         self.hover_label.setText(" ")

@@ -115,7 +115,8 @@ class ResultsActions(WindowPart):
         if self.dims is not None:
             self.dims.show_outcome(outcome)
         if self.map_panel is not None:
-            self.map_panel.show_outcome(outcome)
+            source = self.controller.source
+            self.map_panel.show_outcome(outcome, source if isinstance(source, Path) else None)
 
     # -- what the person does with results ------------------------------------------------------------------
     def preview(self, result: SearchResult) -> None:

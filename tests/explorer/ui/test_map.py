@@ -37,6 +37,16 @@ def test_the_map_shows_the_folder_and_a_click_searches_with_a_point(qtbot, make_
     marked = panel.neighbours.data
     assert len(marked) == len(got.args[0].float_ranking.results) and len(panel.query_mark.data) == 1
 
+    panel.colour_by.setCurrentIndex(1)  # by cosine distance to the query: the query's own picture is nearest
+    distances = panel._distances(binary=False)
+    assert distances is not None and len(distances) == 12 and distances[row] == 0.0
+    assert panel._categories[row] == 0 and panel._categories.max() > 0
+    assert sum(len(item.data) for item in panel.groups) == 12
+    panel.colour_by.setCurrentIndex(2)  # Hamming
+    assert panel._categories[row] == 0 and "bits" in panel.legend.items[0][1].text
+    panel.colour_by.setCurrentIndex(0)
+    assert panel._categories.tolist() == layout.group_of.tolist()
+
 
 def test_an_area_of_the_map_goes_into_a_class(qtbot, make_window, index_in, image_folder, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     from PySide6.QtWidgets import QInputDialog
