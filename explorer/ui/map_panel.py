@@ -18,7 +18,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 
@@ -93,6 +93,9 @@ class MapPanel(QWidget):
         tools = QHBoxLayout()
         for widget in (self.colour_by, self.select_button, self.selection_label, self.label_button, self.copy_button):
             tools.addWidget(widget)
+        # the hover's name changes at every move: its width must not lay the panel out again (a repaint of 100,000
+        # points each time: 80 ms stalls, bench/gui_responsiveness.py --map-only)
+        self.hover_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         tools.addStretch(1)
         tools.addWidget(self.hover_picture)
         tools.addWidget(self.hover_label, 2)
