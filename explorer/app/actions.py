@@ -41,6 +41,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(FILE, "Fine-tune on the &labelled folder…", "fine_tune_labelled",
                tip="Train on the classes that Add to a class… (the results' context menu) filled"),
     ActionSpec(FILE, "Choose the labelled folder…", "choose_labelled_folder"),
+    ActionSpec(FILE, "Copy pictures into classes (not links)", "toggle_label_copies", attribute="label_copies_action",
+               checkable=True, tip="Add to a class… copies the pictures instead of linking to them"),
     ActionSpec(FILE, "&Export results…", "choose_export", "Ctrl+E", "export the ranking (CSV / JSON)",
                attribute="export_action", separator_before=True),
     ActionSpec(FILE, "&Copy result paths", "copy_result_paths", "Ctrl+Shift+C", "copy the result paths"),

@@ -94,6 +94,15 @@ class Settings:
         self.store.setValue("labels/folder", str(folder) if folder else "")
 
     @property
+    def label_copies(self) -> bool:
+        """ "Add to a class" copies the pictures (True) or links to them (False, the default: no space used)."""
+        return str(self.store.value("labels/copies", "false")).lower() == "true"
+
+    @label_copies.setter
+    def label_copies(self, value: bool) -> None:
+        self.store.setValue("labels/copies", "true" if value else "false")
+
+    @property
     def recent_folders(self) -> list[Path]:
         value = self.store.value("folders/recent", [])
         if isinstance(value, str):  # QSettings collapses a one-element list to its element

@@ -23,6 +23,7 @@ class LabelActions(WindowPart):
     # provided by MainWindow
     settings: Any
     executor: Any
+    label_copies_action: Any
 
     def choose_labelled_folder(self) -> Path | None:
         """Ask where labelled pictures go (a folder of class sub-folders, made if new); remembered."""
@@ -48,7 +49,7 @@ class LabelActions(WindowPart):
         folder = root
 
         def done(labelled: Labelled) -> None:
-            how = "copied (links are not allowed there)" if labelled.copied_instead else "linked"
+            how = "copied" if copy else "copied (links are not allowed there)" if labelled.copied_instead else "linked"
             counts = ", ".join(f"{c} {n}" for c, n in classes(folder).items())
             failed = f"; {len(labelled.failed)} failed: {labelled.failed[0][1]}" if labelled.failed else ""
             self._window.statusBar().showMessage(
@@ -57,8 +58,9 @@ class LabelActions(WindowPart):
                 15000,
             )
 
+        copy = bool(self.settings.label_copies)
         self.executor.submit(
-            "files", "label", lambda _task: add_to_class(folder, name, pictures),
+            "files", "label", lambda _task: add_to_class(folder, name, pictures, copy=copy),
             Reply(done=done, failed=lambda message: self._window.statusBar().showMessage(message, 15000)),
         )  # fmt: skip
 
@@ -75,6 +77,10 @@ class LabelActions(WindowPart):
         self.duplicates_dialog = dialog
         dialog.show()
         dialog.search()
+
+    def toggle_label_copies(self) -> None:
+        self.settings.label_copies = not self.settings.label_copies
+        self.label_copies_action.setChecked(self.settings.label_copies)
 
     def fine_tune_labelled(self) -> None:
         root = self.settings.labelled_folder

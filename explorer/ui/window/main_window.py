@@ -127,6 +127,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         self.setAcceptDrops(True)
         self._build_widgets()
         build_menus(self)
+        self.label_copies_action.setChecked(self.settings.label_copies)
         self._reindex_enabled(False)  # until a folder is chosen
         self._refresh_folder_combo()
         self._restore()

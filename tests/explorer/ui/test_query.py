@@ -294,7 +294,14 @@ def test_results_are_labelled_into_a_class_and_the_wizard_opens_on_them(
     window.grid.labelRequested.emit(picked)  # what "Add these 3 pictures to a class…" sends
     qtbot.waitUntil(lambda: classes(root) == {"robin": 3}, timeout=QUERY_TIMEOUT_MS)
     assert sorted(p.resolve() for p in (root / "robin").iterdir()) == sorted(p.resolve() for p in picked)
+    assert all(p.is_symlink() for p in (root / "robin").iterdir())  # linked by default
     qtbot.waitUntil(lambda: "into robin" in window.statusBar().currentMessage(), timeout=QUERY_TIMEOUT_MS)
+    window.label_copies_action.trigger()  # File ▸ Copy pictures into classes
+    assert window.label_copies_action.isChecked() and window.settings.label_copies
+    monkeypatch.setattr(QInputDialog, "getItem", lambda *_args, **_kw: ("wren", True))
+    window.grid.labelRequested.emit(picked[:1])
+    qtbot.waitUntil(lambda: classes(root).get("wren") == 1, timeout=QUERY_TIMEOUT_MS)
+    assert not next((root / "wren").iterdir()).is_symlink()
     window.fine_tune_labelled()
     wizard = window.fine_tune_wizard
     assert wizard.folder_page.row.path() == root
