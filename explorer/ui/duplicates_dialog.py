@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -33,8 +34,10 @@ from PySide6.QtWidgets import (
 from explorer.app.jobs import Executor, LatestJob, Reply
 from explorer.engine.duplicates import DUPLICATE_CORRELATION, KEEPER_RULE, SIMILAR_BITS, DuplicateReport, Member
 from explorer.engine.file_moves import Moved, move_files, undo_last
+from explorer.ui.thumbnails import ThumbnailCache
 
 PathRole = Qt.ItemDataRole.UserRole + 1
+THUMB = 56  # pixels: enough to see that two pictures are the same photo
 
 
 def member_text(m: Member, keeper: bool) -> str:
@@ -48,8 +51,19 @@ class DuplicatesDialog(QDialog):
     searched = Signal(object)  # DuplicateReport, each time a search ends
     moved = Signal(object)  # file_moves.Moved, after a move or an undo (the folder's watcher re-indexes it)
 
-    def __init__(self, session: Any, folder: Path, executor: Executor, parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        session: Any,
+        folder: Path,
+        executor: Executor,
+        thumbnails: ThumbnailCache | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
+        self.thumbnails = thumbnails
+        self._items: dict[str, list[QTreeWidgetItem]] = {}  # path -> its rows, for thumbnails decoded later
+        if thumbnails is not None:
+            thumbnails.ready.connect(self._thumbnail_ready)
         self.setWindowTitle(f"Duplicates in {folder.name}")
         self.session, self.folder, self.executor = session, folder, executor
         self.job = LatestJob(executor, "duplicates")
@@ -74,6 +88,7 @@ class DuplicatesDialog(QDialog):
         self.summary.setWordWrap(True)
         self.tree = QTreeWidget()
         self.tree.setHeaderHidden(True)
+        self.tree.setIconSize(QSize(THUMB, THUMB))
         self.move_button = QPushButton("Move ticked to a folder…")
         self.undo_button = QPushButton("Undo the last move")
         buttons = QHBoxLayout()
@@ -119,6 +134,7 @@ class DuplicatesDialog(QDialog):
     def _show(self) -> None:
         report = self.report
         self.tree.clear()
+        self._items = {}
         if report is None:
             return
         groups = [g for g in report.groups if g.kind == "duplicates" or self.similar.isChecked()]
@@ -139,7 +155,21 @@ class DuplicatesDialog(QDialog):
                 ticked = group.kind == "duplicates" and i > 0
                 item.setCheckState(0, Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
                 top.addChild(item)
+                self._items.setdefault(str(m.path), []).append(item)
+                self._set_icon(str(m.path))
             top.setExpanded(True)
+
+    def _set_icon(self, path: str) -> None:
+        if self.thumbnails is None:
+            return
+        pixmap = self.thumbnails.get(path, THUMB)  # decoded on the cache's threads; `ready` tells when
+        if pixmap is not None:
+            for item in self._items.get(path, []):
+                item.setIcon(0, QIcon(pixmap))
+
+    def _thumbnail_ready(self, path: str) -> None:
+        if path in self._items:
+            self._set_icon(path)
 
     def ticked(self) -> list[Path]:
         out = []

@@ -24,6 +24,7 @@ class LabelActions(WindowPart):
     settings: Any
     executor: Any
     label_copies_action: Any
+    thumbnails: Any
 
     def choose_labelled_folder(self) -> Path | None:
         """Ask where labelled pictures go (a folder of class sub-folders, made if new); remembered."""
@@ -72,7 +73,7 @@ class LabelActions(WindowPart):
         if folder is None or session is None or not session.is_indexed(folder):
             self._window.statusBar().showMessage("Choose a folder and let it be indexed first.", 8000)
             return
-        dialog = DuplicatesDialog(session, folder, self.executor, self._window)
+        dialog = DuplicatesDialog(session, folder, self.executor, self.thumbnails, self._window)
         dialog.moved.connect(lambda _done: self.controller.files_changed(folder))  # indexed again at once
         self.duplicates_dialog = dialog
         dialog.show()

@@ -28,6 +28,7 @@ def test_copies_are_found_moved_and_put_back(qtbot, make_window, index_in, make_
     keeper = group.child(0).text(0)
     assert group.childCount() == 2 and keeper.startswith("IMG_1.jpg") and keeper.endswith("keep") and "kB" in keeper
     assert dialog.ticked() == [folder / "IMG_1 small.jpg"]
+    qtbot.waitUntil(lambda: not group.child(1).icon(0).isNull(), timeout=TIMEOUT_MS)  # each picture shown
 
     copies = tmp_path / "copies"
     monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *_a, **_k: str(copies))
