@@ -61,7 +61,6 @@ class DuplicatesDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.thumbnails = thumbnails
-        self._items: dict[str, list[QTreeWidgetItem]] = {}  # path -> its rows, for thumbnails decoded later
         if thumbnails is not None:
             thumbnails.ready.connect(self._thumbnail_ready)
         self.setWindowTitle(f"Duplicates in {folder.name}")
@@ -134,7 +133,6 @@ class DuplicatesDialog(QDialog):
     def _show(self) -> None:
         report = self.report
         self.tree.clear()
-        self._items = {}
         if report is None:
             return
         groups = [g for g in report.groups if g.kind == "duplicates" or self.similar.isChecked()]
@@ -155,30 +153,33 @@ class DuplicatesDialog(QDialog):
                 ticked = group.kind == "duplicates" and i > 0
                 item.setCheckState(0, Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
                 top.addChild(item)
-                self._items.setdefault(str(m.path), []).append(item)
-                self._set_icon(str(m.path))
+                self._set_icon(item)
             top.setExpanded(True)
 
-    def _set_icon(self, path: str) -> None:
-        if self.thumbnails is None:
-            return
-        pixmap = self.thumbnails.get(path, THUMB)  # decoded on the cache's threads; `ready` tells when
-        if pixmap is not None:
-            for item in self._items.get(path, []):
-                item.setIcon(0, QIcon(pixmap))
-
-    def _thumbnail_ready(self, path: str) -> None:
-        if path in self._items:
-            self._set_icon(path)
-
-    def ticked(self) -> list[Path]:
-        out = []
+    def _rows(self) -> list[QTreeWidgetItem]:
+        rows = []
         for g in range(self.tree.topLevelItemCount()):
             top = self.tree.topLevelItem(g)
             for c in range(top.childCount() if top is not None else 0):
                 item = top.child(c) if top is not None else None
-                if item is not None and item.checkState(0) == Qt.CheckState.Checked:
-                    out.append(Path(item.data(0, PathRole)))
+                if item is not None:
+                    rows.append(item)
+        return rows
+
+    def _set_icon(self, item: QTreeWidgetItem) -> None:
+        if self.thumbnails is None:
+            return
+        pixmap = self.thumbnails.get(item.data(0, PathRole), THUMB)  # decoded on the cache's threads
+        if pixmap is not None:
+            item.setIcon(0, QIcon(pixmap))
+
+    def _thumbnail_ready(self, path: str) -> None:
+        for item in self._rows():  # no Python references to the rows are kept: Qt owns them
+            if item.data(0, PathRole) == path:
+                self._set_icon(item)
+
+    def ticked(self) -> list[Path]:
+        out = [Path(i.data(0, PathRole)) for i in self._rows() if i.checkState(0) == Qt.CheckState.Checked]
         return list(dict.fromkeys(out))  # a picture in a duplicates and a similar group: moved once
 
     def move_ticked(self) -> None:
