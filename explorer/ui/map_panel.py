@@ -18,7 +18,16 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGraphicsItem,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
 
@@ -166,6 +175,9 @@ class MapPanel(QWidget):
                 item = pg.ScatterPlotItem(
                     layout.xy[part, 0], layout.xy[part, 1], size=5, pen=None, brush=pg.mkBrush(*color, 170)
                 )
+                # drawn once into a pixmap: the selection box moving over 100,000 points repainted them all
+                # at every move (117 ms stalls), now it repaints a picture of them
+                item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
                 self.groups.append(item)
                 self.plot.addItem(item)
             budget -= len(rows)
