@@ -123,6 +123,8 @@ class WindowController:
         self.index_job.cancel()
         self.summary = None
         self.folder_recall.model_changed()
+        self.collection_map.forget()  # another model places the images elsewhere: made again after the index
+        self.view.map_changed(None, "The map is made again for the new model once the folder is indexed.")
         self.index_wanted = self.folder is not None
         self.queries.settings_changed()  # an answer from the old model must not be shown under the new one
         self.clear_results("Loading the model…")

@@ -87,18 +87,23 @@ class MapPanel(QWidget):
         self.query_path: Path | None = None
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_BY)
+        # the tab's tools must not widen the window (a 1024-px screen): the combo and the labels may shrink
+        self.colour_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.colour_by.setMinimumContentsLength(8)
         self.colour_by.setToolTip("What the colours say: the sub-folder, or how far each image is from the query")
         self.layout_data: MapLayout | None = None
         self._last_hover = 0.0
         self.roi: pg.RectROI | None = None
-        self.select_button = QPushButton("Select an area")
+        self.select_button = QPushButton("Select…")
         self.select_button.setCheckable(True)
         self.select_button.setToolTip("A box to drag and resize over the map: the images in it can go into a class")
-        self.label_button = QPushButton("Add to a class…")
+        self.label_button = QPushButton("To a class…")
+        self.label_button.setToolTip("Put the images in the box into a class of the labelled folder")
         self.copy_button = QPushButton("Copy paths")
         for button in (self.label_button, self.copy_button):
             button.setEnabled(False)
         self.selection_label = QLabel("")
+        self.selection_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         tools = QHBoxLayout()
         for widget in (self.colour_by, self.select_button, self.selection_label, self.label_button, self.copy_button):
             tools.addWidget(widget)
@@ -106,12 +111,14 @@ class MapPanel(QWidget):
         # points each time: 80 ms stalls, bench/gui_responsiveness.py --map-only)
         self.hover_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         tools.addStretch(1)
-        tools.addWidget(self.hover_picture)
-        tools.addWidget(self.hover_label, 2)
+        hover = QHBoxLayout()  # a row of its own: with the tools, the tab was wider than a small window
+        hover.addWidget(self.hover_picture)
+        hover.addWidget(self.hover_label, 1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.header)
         layout.addWidget(self.plot_widget, 1)
         layout.addLayout(tools)
+        layout.addLayout(hover)
         self.select_button.toggled.connect(self._selecting)
         self.colour_by.currentIndexChanged.connect(lambda _i: self.recolour())
         self.label_button.clicked.connect(lambda: self.labelRequested.emit(self.selected_paths()))
@@ -233,6 +240,9 @@ class MapPanel(QWidget):
         index = layout.row_of
         rows = [index[r.path] for r in outcome.float_ranking.results if r.path in index]
         self.neighbours.setData(layout.xy[rows, 0], layout.xy[rows, 1])
+        if len(outcome.embedding) != len(layout.mean):  # the map of another model, while the new one's is made
+            self.query_mark.setData([], [])
+            return
         x, y = layout.project(outcome.embedding)
         self.query_mark.setData([float(x)], [float(y)])
 

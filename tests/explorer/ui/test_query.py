@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
@@ -18,7 +18,7 @@ QUERY_TIMEOUT_MS = 60_000
 def _drop(widget, mime: QMimeData) -> None:  # type: ignore[no-untyped-def]
     """Deliver drag-enter then drop, as a file manager does (Qt routes a drop to the widget that accepted
     the drag)."""
-    args = (QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    args = (QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     enter = QDragEnterEvent(*args)
     QApplication.sendEvent(widget, enter)
     assert enter.isAccepted()
