@@ -44,7 +44,7 @@ GROUP_COLORS = [
 HOVER_INTERVAL = 0.04
 GROUP_BATCH = 4_000  # points added per turn of the event loop
 HOVER_THUMB = 64  # pixels
-COLOUR_BY = ["Colour: sub-folder", "Colour: cosine distance to the query", "Colour: Hamming distance to the query"]
+COLOUR_BY = ["By sub-folder", "By cosine distance", "By Hamming distance"]  # colours: to the query, for distances
 # viridis in eight steps: near (dark) to far (light)
 BAND_COLORS = [(68, 1, 84), (70, 50, 126), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 193, 109),
                (160, 218, 57), (253, 231, 37)]  # fmt: skip
@@ -89,7 +89,7 @@ class MapPanel(QWidget):
         self.colour_by.addItems(COLOUR_BY)
         # the tab's tools must not widen the window (a 1024-px screen): the combo and the labels may shrink
         self.colour_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.colour_by.setMinimumContentsLength(8)
+        self.colour_by.setMinimumContentsLength(18)
         self.colour_by.setToolTip("What the colours say: the sub-folder, or how far each image is from the query")
         self.layout_data: MapLayout | None = None
         self._last_hover = 0.0
