@@ -88,8 +88,13 @@ class FolderWatcher:
         settle: float = 1.0,
         rescan_seconds: float = 60.0,
         observer: BaseObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        poll_thread: bool = True,
     ) -> None:
+        """`clock` and `poll_thread=False` let a test step time itself and call `poll`: the debounce is then checked
+        without sleeping and hoping."""
         self.on_change = on_change
+        self.clock = clock
         self.settle = settle
         self.rescan_seconds = rescan_seconds
         self._observer = observer or Observer()
@@ -101,7 +106,8 @@ class FolderWatcher:
         self._stop = threading.Event()
         self._observer.start()
         self._timer = threading.Thread(target=self._run, name="folder-watcher", daemon=True)
-        self._timer.start()
+        if poll_thread:
+            self._timer.start()
 
     def watch(self, folder: Path) -> WatchMode:
         """Start watching `folder` (and everything under it); how it is watched is returned and kept in `mode`."""
@@ -128,7 +134,7 @@ class FolderWatcher:
             self._watches[folder] = watch
             self._modes[folder] = mode
             if not mode.events:
-                self._next_rescan[folder] = time.monotonic() + self.rescan_seconds
+                self._next_rescan[folder] = self.clock() + self.rescan_seconds
         return mode
 
     def unwatch(self, folder: Path) -> None:
@@ -154,10 +160,10 @@ class FolderWatcher:
     def _changed(self, folder: Path) -> None:
         with self._lock:
             if folder in self._modes:
-                self._last_event[folder] = time.monotonic()
+                self._last_event[folder] = self.clock()
 
     def _due(self) -> list[Path]:
-        now = time.monotonic()
+        now = self.clock()
         due = []
         with self._lock:
             for folder, last in list(self._last_event.items()):
@@ -170,16 +176,21 @@ class FolderWatcher:
                     due.append(folder)
         return due
 
+    def poll(self) -> None:
+        """Report the folders that are due: quiet for `settle` after a change, or at their rescan time."""
+        for folder in self._due():
+            try:
+                self.on_change(folder)
+            except Exception:  # the watcher must outlive a failing listener
+                log.exception("reacting to a change in %s failed", folder)
+
     def _run(self) -> None:
         while not self._stop.wait(min(0.2, self.settle / 4)):
-            for folder in self._due():
-                try:
-                    self.on_change(folder)
-                except Exception:  # the watcher must outlive a failing listener
-                    log.exception("reacting to a change in %s failed", folder)
+            self.poll()
 
     def close(self) -> None:
         self._stop.set()
         self._observer.stop()
         self._observer.join(timeout=5)
-        self._timer.join(timeout=5)
+        if self._timer.is_alive():
+            self._timer.join(timeout=5)
