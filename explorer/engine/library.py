@@ -11,6 +11,7 @@ its catalog stays in the cache and is still searched, and nothing about it is dr
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -85,16 +86,28 @@ class LibraryStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path is not None else libraries_file()
         self.notes: list[str] = []  # what was done on its own (a damaged file replaced by its backup)
+        self._parsed: tuple[tuple[int, int, int], dict[str, list[dict[str, str]]]] | None = None
 
     @property
     def backup(self) -> Path:
         return self.path.with_name(self.path.name + ".bak")
 
     def _read(self) -> dict[str, list[dict[str, str]]]:
-        if not self.path.exists():
-            return {}
+        """The libraries, parsed again only when the file changed (the window asks at every query): the file's
+        inode, size and time are the key, so a change by another process (the command line) is seen."""
         try:
-            return _parse(self.path.read_bytes())
+            st = self.path.stat()
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise LibraryError(f"the libraries file {self.path} cannot be read now: {exc}") from exc
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        if self._parsed is not None and self._parsed[0] == key:
+            return copy.deepcopy(self._parsed[1])  # callers change what they get
+        try:
+            libraries = _parse(self.path.read_bytes())
+            self._parsed = (key, libraries)
+            return copy.deepcopy(libraries)
         except (OSError, ValueError) as damaged:
             try:
                 libraries = _parse(self.backup.read_bytes())

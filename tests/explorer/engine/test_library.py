@@ -103,3 +103,28 @@ def test_a_folder_name_that_is_not_utf8(store: LibraryStore, tmp_path: Path) -> 
     store.add(folder)
     (path,) = LibraryStore(store.path).get().folder_paths()
     assert os.fsencode(path) == raw and path.is_dir()
+
+
+def test_the_file_is_parsed_again_only_when_it_changed(store: LibraryStore, tmp_path: Path) -> None:
+    a, b = folders(tmp_path, "a", "b")
+    store.add(a)
+    parsed = 0
+    import explorer.engine.library as library_module
+
+    real = library_module._parse
+
+    def counting(raw: bytes) -> dict[str, list[dict[str, str]]]:
+        nonlocal parsed
+        parsed += 1
+        return real(raw)
+
+    library_module._parse = counting  # type: ignore[assignment]
+    try:
+        for _ in range(5):
+            assert store.get().folder_paths() == [a]
+        assert parsed == 0  # the window asks at every query: parsed when written, not again while unchanged
+        LibraryStore(store.path).add(b)  # another process (the command line) changes it
+        parsed = 0
+        assert store.get().folder_paths() == [a, b] and parsed == 1
+    finally:
+        library_module._parse = real  # type: ignore[assignment]
