@@ -91,12 +91,17 @@ def pca_axes(unit: npt.NDArray[np.float32]) -> tuple[np.ndarray, np.ndarray]:
     return mean, axes
 
 
+def _groups(relpaths: list[str]) -> tuple[list[str], npt.NDArray[np.int32]]:
+    """The sub-folders (sorted; "" for pictures at the top) and each picture's index among them."""
+    per_image = [r.split("/", 1)[0] if "/" in r else "" for r in relpaths]
+    groups = sorted(set(per_image))
+    index = {g: i for i, g in enumerate(groups)}
+    return groups, np.array([index[g] for g in per_image], np.int32)
+
+
 def layout_from(vectors: npt.NDArray[np.float32], relpaths: list[str], folder: Path) -> MapLayout:
     unit = _units(np.asarray(vectors, np.float32))
-    groups_per_image = [r.split("/", 1)[0] if "/" in r else "" for r in relpaths]
-    groups = sorted(set(groups_per_image))
-    index = {g: i for i, g in enumerate(groups)}
-    group_of = np.array([index[g] for g in groups_per_image], np.int32)
+    groups, group_of = _groups(relpaths)
     paths = [folder / r for r in relpaths]
     if len(unit) < 3:
         return MapLayout(np.zeros((len(unit), 2), np.float32), paths, groups, group_of,
@@ -140,13 +145,9 @@ def cached_layout(session: RetrievalSession, folder: Path) -> MapLayout:
                 arrays = {k: f[k] for k in ("xy", "mean", "axes", "ids")}
                 stored, method = str(f["digest"]), str(f["method"])
             if stored == _digest(arrays) and np.array_equal(arrays["ids"], snapshot.ids):
-                groups_per_image = [r.split("/", 1)[0] if "/" in r else "" for r in relpaths]
-                groups = sorted(set(groups_per_image))
-                index = {g: i for i, g in enumerate(groups)}
-                return MapLayout(
-                    arrays["xy"], [folder / r for r in relpaths], groups,
-                    np.array([index[g] for g in groups_per_image], np.int32), arrays["mean"], arrays["axes"], method,
-                )  # fmt: skip
+                groups, group_of = _groups(relpaths)
+                paths = [folder / r for r in relpaths]
+                return MapLayout(arrays["xy"], paths, groups, group_of, arrays["mean"], arrays["axes"], method)
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             pass  # damaged or of another version: computed again and rewritten
     layout = layout_from(snapshot.embeddings, relpaths, folder)

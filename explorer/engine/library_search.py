@@ -51,10 +51,10 @@ def _query_embedding(
         return image
     if isinstance(image, Path):
         for folder in folders:  # a picture of the library: its stored embedding, no model to load
-            if session.is_indexed(folder) and image.resolve().is_relative_to(folder.resolve()):
-                result = session.query(image, folder, k=1)
-                if result.excluded_row is not None:
-                    return result.embedding
+            if image.resolve().is_relative_to(folder.resolve()):
+                stored = session.stored_embedding(image, folder)
+                if stored is not None:
+                    return stored
     return session.embed_query(image)
 
 

@@ -317,17 +317,24 @@ class Collection:
         rows = np.searchsorted(self.snapshot.ids, [r.id for r in ranked.results]).astype(np.int64)
         if len(rows) == 0:
             return ranked
-        cos = np.maximum(1.0 - self.cosine_similarities(_normalise(q[:d]), d, rows), 0.0)
-        ham = (
-            hamming_distances(binarize(q[:d]), self.codes_at(d)[rows])
-            if d % 8 == 0 and self.codes is not None
-            else np.zeros(len(rows), np.int64)
-        )
+        cos, ham = self._distances(rows, _normalise(q[:d]), q[:d], d)
         results = [
             replace(r, cosine_distance=float(c), hamming_distance=int(h))
             for r, c, h in zip(ranked.results, cos, ham, strict=True)
         ]
         return Ranking(d, binary, results)
+
+    def _distances(
+        self, rows: npt.NDArray[np.int64], q_unit: npt.NDArray[np.float32], q: npt.NDArray[np.float32], d: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """Cosine and Hamming distances of the query (`q`: its `d`-prefix) to the images at `rows`."""
+        cos = np.maximum(1.0 - self.cosine_similarities(q_unit, d, rows), 0.0)
+        ham = (
+            hamming_distances(binarize(q), self.codes_at(d)[rows])
+            if d % 8 == 0 and self.codes is not None
+            else np.zeros(len(rows), np.int64)
+        )
+        return cos, ham
 
     def _exact_rows(self, q_unit: npt.NDArray[np.float32], d: int, k: int) -> npt.NDArray[np.int64]:
         sims = self.cosine_similarities(q_unit, d)
@@ -342,12 +349,7 @@ class Collection:
         d: int,
         binary: bool,
     ) -> list[SearchResult]:
-        cos = np.maximum(1.0 - self.cosine_similarities(q_unit, d, rows), 0.0)
-        ham = (
-            hamming_distances(binarize(q), self.codes_at(d)[rows])
-            if d % 8 == 0 and self.codes is not None
-            else np.zeros(len(rows), np.int64)
-        )
+        cos, ham = self._distances(rows, q_unit, q, d)
         order = np.lexsort((rows, cos)) if not binary else np.lexsort((rows, cos, ham))
         return [
             SearchResult(

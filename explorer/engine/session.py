@@ -6,6 +6,7 @@ must show before that); catalogs are opened per folder and kept.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -85,12 +86,20 @@ class RetrievalSession:
 
     def is_indexed(self, folder: Path) -> bool:
         """True once an indexing run has committed something (a cancelled run's partial catalog counts)."""
-        meta = Catalog.peek_meta(self.catalog_path(folder))
+        meta = self.catalog_meta(folder)
         return "updated" in meta or "completed" in meta
 
     def catalog_meta(self, folder: Path) -> dict[str, str]:
-        """The folder's catalog metadata, read without creating a catalog (empty when there is none)."""
-        return Catalog.peek_meta(self.catalog_path(Path(folder).resolve()))
+        """The folder's catalog metadata, read without creating a catalog (empty when there is none): from the open
+        catalog when the folder's collection is open (a library query asks for every folder, many times a query),
+        else from the file."""
+        folder = Path(folder).resolve()
+        with self._lock:
+            open_collection = self._collections.get(folder)
+        if open_collection is not None:
+            with contextlib.suppress(sqlite3.Error):
+                return open_collection.catalog.meta()
+        return Catalog.peek_meta(self.catalog_path(folder))
 
     def indexed_count(self, folder: Path) -> int:
         """Images in the folder's catalog, read without creating one (offline folders too)."""
@@ -219,8 +228,8 @@ class RetrievalSession:
         own = collection.row_of(exclude if exclude is not None else image if isinstance(image, Path) else None)
         if isinstance(image, np.ndarray):
             emb = image
-        elif isinstance(image, Path) and own is not None and self._unchanged_since_indexed(collection, own, image):
-            emb = collection.snapshot.embeddings[own]  # already embedded: no model to load (seconds saved)
+        elif isinstance(image, Path) and (stored := self.stored_embedding(image, folder)) is not None:
+            emb = stored  # already embedded: no model to load (seconds saved)
         else:
             emb = self.embed_query(image)
         if not np.isfinite(emb).all():
@@ -232,6 +241,14 @@ class RetrievalSession:
             collection.search(emb, k, d, binary=True, exclude_row=own, expand=expand) if d % 8 == 0 else None,
             own,
         )
+
+    def stored_embedding(self, image: Path, folder: Path) -> npt.NDArray[np.float32] | None:
+        """The embedding `folder`'s catalog holds for `image`, when the file is unchanged since it was indexed."""
+        collection = self.collection(folder)
+        row = collection.row_of(image)
+        if row is None or not self._unchanged_since_indexed(collection, row, image):
+            return None
+        return collection.snapshot.embeddings[row]
 
     @staticmethod
     def _unchanged_since_indexed(collection: Collection, row: int, path: Path) -> bool:
