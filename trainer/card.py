@@ -210,6 +210,15 @@ def recipe_text(recipe: Mapping[str, Any]) -> str:
     statistics kept at ImageNet's; seed 0.
     """
     r = recipe
+    if r.get("stretch"):
+        folds = r.get("choice_folds")
+        return (
+            f"{r.get('method', 'normsoftmax')}, the starting model's embedding layer stretched {r['stretch']:g}x along "
+            "the directions that separate the classes' proxies (fitted at temperature 0.05 to its embeddings of the "
+            "training images' centre crops), the backbone kept as it is"
+            + (f"; kept only where it beats the start on {folds} folds of the training images" if folds else "")
+            + f"; seed {r.get('seed', 0)}."
+        )
     k = r.get("trainable_stages")
     if k is None:
         trained = "the whole backbone trained"

@@ -32,7 +32,15 @@ def _parse_params(items: Sequence[str]) -> dict[str, str]:
 
 def _parser() -> argparse.ArgumentParser:
     from trainer.folders import PROTOCOLS
-    from trainer.recipe import CHOICE_FOLDS, CPU_CROP, CPU_STAGES, HEAD_LR, HEAD_ONLY_BELOW, HEAD_PROXY_LR_MULT
+    from trainer.recipe import (
+        CHOICE_FOLDS,
+        CPU_CROP,
+        CPU_STAGES,
+        HEAD_LR,
+        HEAD_ONLY_BELOW,
+        HEAD_PROXY_LR_MULT,
+        STRETCH_FACTOR,
+    )  # fmt: skip
 
     p = argparse.ArgumentParser(prog="trainer", description="Deep metric learning on labelled folders.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -56,9 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-nested", action="store_true", help="train the full dimension only")
     recipe = "from the folder: "
     f.add_argument("--epochs", type=int, default=None,
-                   help=recipe + "passes to make ~150 steps when the backbone stays as it is; else to see "
-                   "~2,400 images on a CPU, ~60,000 on a GPU, 6 to 30; one epoch = one pass over the training "
-                   "images")  # fmt: skip
+                   help=recipe + "1 when the backbone stays as it is and the embedding layer is stretched (more "
+                   "asks for SGD steps: then passes to make ~150 steps); else to see ~2,400 images on a CPU, "
+                   "~60,000 on a GPU, 6 to 30; one epoch = one pass over the training images")  # fmt: skip
+    f.add_argument("--stretch", type=float, default=None,
+                   help="when the backbone stays as it is (NormSoftmax): stretch the embedding layer "
+                   f"{STRETCH_FACTOR:g}x along the directions that separate the classes' proxies, in one pass; "
+                   "0: train it by SGD steps instead")  # fmt: skip
     f.add_argument("--warmup-epochs", type=int, default=None,
                    help="1 (0 when the backbone stays): the first epoch trains only the new layers")  # fmt: skip
     f.add_argument("--classes-per-batch", type=int, default=None, help=recipe + "min(25, classes)")
@@ -127,7 +139,7 @@ RECIPE_FLAGS = {
     "epochs": "epochs", "warmup_epochs": "warmup_epochs", "classes_per_batch": "classes_per_batch",
     "per_class": "per_class", "batches_per_epoch": "batches_per_epoch", "lr": "lr",
     "backbone_lr_mult": "backbone_lr_mult", "cache_views": "cache_views", "crop_size": "crop_size",
-    "proxy_lr_mult": "proxy_lr_mult", "choice_folds": "choice_folds",
+    "proxy_lr_mult": "proxy_lr_mult", "choice_folds": "choice_folds", "stretch": "stretch",
 }  # fmt: skip
 
 

@@ -48,6 +48,7 @@ class FitConfig:
     pca_init: bool = True  # initialise the embedding layer as a PCA rotation of the pooled features
     proxy_init: bool = True  # start class proxies (NormSoftmax, ArcFace) at the class mean embeddings
     choice_folds: int = 0  # >0: with the backbone frozen, choose the epoch on this many folds (trainer.fold_choice)
+    stretch: float = 0.0  # >0: with the backbone frozen, stretch the embedding layer (trainer.class_stretch), no steps
     seed: int = 0
     device: str = "auto"
     num_workers: int | None = None  # image-decoding processes; None: trainer.devices.default_loader_workers

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader
 from trainer.atomic import atomic_write
 from trainer.backbones import backbone_stages
 from trainer.card import ModelCard, model_paths, nested_dims
+from trainer.class_stretch import choose_by_folds, stretched_weight
 from trainer.config import FitConfig
 from trainer.data import (
     ImageDataset,
@@ -165,6 +166,11 @@ class _Trainer:
         self.n_frozen = 0 if k is None else max(0, len(self.stages) - k)
         if config.cache_trunk and k is None:
             raise FitError("cache_trunk needs trainable_stages (the number of last backbone stages to train)")
+        if config.stretch and (k != 0 or not config.cache_trunk or not isinstance(self.model.embedding, nn.Linear)):
+            raise FitError(
+                "stretching the embedding layer needs the backbone frozen (--trainable-stages 0, --cache-trunk) and "
+                "a model with an embedding layer; give --stretch 0 to train by steps"
+            )
         for stage in self.stages[: self.n_frozen]:
             stage.requires_grad_(False)
         self.crop = config.crop_size or self.card.input_size
@@ -509,11 +515,13 @@ class _Trainer:
             self.world.broadcast_state(self.model)  # one start everywhere, whatever each machine's rounding
             self.world.broadcast_state(self.objective)
             if self.folds:
-                self.fold_choice = choose_epoch_by_folds(self, self.folds)
+                self.fold_choice = self._stretch_choice() if cfg.stretch else choose_epoch_by_folds(self, self.folds)
+                what = "the stretched embedding" if cfg.stretch else f"epoch {self.fold_choice.epoch}"
                 self.cb.message(
-                    f"epoch {self.fold_choice.epoch} chosen on {self.folds} folds of the training images"
+                    f"{what} chosen on {self.folds} folds of the training images"
                     if self.fold_choice.epoch
-                    else f"no epoch beat the starting model on {self.folds} folds of the training images"
+                    else f"no {'stretch' if cfg.stretch else 'epoch'} beat the starting model on {self.folds} "
+                    "folds of the training images"
                 )
             start = {**self._validate(), **self._choose(0)} if self.world.is_main else {}
             if self.unjudged:
@@ -533,8 +541,43 @@ class _Trainer:
             if shutdown is not None:
                 shutdown()  # now, not whenever a cancelled run's traceback lets go of the loader
 
+    def _stretch_choice(self) -> FoldChoice:
+        """Whether the stretch (trainer.class_stretch) beats the start on folds of the training images, as a
+        FoldChoice between epoch 0 (the start) and epoch 1 (stretched)."""
+        assert isinstance(self.model.embedding, nn.Linear)
+        self.cb.message(f"judging the stretch on {self.folds} folds of the training images")
+        stretch, start, stretched = choose_by_folds(
+            self.model.embedding.weight, self.pooled_training_features(), self.train_set.labels, self.folds,
+            self.config.stretch, self.config.seed, self.cancel,
+        )  # fmt: skip
+        return FoldChoice(1 if stretch else 0, {0: start, 1: stretched}, self.folds)
+
+    def _stretch_epoch(self, resumed_from: int) -> FitResult:
+        """The one "epoch" of the small-folder recipe: the embedding layer stretched on every training image."""
+        layer = self.model.embedding
+        assert isinstance(layer, nn.Linear)
+        labels = torch.from_numpy(self.train_set.labels)
+        weight, loss = stretched_weight(layer.weight, self.pooled_training_features(), labels, self.config.stretch)
+        with torch.no_grad():
+            layer.weight.copy_(weight.to(layer.weight))
+        self.cb.message(
+            f"embedding layer stretched {self.config.stretch:g}x along the {len(self.train_set.classes) - 1} "
+            "directions that separate the classes' proxies"
+        )
+        self.global_step += 1
+        record = {"epoch": 1, "loss": loss}
+        if self.world.is_main:
+            record.update(self._validate())
+            record.update(self._choose(1))
+        self.history.append(record)
+        if self.cb.on_epoch:
+            self.cb.on_epoch(1, record)
+        return self._export(resumed_from)
+
     def _epochs(self, start_epoch: int, skip: int, loader: Any, resumed_from: int) -> FitResult:
         cfg = self.config
+        if cfg.stretch:
+            return self._stretch_epoch(resumed_from)
         total_steps = cfg.epochs * self.steps_per_epoch
         started, steps_this_run = time.perf_counter(), 0
         for epoch in range(start_epoch, cfg.epochs):

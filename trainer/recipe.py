@@ -7,13 +7,15 @@ to the folder and the device:
   that a batch holds about 24 images (3 x 3 = 9 images made every step a coin toss on a 6-class folder);
 * epochs: enough passes to see about 2,400 images on a CPU (about a minute at 160 px) and 60,000 on a GPU, at
   least 6 and at most 30;
-* what trains: a training part of fewer than 1,000 images trains only the embedding layer and the class proxies,
-  on the backbone's features computed once per image at the model's input size (lr 0.02, the proxies' 3.0, no
-  warm-up, about 150 steps, the epoch chosen on folds of the training images): on the small folders of
-  bench/finetune_small.py (15-60 images a class) every stage of the backbone that trained memorised the
-  training images and lost held-out Recall@1 (cars, 8 classes x 30, my classes: 87.5 -> 60-70 with 6 stages
-  training, the loss near 0.05), where the embedding layer alone lost on no folder (bench/results says how much
-  it gains). Larger parts train the backbone: on a CPU the last 6 of its 9 stages at 160 px crops
+* what trains: a training part of fewer than 1,000 images changes only the embedding layer, on the backbone's
+  features computed once per image at the model's input size: with NormSoftmax, stretched along the directions
+  that separate the folder's class proxies (trainer.class_stretch: one "epoch", no steps), whether that beats the
+  start judged on folds of the training images; with another method, by SGD (lr 0.02, the proxies' 3.0, no
+  warm-up, about 150 steps, the epoch chosen on the folds). On the small folders of bench/finetune_small.py (15-60
+  images a class) every stage of the backbone that trained memorised the training images and lost held-out
+  Recall@1 (cars, 8 classes x 30, my classes: 87.5 -> 60-70 with 6 stages training, the loss near 0.05); the
+  embedding layer by SGD gained a median +2.8, the stretch +5.6 (bench/results/finetune_small.md). Larger parts
+  train the backbone: on a CPU the last 6 of its 9 stages at 160 px crops
   (bench/cars_finetune.py: the first 3 stages cost most of the backward pass), on a GPU all of it at the model's
   input size, as the paper; lr 0.01 for the new layers and the proxies, a tenth of it for the backbone
   (trainer.config says why), and one warm-up epoch with the backbone frozen.
@@ -46,6 +48,8 @@ bench/finetune_small.py (my classes, 180 steps, two seeds averaged; median / wor
 binary): 0.1 for both +1.7 / -4.2 | +5.2 / -2.1; 0.1 and 1.0 +2.0 / -1.0 | +6.3 / -13.5; 0.02 and 1.0
 +3.7 / +0.0 | +4.2 / -0.5; 0.02 and 3.0 +4.2 / +0.0 | +6.2 / +0.0; 0.01 and 1.0 +2.1 / +0.0 | +2.5 / +0.0. Random
 resized crops as extra cached views lost up to 9 points on cars (a head on frozen features learns the crops)."""
+STRETCH_FACTOR = 10.0
+"""How much the directions that separate the classes' proxies are stretched (trainer.class_stretch says why 10)."""
 CHOICE_FOLDS = 5
 """The epoch kept is chosen on 5 folds of the training images, and every training image trains (trainer.fold_choice)."""
 
@@ -68,8 +72,11 @@ def default_recipe(shape: FolderShape, device_type: str = "cpu", **overrides: ob
     """The recipe for a training part of this shape on this device ("cpu", "cuda" or "mps"); `overrides` win.
 
     >>> r = default_recipe(FolderShape(classes=3, images=96, smallest_class=32))  # small: the embedding layer only
-    >>> (r.classes_per_batch, r.per_class, r.epochs, r.trainable_stages, r.cache_trunk, r.lr, r.warmup_epochs)
-    (3, 8, 38, 0, True, 0.02, 0)
+    >>> (r.epochs, r.trainable_stages, r.cache_trunk, r.stretch, r.warmup_epochs)
+    (1, 0, True, 10.0, 0)
+    >>> r = default_recipe(FolderShape(classes=3, images=96, smallest_class=32), method="triplet")  # SGD steps
+    >>> (r.classes_per_batch, r.per_class, r.epochs, r.lr, r.stretch)
+    (3, 8, 38, 0.02, 0.0)
     >>> r = default_recipe(FolderShape(classes=20, images=1200, smallest_class=60))
     >>> (r.classes_per_batch, r.per_class, r.epochs, r.trainable_stages, r.crop_size, r.backbone_lr_mult)
     (20, 3, 6, 6, 160, 0.1)
@@ -84,6 +91,13 @@ def default_recipe(shape: FolderShape, device_type: str = "cpu", **overrides: ob
     steps_per_epoch = max(1, shape.images // batch)
     stages = overrides.get("trainable_stages", default_trainable_stages(shape, device_type))
     if stages == 0:  # the embedding layer and the proxies alone, on features computed once
+        if stretches(overrides):
+            config = FitConfig(
+                epochs=1, warmup_epochs=0, classes_per_batch=classes_per_batch, per_class=per_class,
+                trainable_stages=0, choice_folds=CHOICE_FOLDS, cache_trunk=True, cache_views=1,
+                stretch=STRETCH_FACTOR, device=device_type,
+            )  # fmt: skip
+            return replace(config, **overrides)  # type: ignore[arg-type]
         config = FitConfig(
             epochs=max(MIN_EPOCHS, min(4 * MAX_EPOCHS, round(HEAD_STEPS / steps_per_epoch))),
             warmup_epochs=0,
@@ -111,6 +125,18 @@ def default_recipe(shape: FolderShape, device_type: str = "cpu", **overrides: ob
         device=device_type,
     )
     return replace(config, **overrides)  # type: ignore[arg-type]
+
+
+def stretches(overrides: dict[str, object]) -> bool:
+    """Whether a small folder's embedding layer is stretched (trainer.class_stretch) rather than trained by steps:
+    with NormSoftmax, unless the settings ask for steps (`stretch` 0, or more than one epoch).
+
+    >>> stretches({}), stretches({"epochs": 1}), stretches({"epochs": 10}), stretches({"method": "arcface"})
+    (True, True, False, False)
+    """
+    epochs = overrides.get("epochs")
+    asks_for_steps = overrides.get("stretch") == 0 or (isinstance(epochs, int) and epochs > 1)
+    return overrides.get("method", "normsoftmax") == "normsoftmax" and not asks_for_steps
 
 
 def default_trainable_stages(shape: FolderShape, device_type: str = "cpu") -> int | None:

@@ -68,8 +68,9 @@ def verdict(recall: dict[str, tuple[float, float]]) -> str:
     )
 
 
-def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts) -> str:
-    """Which epoch was exported and why, for the result page (rich text)."""
+def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts, stretched: bool = False) -> str:
+    """Which epoch was exported and why, for the result page (rich text); `stretched`: the small-folder recipe's
+    one pass (trainer.class_stretch), where epoch 1 is the stretched embedding layer."""
     selection = parts.selection
     if kept_epoch is None:
         return f"The last of {epochs} epochs was kept."
@@ -88,10 +89,16 @@ def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts) -> str:
         else "training images"
     )
     if kept_epoch == 0:
+        what = "The stretched embedding layer <b>did not beat" if stretched else "<b>No epoch beat"
         return colored(
-            f"<b>No epoch beat the starting model</b> on the {where}, so the starting model is kept: the explorer "
-            "can go on with the model it has.",
+            f"{what} the starting model</b> on the {where}, so the starting model is kept: the explorer can go on "
+            "with the model it has.",
             WARN_COLOR,
+        )
+    if stretched:
+        return (
+            "The embedding layer, stretched along the directions that tell your classes apart, was kept: it beat "
+            f"the starting model on the {where}; the held-out images chose nothing."
         )
     return f"Epoch {kept_epoch} of {epochs} was kept: the best on the {where}; the held-out images chose nothing."
 
@@ -209,7 +216,10 @@ class ResultPage(Page):
                     item.setForeground(pg.mkColor(OK_COLOR if change > 0 else ERROR_COLOR if change < 0 else "#333"))
                 self.table.setItem(row, col, item)
         test = plan.test
-        kept = kept_sentence(result.kept_epoch, plan.config.epochs, run_parts(plan.train, plan.selection, plan.config))
+        kept = kept_sentence(
+            result.kept_epoch, plan.config.epochs, run_parts(plan.train, plan.selection, plan.config),
+            bool(plan.config.stretch),
+        )  # fmt: skip
         if test is None:
             self.verdict.setText(
                 f"Trained on every image of {plan.train.root}: nothing was held out to measure. {kept}"

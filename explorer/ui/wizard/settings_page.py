@@ -169,6 +169,7 @@ class SettingsPage(Page):
         self.resolution.currentIndexChanged.connect(self._update_help)
         for spin in (self.epochs, self.classes_per_batch, self.per_class):
             spin.valueChanged.connect(self._update_help)
+        self._stages_before = self.stages.value()
         self.stages.valueChanged.connect(self._stages_changed)
         self._model_changed()
         self._stages_changed()
@@ -262,7 +263,9 @@ class SettingsPage(Page):
         shape = FolderShape.of(parts[0]) if parts is not None else FolderShape(0, 0, 0)
         device = self.device.currentData() or "cpu"
         method = self.method.currentData() or "normsoftmax"
-        recipe = default_recipe(shape, device, trainable_stages=self.stages.value() if partial else None, method=method)
+        recipe = default_recipe(
+            shape, device, trainable_stages=self.stages.value() if partial else None, method=method, epochs=epochs
+        )
         return {
             "method": method,
             "dim": self.dim.currentData(),
@@ -271,6 +274,7 @@ class SettingsPage(Page):
             "lr": recipe.lr,
             "proxy_lr_mult": recipe.proxy_lr_mult,
             "choice_folds": recipe.choice_folds,
+            "stretch": recipe.stretch,
             "cache_views": recipe.cache_views,
             "classes_per_batch": self.classes_per_batch.value(),
             "per_class": self.per_class.value(),
@@ -332,6 +336,11 @@ class SettingsPage(Page):
     def _stages_changed(self) -> None:
         stages = self.stages.value()
         self.cached.setEnabled(0 < stages < self.BACKBONE_STAGES)
+        was_stretch, self._stages_before = self._stages_before == 0 and self.epochs.value() == 1, stages
+        parts = self.parts() if self.wizard() is not None and stages > 0 and was_stretch else None
+        if parts is not None:  # the one epoch was the stretch's; training the backbone takes the recipe's epochs
+            device = self.device.currentData() or "cpu"
+            self.epochs.setValue(default_recipe(FolderShape.of(parts[0]), device, trainable_stages=stages).epochs)
         if stages == 0:
             self.cached.setChecked(True)  # nothing trains in the backbone: its features are computed once
             self.cached_help.setText(
@@ -348,7 +357,13 @@ class SettingsPage(Page):
 
     def _update_help(self) -> None:
         epochs = self.epochs.value()
-        if self.stages.value() == 0:
+        if self.stages.value() == 0 and self.config_fields()["stretch"]:
+            text = (
+                "1: the embedding layer is stretched along the directions that tell your classes apart, in one "
+                "pass, and kept only if that finds more of each class on folds of your images; more than 1 trains "
+                "it by steps instead (it gained less on small folders)."
+            )
+        elif self.stages.value() == 0:
             text = "Passes over the training images; the backbone stays as it is, so none is a warm-up."
         elif epochs > 1:
             text = "Passes over the training images; the first one trains only the new layers (warm-up)."
@@ -399,10 +414,10 @@ class SettingsPage(Page):
         rate = 1.0 / max(sum(eval_stages), 1e-9)
         held = f", {shape.test_images:,} held-out" if shape.test_images else ""
         text = (
-            f"<b>Estimate: about {format_duration(seconds)}</b> {where}, for {shape.train_images:,} training "
-            f"images × {cfg['epochs']} epochs; {chosen}"
-            f"{held} checked each epoch. Based on {rate:.0f} images/s through the model, measured here just now; "
-            "the real time left shows once training runs."
+            f"<b>Estimate: about {format_duration(seconds)}</b> {where}, for {shape.train_images:,} training images"
+            + (" (the embedding layer stretched in one pass)" if cfg.get("stretch") else f" × {cfg['epochs']} epochs")
+            + f"; {chosen}{held} checked each epoch. Based on {rate:.0f} images/s through the model, measured here "
+            "just now; the real time left shows once training runs."
         )
         self.estimate.setText(text)
 

@@ -23,7 +23,7 @@ from explorer.app.fine_tune import (
     TrainingPlan,
     train,
 )
-from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, add_legend, style_plot
+from explorer.ui.plot_style import BINARY_COLOR, FLOAT_COLOR, TITLE_SIZE, add_legend, style_plot
 from explorer.ui.wizard.common import (
     ERROR_COLOR,
     OK_COLOR,
@@ -111,6 +111,7 @@ class TrainingPage(Page):
         self._reset()
 
     def _reset(self) -> None:
+        self._title_loss_plot()
         self.steps: list[float] = []
         self.losses: list[float] = []
         self.epochs: list[tuple[int, dict[str, float]]] = []
@@ -129,6 +130,12 @@ class TrainingPage(Page):
         self.plan = plan
         self._reset()
         self.start()
+
+    def _title_loss_plot(self) -> None:
+        """A stretch (trainer.class_stretch) takes no steps: its empty loss plot says so instead of looking stuck."""
+        stretched = self.plan is not None and bool(self.plan.config.stretch)
+        title = "Training loss (none: the embedding layer is stretched in one pass)" if stretched else "Training loss"
+        self.loss_plot.setTitle(title, size=TITLE_SIZE)
 
     def isComplete(self) -> bool:
         return self.state == "done" and self.result is not None

@@ -29,7 +29,7 @@ from explorer.ui.window import MainWindow
 from explorer.ui.wizard import FineTuneWizard, training_page
 from explorer.ui.wizard import common as wizard_common
 from trainer.progress import Progress
-from trainer.recipe import HEAD_LR
+from trainer.recipe import HEAD_LR, STRETCH_FACTOR
 
 SCAN_MS = 60_000
 TRAIN_MS = 180_000
@@ -124,6 +124,7 @@ def choose_fast_settings(wizard: FineTuneWizard, qtbot: QtBot, model: Path) -> N
     page = wizard.settings_page
     qtbot.waitUntil(page.isComplete, timeout=SCAN_MS)
     page.add_starting_model("Test model (ImageNet weights, 64 px input)", model)
+    page.stages.setValue(1)
     page.epochs.setValue(1)
     page.dim.setCurrentIndex(page.dim.findData(64))
     page.classes_per_batch.setValue(2)
@@ -243,20 +244,25 @@ def test_device_picks_the_recipe_measured_for_it(
 
     def chosen() -> tuple[object, ...]:
         f = page.config_fields()
-        return f["trainable_stages"], f["cache_trunk"], f["crop_size"], f["lr"], f["warmup_epochs"]
+        return f["trainable_stages"], f["cache_trunk"], f["crop_size"], f["lr"], f["warmup_epochs"], f["stretch"]
 
     page.device.addItem("GPU: pretend", "cuda")
     page.device.setCurrentIndex(page.device.findData("cuda"))
-    assert chosen() == (0, True, None, HEAD_LR, 0)
+    assert page.epochs.value() == 1
+    assert chosen() == (0, True, None, 0.01, 0, STRETCH_FACTOR)  # stretched in one pass: no rate
+    page.epochs.setValue(10)  # more than one epoch asks for steps, as `trainer fit --epochs 10` does
+    assert chosen() == (0, True, None, HEAD_LR, 0, 0.0)
+    page.epochs.setValue(1)
     page.stages.setValue(page.BACKBONE_STAGES)  # the whole backbone trains: nothing frozen, nothing to cache
-    assert chosen() == (None, False, None, 0.01, 1)
+    assert chosen() == (None, False, None, 0.01, 1, 0.0) and page.epochs.value() > 1  # the stretch's 1 epoch went
     assert not page.cached.isEnabled()
 
     page.device.setCurrentIndex(page.device.findData("cpu"))
-    assert chosen() == (0, True, None, HEAD_LR, 0)
+    assert chosen() == (0, True, None, 0.01, 0, STRETCH_FACTOR)
     page.stages.setValue(6)
     page.cached.setChecked(False)
-    assert chosen() == (6, False, None, 0.01, 1)
+    page.epochs.setValue(10)
+    assert chosen() == (6, False, None, 0.01, 1, 0.0)
     page.cached.setChecked(True)
     assert page.config_fields()["cache_trunk"] is True
     page.stages.setValue(page.BACKBONE_STAGES)  # the whole backbone trains: caching means nothing then
