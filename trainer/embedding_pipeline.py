@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from trainer.images import ImageLoadError, Skipped, load_for_model, preprocess_pil
+from trainer.images import ImageLoadError, Skipped, load_for_model, load_rgb, preprocess_pil
 from trainer.progress import CancelCheck, Cancelled, ProgressCallback, RateMeter, never_cancelled
 
 if TYPE_CHECKING:
@@ -29,16 +29,29 @@ if TYPE_CHECKING:
     from trainer.card import ModelCard
 
 
+Thumbnailer = Callable[["Image.Image"], bytes]
+"""Makes a small picture from the one decoded for the model (the indexer stores it: explorer.engine.thumbnail_store)."""
+
+
 @dataclass
 class EmbeddedBatch:
     paths: list[Path]
     embeddings: npt.NDArray[np.float32]  # (len(paths), D), raw (not normalised): binarize and prefixes need it
     skipped: list[Skipped]
+    thumbnails: list[bytes] = field(default_factory=list)  # one per path when a thumbnailer was given
 
 
-def _decode(path: Path, resize: int, crop: int) -> npt.NDArray[np.uint8] | Skipped:
+@dataclass
+class _Decoded:
+    array: npt.NDArray[np.uint8]
+    thumbnail: bytes
+
+
+def _decode(path: Path, resize: int, crop: int, thumbnailer: Thumbnailer | None) -> _Decoded | Skipped:
     try:
-        return load_for_model(path, resize, crop)
+        picture = load_rgb(path, min_side=resize)
+        # the thumbnail from the picture already decoded (a reduced DCT scale of a JPEG): no second decode later
+        return _Decoded(preprocess_pil(picture, resize, crop), thumbnailer(picture) if thumbnailer else b"")
     except ImageLoadError as exc:
         return Skipped(path, str(exc))
     except Exception as exc:  # a decoder bug on one hostile file must not end the run
@@ -73,19 +86,21 @@ class Embedder:
         paths: Sequence[Path],
         progress: ProgressCallback | None = None,
         cancel: CancelCheck = never_cancelled,
+        thumbnailer: Thumbnailer | None = None,
     ) -> Iterator[EmbeddedBatch]:
-        """Yield one EmbeddedBatch per batch of `paths`, in order; raise Cancelled between batches."""
+        """Yield one EmbeddedBatch per batch of `paths`, in order; raise Cancelled between batches. With a
+        `thumbnailer`, each batch also carries its pictures' thumbnails, made in the decoding threads."""
         meter = RateMeter(len(paths), "embedding")
         resize, crop = self.card.resize_size, self.card.input_size
         chunks = [list(paths[i : i + self.batch_size]) for i in range(0, len(paths), self.batch_size)]
         with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
-            pending: deque[tuple[list[Path], list[Future[npt.NDArray[np.uint8] | Skipped]]]] = deque()
+            pending: deque[tuple[list[Path], list[Future[_Decoded | Skipped]]]] = deque()
             feed = iter(chunks)
 
             def submit_next() -> None:
                 chunk = next(feed, None)
                 if chunk is not None:
-                    pending.append((chunk, [pool.submit(_decode, p, resize, crop) for p in chunk]))
+                    pending.append((chunk, [pool.submit(_decode, p, resize, crop, thumbnailer) for p in chunk]))
 
             for _ in range(self.prefetch_batches + 1):
                 submit_next()
@@ -99,10 +114,11 @@ class Embedder:
                     good = [(p, d) for p, d in zip(chunk, decoded, strict=True) if not isinstance(d, Skipped)]
                     skipped = [d for d in decoded if isinstance(d, Skipped)]
                     if good:
-                        emb = self.embed_arrays(np.stack([d for _, d in good]))
+                        emb = self.embed_arrays(np.stack([d.array for _, d in good]))
                     else:
                         emb = np.zeros((0, self.out_dim), np.float32)
-                    yield EmbeddedBatch([p for p, _ in good], emb, skipped)
+                    thumbnails = [d.thumbnail for _, d in good] if thumbnailer else []
+                    yield EmbeddedBatch([p for p, _ in good], emb, skipped, thumbnails)
                     report = meter.advance(len(chunk))
                     if progress is not None:
                         progress(report)

@@ -25,6 +25,7 @@ from explorer.engine.catalog import WHAT_TO_DO, Catalog, CatalogDamaged, Catalog
 from explorer.engine.index_lock import indexing_lock
 from explorer.engine.indexer import IndexReport, update_catalog
 from explorer.engine.search import Collection, Ranking
+from explorer.engine.thumbnail_store import ThumbnailStore
 from trainer.card import ModelCard, load_card, model_fingerprint
 from trainer.progress import CancelCheck, ProgressCallback, never_cancelled
 
@@ -60,6 +61,7 @@ class RetrievalSession:
         self._embedder: Embedder | None = None
         self.runtime = ""  # what runs the model, once it is loaded ("ONNX Runtime (CPU)", "torch (cpu)")
         self._collections: dict[Path, Collection] = {}
+        self._thumbnails: dict[Path, ThumbnailStore] = {}
         self.notes: list[str] = []
         """What the session did on its own that a person should hear of (a damaged catalog set aside)."""
         self._lock = threading.RLock()
@@ -83,6 +85,24 @@ class RetrievalSession:
     # -- folders ----------------------------------------------------------------------------------------
     def catalog_path(self, folder: Path) -> Path:
         return catalog_dir(folder, self.fingerprint) / "catalog.sqlite"
+
+    def thumbnails(self, folder: Path) -> ThumbnailStore:
+        """The folder's thumbnails, made while it is indexed (explorer.engine.thumbnail_store); one per folder."""
+        folder = Path(folder).resolve()
+        with self._lock:
+            if folder not in self._thumbnails:
+                self._thumbnails[folder] = ThumbnailStore(folder)
+            return self._thumbnails[folder]
+
+    def stored_thumbnail(self, path: Path) -> bytes | None:
+        """The JPEG thumbnail made when this picture was indexed, if one of the session's folders holds it as it is
+        now (views call this from their decoding threads; None: decode the file)."""
+        path = Path(path)
+        with self._lock:
+            folders = [f for f in self._collections if path.is_relative_to(f)]
+        if not folders:
+            return None
+        return self.thumbnails(max(folders, key=lambda f: len(f.parts))).lookup(path)
 
     def is_indexed(self, folder: Path) -> bool:
         """True once an indexing run has committed something (a cancelled run's partial catalog counts)."""
@@ -165,7 +185,10 @@ class RetrievalSession:
         lock = collection.catalog.path.with_name("index.lock")
         with indexing_lock(lock, on_wait=on_wait, cancel=cancel):  # another process indexing it: wait, say so
             # the model is loaded only when something needs embedding: an unchanged folder answers in a moment
-            report = update_catalog(folder, collection.catalog, lambda: self.embedder, progress, cancel, follow_outside)
+            report = update_catalog(
+                folder, collection.catalog, lambda: self.embedder, progress, cancel, follow_outside,
+                self.thumbnails(folder),
+            )  # fmt: skip
             collection.reload()
             # Read now, which writes the contiguous copy of the vectors (explorer.engine.vector_store) that the
             # next query maps instead of reading SQLite.

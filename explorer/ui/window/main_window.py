@@ -115,7 +115,7 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
         self.plots: FloatBinaryPanel | None = None
         self.dims: DimensionsPanel | None = None
         self.map_panel: MapPanel | None = None
-        self.thumbnails = ThumbnailCache(parent=self)
+        self.thumbnails = ThumbnailCache(parent=self, stored=self._stored_thumbnail)
         # Large previews in a cache of their own, so a few of them never push out hundreds of thumbnails.
         self.previews = ThumbnailCache(capacity=6, threads=1, parent=self)
         self._closing = False
@@ -340,6 +340,10 @@ class MainWindow(FolderActions, ResultsActions, LibraryActions, LabelActions, QM
             self.choose_folder()
         elif self.controller.source is None:
             self.choose_query_file()
+
+    def _stored_thumbnail(self, path: Path) -> bytes | None:  # a thumbnail thread
+        session = self.controller.session
+        return session.stored_thumbnail(path) if session is not None else None
 
     def _thumbnail_ready(self, path: str) -> None:
         source = self.controller.source

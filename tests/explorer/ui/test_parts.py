@@ -216,3 +216,24 @@ def test_dimension_strips_scroll_together(qtbot, tmp_path) -> None:  # type: ign
     qtbot.waitUntil(lambda: all(bar.maximum() > 0 for bar in bars), timeout=5000)  # laid out on the event loop
     bars[0].setValue(bars[0].maximum() // 2)
     assert {bar.value() for bar in bars} == {bars[0].maximum() // 2}
+
+
+def test_thumbnails_come_from_the_indexing_pass_when_it_made_them(qtbot, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A stored thumbnail is shown without decoding the file (a 12 MP photo costs 30 ms of a core); larger sizes
+    than the store's, and files it does not hold, are decoded as before."""
+    from explorer.engine.thumbnail_store import THUMBNAIL_SIZE, thumbnail_jpeg
+
+    photo = tmp_path / "camera.jpg"
+    photo.write_text("not decodable: only the stored thumbnail can be shown")
+    stored = thumbnail_jpeg(Image.new("RGB", (400, 300), (200, 30, 30)))
+    asked: list[Path] = []
+    cache = ThumbnailCache(stored=lambda p: asked.append(p) or (stored if p == photo else None))
+    with qtbot.waitSignal(cache.ready, timeout=10_000):
+        cache.get(photo, 128)
+    pixmap = cache.get(photo, 128)
+    assert pixmap is not None and (pixmap.width(), pixmap.height()) == (128, 96) and asked == [photo]
+    assert pixmap.toImage().pixelColor(64, 48).red() > 150
+    with qtbot.waitSignal(cache.ready, timeout=10_000):
+        cache.get(photo, THUMBNAIL_SIZE + 100)  # bigger than what is stored: the file is decoded (and fails here)
+    assert cache.get(photo, THUMBNAIL_SIZE + 100) is None and cache.error(photo)
+    cache.wait()
