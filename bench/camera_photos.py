@@ -124,6 +124,22 @@ def bound_text(best: dict[str, float]) -> str:
     )
 
 
+def onnx_row(label: str, files: list[Path], onnx: OnnxEmbedder, workers: int, rounds: int) -> str:
+    """A table row of decode alone and end to end with ONNX Runtime (the best of `rounds`) for these files."""
+    mb = np.mean([f.stat().st_size for f in files]) / 2**20
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        rate, _decoded = decode_rate(files, workers, onnx.card.resize_size, onnx.card.input_size)
+        best["decode"] = max(best.get("decode", 0.0), rate)
+        t = time.perf_counter()
+        embed_all(onnx, files)
+        best["e2e"] = max(best.get("e2e", 0.0), len(files) / (time.perf_counter() - t))
+    return (
+        f"| {label} | {mb:.1f} | {best['decode']:.1f} | ONNX Runtime | | {best['e2e']:.1f} | "
+        f"{100 * best['e2e'] / best['decode']:.0f} % |"
+    )
+
+
 def decode_rate(files: list[Path], workers: int, resize: int, crop: int) -> tuple[float, np.ndarray]:
     with ThreadPoolExecutor(workers) as pool:
         t = time.perf_counter()
@@ -185,39 +201,14 @@ def main() -> int:
             )
             print(lines[-1], flush=True)
     onnx = runners["ONNX Runtime"]
-    for label, preview_side in RAW_PREVIEWS.items() if args.raw_photos else ():
-        folder = work / label.replace(" ", "-")
-        folder.mkdir()
-        files = make_raws(folder, args.raw_photos, preview_side)
-        mb = np.mean([f.stat().st_size for f in files]) / 2**20
-        best = {}
-        for _ in range(args.rounds):
-            rate, _decoded = decode_rate(files, workers, card.resize_size, card.input_size)
-            best["decode"] = max(best.get("decode", 0.0), rate)
-            t = time.perf_counter()
-            embed_all(onnx, files)
-            best["e2e"] = max(best.get("e2e", 0.0), len(files) / (time.perf_counter() - t))
-        lines.append(
-            f"| 24 MP DNG, {label} | {mb:.1f} | {best['decode']:.1f} | ONNX Runtime | | {best['e2e']:.1f} | "
-            f"{100 * best['e2e'] / best['decode']:.0f} % |"
-        )
-        print(lines[-1], flush=True)
+    kinds = [(f"24 MP DNG, {label}", lambda f, side=side: make_raws(f, args.raw_photos, side))
+             for label, side in RAW_PREVIEWS.items() if args.raw_photos]  # fmt: skip
     if args.heic_photos:
-        folder = work / "heic"
+        kinds.append(("12 MP HEIC", lambda f: make_heics(f, args.heic_photos)))
+    for label, make in kinds:
+        folder = work / label.replace(" ", "-").replace(",", "")
         folder.mkdir()
-        files = make_heics(folder, args.heic_photos)
-        mb = np.mean([f.stat().st_size for f in files]) / 2**20
-        best = {}
-        for _ in range(args.rounds):
-            rate, _decoded = decode_rate(files, workers, card.resize_size, card.input_size)
-            best["decode"] = max(best.get("decode", 0.0), rate)
-            t = time.perf_counter()
-            embed_all(onnx, files)
-            best["e2e"] = max(best.get("e2e", 0.0), len(files) / (time.perf_counter() - t))
-        lines.append(
-            f"| 12 MP HEIC | {mb:.1f} | {best['decode']:.1f} | ONNX Runtime | | {best['e2e']:.1f} | "
-            f"{100 * best['e2e'] / best['decode']:.0f} % |"
-        )
+        lines.append(onnx_row(label, make(folder), onnx, workers, args.rounds))
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n\n" + NOTES.format(bound=bound_text(twelve))
     print(text)
