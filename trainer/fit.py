@@ -737,11 +737,14 @@ class _Trainer:
         if self.best is not None:
             self.model.load_state_dict(self.best.state)
             self.cb.message(
-                f"kept epoch {self.best.epoch} of {cfg.epochs}"
+                "kept the stretched embedding layer"
+                if self.best.epoch and cfg.stretch
+                else f"kept epoch {self.best.epoch} of {cfg.epochs}"
                 if self.best.epoch
                 else "too few training classes to judge training for new classes; the starting model is kept"
                 if self.unjudged
-                else "no epoch beat the starting model on folds of the training images; the starting model is kept"
+                else f"no {'stretch' if cfg.stretch else 'epoch'} beat the starting model on folds of the training "
+                "images; the starting model is kept"
                 if self.fold_choice is not None
                 else "no epoch beat the starting model on the images set aside to choose; the starting model is kept"
             )
