@@ -81,8 +81,9 @@ def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts, stretche
             WARN_COLOR,
         )
     where = (
-        f"{parts.folds} folds of the {len(parts.train.samples):,} training images, each judging a copy trained on "
-        "the others"
+        f"{parts.folds} folds of the {len(parts.train.samples):,} training images, each judging a "
+        + ("stretch fitted on" if stretched else "copy trained on")
+        + " the others"
         if parts.folds
         else f"{len(selection.samples):,} training images set aside"
         if selection is not None

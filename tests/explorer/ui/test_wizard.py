@@ -560,3 +560,21 @@ def test_screenshots_of_every_page(
     wizard.result_page.evaluate_details()
     qtbot.waitUntil(wizard.result_page.details.isVisible, timeout=TRAIN_MS)
     shot(wizard, "5-result")
+
+
+def test_the_result_names_the_stretch_kept_or_not() -> None:
+    """A small folder's run (trainer.class_stretch) has no epochs to speak of: the result says what was kept."""
+    from explorer.ui.wizard.result_page import kept_sentence
+    from trainer.epoch_choice import RunParts
+    from trainer.folders import LabelledFolder
+
+    folder = LabelledFolder(
+        Path("x"), ["a", "b"], [(Path(f"{c}{i}"), k) for k, c in enumerate("ab") for i in range(10)]
+    )
+    parts = RunParts(folder, None, 5)
+    kept = kept_sentence(1, 1, parts, stretched=True)
+    assert "stretched" in kept and "was kept" in kept and "stretch fitted on the others" in kept
+    assert "Epoch" not in kept
+    refused = kept_sentence(0, 1, parts, stretched=True)
+    assert "did not beat" in refused and "starting model is kept" in refused
+    assert kept_sentence(3, 10, parts).startswith("Epoch 3 of 10 was kept")  # trained by steps: epochs, as before
