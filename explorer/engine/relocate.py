@@ -22,6 +22,7 @@ from pathlib import Path
 
 from explorer.engine.cache import catalog_dir
 from explorer.engine.catalog import Catalog, loaded_name, read_only_connection
+from explorer.engine.thumbnail_store import adopt_store
 from explorer.paths import cache_root
 from trainer.atomic import temp_path_beside
 
@@ -113,4 +114,5 @@ def adopt_catalog(found: FoundCatalog, folder: Path, fingerprint: str) -> Path:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+    adopt_store(found.catalog, folder)  # the thumbnails made when it was indexed there
     return target

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from pathlib import Path
 from PIL import Image
 
 from explorer.engine.cache import folder_key
-from explorer.engine.catalog import stored_name
+from explorer.engine.catalog import read_only_connection, stored_name
 from explorer.paths import cache_root
 
 THUMBNAIL_SIZE = 160
@@ -55,6 +56,27 @@ def thumbnail_jpeg(picture: Image.Image, size: int = THUMBNAIL_SIZE) -> bytes:
 
 def store_path(folder: Path) -> Path:
     return cache_root() / "catalogs" / folder_key(folder) / "thumbnails.sqlite"
+
+
+def adopt_store(old_catalog: Path, folder: Path) -> bool:
+    """Copy the thumbnails of a folder found again at another path (explorer.engine.relocate: its catalog at
+    `old_catalog` was adopted) to `folder`'s store, unless it has one; its relative paths and stamps still hold.
+    Best effort: a cache that cannot be copied is made again as the folder is indexed. Whether it was copied."""
+    source, target = old_catalog.parent.parent / "thumbnails.sqlite", store_path(Path(folder).resolve())
+    if not source.is_file() or target.exists():
+        return False
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.closing(read_only_connection(source)) as old, contextlib.closing(sqlite3.connect(tmp)) as copy:
+            old.backup(copy)
+            copy.execute("PRAGMA journal_mode=DELETE")
+        os.replace(tmp, target)
+    except (OSError, sqlite3.Error):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        return False
+    return True
 
 
 class ThumbnailStore:

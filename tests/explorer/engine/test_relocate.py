@@ -40,6 +40,8 @@ def test_a_moved_folder_keeps_its_index(session: RetrievalSession, tmp_path: Pat
     assert session.catalog_path(old).exists()  # copied, not moved: a drive that comes back finds its index
     result = session.query(new / "sub1" / "p03.jpg", new, k=3)
     assert result.excluded_row is not None and all(r.path.is_relative_to(new) for r in result.float_ranking.results)
+    # the thumbnails made when it was indexed at the old path came along (nothing was decoded again)
+    assert session.stored_thumbnail(new / "sub1" / "p03.jpg") is not None
     make_image(new / "sub0" / "new.jpg", seed=50)
     assert session.index(new).embedded == 1  # and it keeps being indexed incrementally there
 
