@@ -18,7 +18,6 @@ ones once per image (trainer.trunk_cache): the recipe the bundled model was trai
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import math
@@ -39,6 +38,7 @@ from torch.utils.data import DataLoader
 from trainer.atomic import atomic_write
 from trainer.backbones import backbone_stages
 from trainer.card import ModelCard, model_paths, nested_dims
+from trainer.checkpoint_file import PREVIOUS, CheckpointError, parse_checked, write_checked
 from trainer.class_stretch import choose_by_folds, stretched_weight
 from trainer.config import FitConfig
 from trainer.data import (
@@ -803,44 +803,6 @@ def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: tor
         seen = counts > 0
         means = torch.nn.functional.normalize(sums[seen], dim=1)
         proxies.data[seen] = means.to(proxies.dtype) * proxies.data[seen].norm(dim=1, keepdim=True)
-
-
-PREVIOUS = "checkpoint.prev.pt"
-_MAGIC = b"RXCKPT1\n"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint that is truncated, altered or unreadable; the run falls back to the previous one."""
-
-
-def write_checked(path: Path, state: dict[str, Any]) -> None:
-    """A checkpoint that proves itself whole: a magic line, the SHA-256 of the payload, then torch's payload."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    payload = buffer.getvalue()
-    with open(path, "wb") as f:
-        f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-
-
-def read_checked(path: Path) -> dict[str, Any]:
-    """The checkpoint's state, only if its checksum matches (never unpickled: weights_only)."""
-    return parse_checked(Path(path).read_bytes())
-
-
-def parse_checked(data: bytes) -> dict[str, Any]:
-    """`read_checked` of a checkpoint's bytes (rank 0 reads the file and sends them to the other processes)."""
-    if not data.startswith(_MAGIC):
-        raise CheckpointError("not a checkpoint of this program, or its start is damaged")
-    digest, payload = data[len(_MAGIC) : len(_MAGIC) + 32], data[len(_MAGIC) + 32 :]
-    if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError("its checksum does not match: it was truncated or altered")
-    try:
-        state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot be read: {type(exc).__name__}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError("holds no training state")
-    return state
 
 
 def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:

@@ -25,7 +25,7 @@ import torch
 from imagegen import make_labelled_folder
 from safetensors.torch import load_file
 
-import trainer.fit as fit_module
+import trainer.checkpoint_file as checkpoint_file
 from trainer.card import load_card, model_paths
 from trainer.cli import EXIT_USAGE, main
 from trainer.config import FitConfig
@@ -254,7 +254,7 @@ def test_only_rank_0_writes(two_process_run: tuple[Path, list[dict[str, Any]]]) 
     run = out.with_name(out.name + ".run")
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
     assert model_paths(out)[0].exists() and model_paths(out)[1].exists()
-    state = fit_module.read_checked(run / "checkpoint.pt")
+    state = checkpoint_file.read_checked(run / "checkpoint.pt")
     assert (state["global_step"], state["epoch"]) == (6, 2)
     # Rank 0's history: the loss of the global batch every epoch (the other ranks keep no record of their own).
     assert [h["epoch"] for h in json.loads(state["history"])] == [1, 2]
@@ -278,7 +278,7 @@ def test_an_interrupted_run_resumes_at_the_exact_batch_with_the_same_weights(
     out = tmp_path / "m"
     stopped = distributed_fit(train_folder, out, config(), stop_after=4)
     assert [(r["cancelled"], r["steps"]) for r in stopped] == [(True, [1, 2, 3, 4])] * 2  # rank 1 stopped too
-    state = fit_module.read_checked(out.with_name(out.name + ".run") / "checkpoint.pt")
+    state = checkpoint_file.read_checked(out.with_name(out.name + ".run") / "checkpoint.pt")
     assert (state["global_step"], state["epoch"], state["step_in_epoch"]) == (4, 1, 1)
     assert not model_paths(out)[0].exists()
 
@@ -351,5 +351,5 @@ def test_fit_nproc_launches_the_processes_through_torchrun(train_folder: Labelle
     assert done.stdout.count("wrote ") == 1  # rank 0 alone reports
     assert done.stderr.count("trainer: recipe:") == 1
     assert model_paths(out)[0].exists()
-    state = fit_module.read_checked(out.with_name(out.name + ".run") / "checkpoint.pt")
+    state = checkpoint_file.read_checked(out.with_name(out.name + ".run") / "checkpoint.pt")
     assert state["global_step"] == 2

@@ -20,6 +20,7 @@ from imagegen import make_labelled_folder
 from safetensors.torch import load_file
 from torch import nn
 
+import trainer.checkpoint_file as checkpoint_file
 import trainer.fit as fit_module
 from trainer import epoch_choice
 from trainer.backbones import backbone_stages
@@ -209,7 +210,7 @@ def test_cancelled_run_resumes_at_the_next_step_and_matches_an_uninterrupted_run
         fit(train_folder, out, cfg, callbacks=first.callbacks(), cancel=lambda: len(first.steps) >= 4)
     assert first.steps == [1, 2, 3, 4]
     assert not model_paths(out)[0].exists()  # nothing exported yet
-    state = fit_module.read_checked(run_dir(out) / "checkpoint.pt")
+    state = checkpoint_file.read_checked(run_dir(out) / "checkpoint.pt")
     assert (state["global_step"], state["epoch"], state["step_in_epoch"]) == (4, 1, 1)
 
     second = Recorder()
@@ -565,7 +566,7 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one(
     with pytest.raises(Cancelled):
         fit(train_folder, out, cfg, callbacks=rec.callbacks(), cancel=lambda: len(rec.steps) >= 4)
     path = run_dir(out) / "checkpoint.pt"
-    assert (run_dir(out) / fit_module.PREVIOUS).exists()
+    assert (run_dir(out) / checkpoint_file.PREVIOUS).exists()
     data = bytearray(path.read_bytes())
     if damage == "overwritten":
         data[len(data) // 2 : len(data) // 2 + 4096] = np.random.default_rng(0).bytes(4096)
