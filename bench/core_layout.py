@@ -16,12 +16,13 @@ Writes bench/results/core_layout_<N>cores.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import camera_photos  # bench/, beside this script
 
 from trainer.card import load_card, model_fingerprint
 from trainer.embedding_pipeline import Embedder
@@ -30,14 +31,6 @@ from trainer.onnx_runtime import OnnxEmbedder, onnx_paths_cached
 from trainer.paths import BUNDLED_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def camera_photos_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("camera_photos", ROOT / "bench" / "camera_photos.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def end_to_end(embedder: OnnxEmbedder, files: list[Path]) -> float:
@@ -53,9 +46,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--size", default="12 MP", help="12 MP or 24 MP")
     args = p.parse_args()
-    camera = camera_photos_module()
-    if not camera.SOURCE.is_dir():
-        print(f"skipped: {camera.SOURCE} is absent", file=sys.stderr)
+    if not camera_photos.SOURCE.is_dir():
+        print(f"skipped: {camera_photos.SOURCE} is absent", file=sys.stderr)
         return 0
     cores = os.cpu_count() or 1
     work = Path(tempfile.mkdtemp(prefix="core-layout-"))
@@ -63,7 +55,7 @@ def main() -> int:
     export_runtime(BUNDLED_MODEL, graph, record)
     card = load_card(BUNDLED_MODEL)
     (work / "photos").mkdir()
-    files = camera.make_photos(work / "photos", args.photos, camera.SIZES[args.size])
+    files = camera_photos.make_photos(work / "photos", args.photos, camera_photos.SIZES[args.size])
     default_decode = Embedder.decode_workers
     decode_counts = sorted({1, max(1, cores // 2), cores, 2 * cores, default_decode})
     model_counts = sorted({1, max(1, cores // 2), cores})
@@ -71,7 +63,7 @@ def main() -> int:
     best: dict[tuple[int, int], float] = {}
     alone: dict[str, float] = {}
     for _round in range(args.rounds):
-        rate, decoded = camera.decode_rate(files, cores, card.resize_size, card.input_size)
+        rate, decoded = camera_photos.decode_rate(files, cores, card.resize_size, card.input_size)
         alone["decode"] = max(alone.get("decode", 0.0), rate)
         started = time.perf_counter()
         for i in range(0, len(decoded), 32):

@@ -18,13 +18,13 @@ Writes bench/results/thumbnails_in_index.md.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import camera_photos  # bench/, beside this script
 from PIL import Image
 
 from explorer.engine.thumbnail_store import ThumbnailStore, thumbnail_jpeg
@@ -37,14 +37,6 @@ from trainer.paths import BUNDLED_MODEL
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "thumbnails_in_index.md"
 GRID = 128
-
-
-def camera_photos_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("camera_photos", ROOT / "bench" / "camera_photos.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def index_rate(embedder: OnnxEmbedder, files: list[Path], store: ThumbnailStore | None) -> float:
@@ -90,9 +82,8 @@ def main() -> int:
     p.add_argument("--photos", type=int, default=32)
     p.add_argument("--rounds", type=int, default=2)
     args = p.parse_args()
-    camera = camera_photos_module()
-    if not camera.SOURCE.is_dir():
-        print(f"skipped: {camera.SOURCE} is absent", file=sys.stderr)
+    if not camera_photos.SOURCE.is_dir():
+        print(f"skipped: {camera_photos.SOURCE} is absent", file=sys.stderr)
         return 0
     work = Path(tempfile.mkdtemp(prefix="thumbnails-in-index-"))
     graph, record = onnx_paths_cached(work, model_fingerprint(BUNDLED_MODEL))
@@ -100,7 +91,7 @@ def main() -> int:
     embedder = OnnxEmbedder(graph, load_card(BUNDLED_MODEL), batch_size=32)
     folder = work / "photos"
     folder.mkdir()
-    files = camera.make_photos(folder, args.photos, camera.SIZES["12 MP"])
+    files = camera_photos.make_photos(folder, args.photos, camera_photos.SIZES["12 MP"])
     best: dict[str, float] = {}
     for _round in range(args.rounds):
         store = ThumbnailStore(folder, work / f"thumbs-{_round}.sqlite")
