@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from imagegen import make_image
 
 from explorer.cli import EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE
 from explorer.cli_library import watch_and_index
+from explorer.engine.indexer import IndexReport
 from explorer.engine.session import RetrievalSession
 
 Run = Callable[..., tuple[int, str, str]]  # the `run` fixture: tests/explorer/conftest.py
@@ -67,26 +67,28 @@ def test_watch_indexes_what_arrives(small_model_path: Path, reuse_small_model: l
         make_image(folder / f"p{seed}.jpg", seed=seed)
     session = RetrievalSession(small_model_path, device="cpu", batch_size=4)
     reports: list[tuple[Path, int, int]] = []
+    changed = threading.Condition()
     stop = threading.Event()
     told: list[str] = []
-    thread = threading.Thread(
-        target=watch_and_index,
-        args=(session, [folder], lambda f, r: reports.append((f, r.embedded, r.removed)), stop, 0.2, told.append),
-    )
+
+    def report(f: Path, r: IndexReport) -> None:
+        with changed:
+            reports.append((f, r.embedded, r.removed))
+            changed.notify_all()
+
+    def wait_for(what: str, condition: Callable[[], bool]) -> None:
+        """Until the watcher has reported it; a watcher that never does fails the test after a minute, not hangs."""
+        with changed:
+            assert changed.wait_for(condition, timeout=60), f"the watcher never reported {what}: {reports}"
+
+    thread = threading.Thread(target=watch_and_index, args=(session, [folder], report, stop, 0.2, told.append))
     thread.start()
     try:
-        deadline = time.monotonic() + 60
-        while len(reports) < 1:  # the first, full index
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_for("the first, full index", lambda: len(reports) >= 1)
         make_image(folder / "arrived.jpg", seed=9)
-        while sum(embedded for _f, embedded, _r in reports[1:]) < 1:
-            assert time.monotonic() < deadline, reports
-            time.sleep(0.02)
+        wait_for("the new photo", lambda: sum(embedded for _f, embedded, _r in reports[1:]) >= 1)
         (folder / "p0.jpg").unlink()
-        while sum(removed for _f, _e, removed in reports[1:]) < 1:
-            assert time.monotonic() < deadline, reports
-            time.sleep(0.02)
+        wait_for("the deleted photo", lambda: sum(removed for _f, _e, removed in reports[1:]) >= 1)
     finally:
         stop.set()
         thread.join()
