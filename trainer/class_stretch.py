@@ -35,8 +35,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from trainer.epoch_choice import fold_of_each_image, replaces_best, selection_score
-from trainer.metrics import query_gallery_metrics
+from trainer.epoch_choice import fold_of_each_image, fold_scores, replaces_best, selection_score
 from trainer.progress import CancelCheck, Cancelled, never_cancelled
 
 TEMPERATURE = 0.05
@@ -124,8 +123,6 @@ def choose_by_folds(
         rest, judge = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         fitted, _loss = stretched_weight(weight, pooled[rest], y[rest], factor)
         for name, w in (("start", weight.detach().float().cpu()), ("stretched", fitted)):
-            emb = (pooled.float().cpu() @ w.T).numpy()
-            found = query_gallery_metrics(emb[judge], labels[judge], emb[rest], labels[rest])
-            runs[name].append({f"chosen on {k}": v for k, v in found.items()})
+            runs[name].append(fold_scores((pooled.float().cpu() @ w.T).numpy(), labels, judge, rest))
     start, stretched = ({k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for rs in runs.values())
     return replaces_best(stretched, start, selection_score(start)), start, stretched

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from trainer.config import FitConfig
 from trainer.folders import LabelledFolder
+from trainer.metrics import query_gallery_metrics
 
 MIN_PER_FOLD_CLASS = 2
 """Every class keeps this many images on the training side of every fold (a class-balanced batch needs them)."""
@@ -95,6 +96,21 @@ def usable_folds(labels: npt.NDArray[np.int64], folds: int) -> int:
     if len(counts) < 2 or folds < 2 or smallest - -(-smallest // folds) < MIN_PER_FOLD_CLASS:
         return 0
     return folds
+
+
+Indices = npt.NDArray[np.int64]
+
+
+def fold_scores(emb: npt.NDArray[np.float32], labels: Indices, judge: Indices, rest: Indices) -> dict[str, float]:
+    """A fold's images (`judge`) searched among the other folds' (`rest`), as a person searches for more of their
+    labelled categories: Recall@1 and MAP@R, float and binary, keyed as trainer.fit's selection scores.
+
+    >>> emb = np.array([[1.0, 0.1], [0.9, 0.2], [-1.0, 0.1], [-0.9, -0.2]], np.float32)
+    >>> fold_scores(emb, np.array([0, 0, 1, 1]), np.array([0, 2]), np.array([1, 3]))["chosen on R@1"]
+    1.0
+    """
+    found = query_gallery_metrics(emb[judge], labels[judge], emb[rest], labels[rest])
+    return {f"chosen on {key}": value for key, value in found.items()}
 
 
 def replaces_best(scores: dict[str, float], start: dict[str, float], best_score: float) -> bool:

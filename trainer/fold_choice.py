@@ -26,9 +26,8 @@ from torch import nn
 
 from trainer.card import ModelCard
 from trainer.config import FitConfig
-from trainer.epoch_choice import fold_of_each_image, replaces_best, selection_score
+from trainer.epoch_choice import fold_of_each_image, fold_scores, replaces_best, selection_score
 from trainer.folders import LabelledFolder
-from trainer.metrics import query_gallery_metrics
 from trainer.progress import Cancelled, Progress
 from trainer.samplers import ClassBalancedSampler
 
@@ -142,6 +141,4 @@ def _judge(
     trainer.model.eval()
     with torch.inference_mode():
         emb = trainer.model.embedding(pooled.to(trainer.device)).float().cpu().numpy()
-    d = (trainer.card.dim // 8) * 8
-    found = query_gallery_metrics(emb[judge, :d], labels[judge], emb[rest, :d], labels[rest])
-    return {f"chosen on {key}": value for key, value in found.items()}
+    return fold_scores(emb[:, : (trainer.card.dim // 8) * 8], labels, judge, rest)
