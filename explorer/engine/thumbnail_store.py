@@ -24,6 +24,7 @@ from PIL import Image
 from explorer.engine.cache import folder_key
 from explorer.engine.catalog import read_only_connection, stored_name
 from explorer.paths import cache_root
+from trainer.atomic import temp_path_beside
 
 THUMBNAIL_SIZE = 160
 """Longer side in pixels: the results grid (128 px) and the dimensions strip (64 px) are served from it; larger
@@ -65,9 +66,11 @@ def adopt_store(old_catalog: Path, folder: Path) -> bool:
     source, target = old_catalog.parent.parent / "thumbnails.sqlite", store_path(Path(folder).resolve())
     if not source.is_file() or target.exists():
         return False
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path_beside(target)
+    except OSError:  # the cache folder cannot be written now
+        return False
+    try:
         with contextlib.closing(read_only_connection(source)) as old, contextlib.closing(sqlite3.connect(tmp)) as copy:
             old.backup(copy)
             copy.execute("PRAGMA journal_mode=DELETE")
