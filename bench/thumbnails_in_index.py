@@ -18,6 +18,7 @@ Writes bench/results/thumbnails_in_index.md.
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 import tempfile
 import time
@@ -44,8 +45,10 @@ def index_rate(embedder: OnnxEmbedder, files: list[Path], store: ThumbnailStore 
     started = time.perf_counter()
     for batch in embedder.embed_paths(files, thumbnailer=thumbnailer):
         if store is not None:
-            stamps = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in batch.paths]
-            store.put_many((n, s, m, j) for (n, s, m), j in zip(stamps, batch.thumbnails, strict=True))
+            stats = [(p.name, p.stat()) for p in batch.paths]
+            store.put_many(
+                (name, st.st_size, st.st_mtime_ns, jpeg) for (name, st), jpeg in zip(stats, batch.thumbnails, strict=True)
+            )
     return len(files) / (time.perf_counter() - started)
 
 
@@ -65,8 +68,6 @@ def grid_from_store(files: list[Path], store: ThumbnailStore) -> float:
     def one(path: Path) -> Image.Image:
         data = store.lookup(path)
         assert data is not None, path
-        import io
-
         picture = Image.open(io.BytesIO(data))
         picture.thumbnail((GRID, GRID), Image.Resampling.BILINEAR)
         return picture
