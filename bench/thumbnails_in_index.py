@@ -46,9 +46,8 @@ def index_rate(embedder: OnnxEmbedder, files: list[Path], store: ThumbnailStore 
     for batch in embedder.embed_paths(files, thumbnailer=thumbnailer):
         if store is not None:
             stats = [(p.name, p.stat()) for p in batch.paths]
-            store.put_many(
-                (name, st.st_size, st.st_mtime_ns, jpeg) for (name, st), jpeg in zip(stats, batch.thumbnails, strict=True)
-            )
+            rows = zip(stats, batch.thumbnails, strict=True)
+            store.put_many((name, st.st_size, st.st_mtime_ns, jpeg) for (name, st), jpeg in rows)
     return len(files) / (time.perf_counter() - started)
 
 
