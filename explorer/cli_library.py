@@ -19,7 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from explorer.cli_output import EXIT_BAD_IMAGE, EXIT_CACHE, EXIT_NO_FOLDER, EXIT_OK, EXIT_USAGE
+from explorer.cli_output import (
+    EXIT_BAD_IMAGE,
+    EXIT_CACHE,
+    EXIT_NO_FOLDER,
+    EXIT_OK,
+    EXIT_USAGE,
+    print_table,
+    result_json,
+)  # fmt: skip
 from explorer.engine.catalog import CatalogError, readable
 from explorer.engine.library import DEFAULT_LIBRARY, LibraryError, LibraryStore
 from explorer.engine.multi_query import combined_embedding, within
@@ -253,14 +261,7 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
             "dim": ranking.dim,
             "ranking": "binary" if args.binary else "float",
             "results": [
-                {
-                    "rank": r.rank,
-                    "path": str(r.path),
-                    "folder": str(folder),
-                    "online": folder not in ranking.offline,
-                    "cosine_distance": round(r.cosine_distance, 6),
-                    "hamming_distance": r.hamming_distance if ranking.dim % 8 == 0 else None,
-                }
+                result_json(r, ranking.dim, folder=str(folder), online=folder not in ranking.offline)
                 for r, folder in zip(ranking.results, ranking.folder_of, strict=True)
             ],
         }
@@ -268,9 +269,6 @@ def cmd_query_library(session: RetrievalSession, args: argparse.Namespace) -> in
         return EXIT_OK
     kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
     print(f"{len(ranking.results)} nearest to {readable(str(args.image))} in {readable(name)} ({kind}):")
-    print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
-    for r, folder in zip(ranking.results, ranking.folder_of, strict=True):
-        hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"
-        away = "  (offline)" if folder in ranking.offline else ""
-        print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {hamming}  {readable(str(r.path))}{away}")
+    away = ["  (offline)" if folder in ranking.offline else "" for folder in ranking.folder_of]
+    print_table(ranking, [readable(str(r.path)) + a for r, a in zip(ranking.results, away, strict=True)])
     return EXIT_OK

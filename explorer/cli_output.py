@@ -69,23 +69,30 @@ def print_ranking(session: Any, args: argparse.Namespace, ranking: Any, where: s
             "dim": ranking.dim,
             "ranking": "binary" if args.binary else "float",
             "rerank": getattr(args, "rerank", "none"),
-            "results": [
-                {
-                    "rank": r.rank,
-                    "path": str(r.path),
-                    "cosine_distance": round(r.cosine_distance, 6),
-                    "hamming_distance": r.hamming_distance if ranking.dim % 8 == 0 else None,
-                }
-                for r in ranking.results
-            ],
+            "results": [result_json(r, ranking.dim) for r in ranking.results],
         }
         print(json.dumps(out, indent=2))
     else:
         kind = f"binary {ranking.dim} bits" if args.binary else f"float {ranking.dim}-d"
         kind += ", query expansion" if getattr(args, "rerank", "none") == "qe" else ""
         print(f"{len(ranking.results)} nearest to {readable(str(args.image))} ({kind}, model {session.card.name}):")
-        print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
-        for r in ranking.results:
-            hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"  # no codes at this width
-            shown = readable(str(r.path) if full_paths else r.relpath)
-            print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {hamming}  {shown}")
+        print_table(ranking, [readable(str(r.path) if full_paths else r.relpath) for r in ranking.results])
+
+
+def result_json(r: Any, dim: int, **extra: object) -> dict[str, Any]:
+    """One result as `--json` prints it; `extra` (where it was found) goes after its path."""
+    return {
+        "rank": r.rank,
+        "path": str(r.path),
+        **extra,
+        "cosine_distance": round(r.cosine_distance, 6),
+        "hamming_distance": r.hamming_distance if dim % 8 == 0 else None,
+    }
+
+
+def print_table(ranking: Any, shown: list[str]) -> None:
+    """The ranking's rows as text: rank, cosine and Hamming distance, and `shown` (each result's path as printed)."""
+    print(f"{'rank':>4}  {'cosine':>7}  {'hamming':>7}  path")
+    for r, path in zip(ranking.results, shown, strict=True):
+        hamming = f"{r.hamming_distance:7d}" if ranking.dim % 8 == 0 else "      -"  # no codes at this width
+        print(f"{r.rank:>4}  {r.cosine_distance:7.4f}  {hamming}  {path}")
