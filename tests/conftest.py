@@ -11,7 +11,7 @@ import pytest
 
 
 def _register_helper(name: str) -> None:
-    """Makes `tests/<name>.py` (imagegen, raw_files) importable as `<name>` from every test file.
+    """Makes `tests/<name>.py` (imagegen, raw_files, recording_view) importable as `<name>` from every test file.
 
     Under `--import-mode=importlib` test files cannot import conftest files or each other. Putting this
     directory on sys.path would do it, but would also turn `tests/explorer` and `tests/trainer` into namespace
@@ -27,6 +27,7 @@ def _register_helper(name: str) -> None:
 
 _register_helper("imagegen")
 _register_helper("raw_files")
+_register_helper("recording_view")
 
 from imagegen import make_image  # noqa: E402
 

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from recording_view import RecordingView
 
 from explorer.app.analysis import IndexSummary
 from explorer.app.jobs import InlineExecutor
@@ -15,17 +16,6 @@ from explorer.app.library_controller import LibraryController
 from explorer.app.window_controller import Engine, WindowController
 from explorer.engine.library import LibraryStore
 from explorer.engine.watcher import WatchMode
-
-
-class RecordingView:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: self.calls.append((name, args + tuple(kwargs.values())))
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args in self.calls if n == name]
 
 
 class FakeWatcher:

@@ -7,24 +7,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from recording_view import RecordingView
 
 from explorer.app.analysis import IndexSummary
 from explorer.app.jobs import InlineExecutor, Task
 from explorer.app.window_controller import INDEXING, Engine, WindowController
 from explorer.app.window_texts import RECALL_NEEDS_LABELS
-
-
-class RecordingView:
-    """Every call the controller makes, as (name, args)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: self.calls.append((name, args + tuple(kwargs.values())))
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args in self.calls if n == name]
 
 
 def fake_session(name: str = "model", cancelled_last_time: bool = False) -> Any:
