@@ -116,13 +116,14 @@ def choose_by_folds(
     and binary Recall@1 no worse, and a higher selection score)."""
     fold = fold_of_each_image(labels, folds, seed)
     runs: dict[str, list[dict[str, float]]] = {"start": [], "stretched": []}
-    y = torch.from_numpy(labels)
+    y, pooled = torch.from_numpy(labels), pooled.detach().float().cpu()
+    start_emb = (pooled @ weight.detach().float().cpu().T).numpy()  # the start is the same model in every fold
     for f in range(folds):
         if cancel():
             raise Cancelled(f"training cancelled while judging the stretch (fold {f + 1} of {folds})")
         rest, judge = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         fitted, _loss = stretched_weight(weight, pooled[rest], y[rest], factor)
-        for name, w in (("start", weight.detach().float().cpu()), ("stretched", fitted)):
-            runs[name].append(fold_scores((pooled.float().cpu() @ w.T).numpy(), labels, judge, rest))
+        runs["start"].append(fold_scores(start_emb, labels, judge, rest))
+        runs["stretched"].append(fold_scores((pooled @ fitted.T).numpy(), labels, judge, rest))
     start, stretched = ({k: float(np.mean([r[k] for r in rs])) for k in rs[0]} for rs in runs.values())
     return replaces_best(stretched, start, selection_score(start)), start, stretched
