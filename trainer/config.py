@@ -55,6 +55,30 @@ class FitConfig:
     eval_max_images: int = 2000
     checkpoint_every: int = 50  # steps
 
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rate of 0-based `epoch` as a share of `lr`: step decay by `lr_gamma` at each milestone
+        (a fraction of the epochs after the warm-up).
+
+        >>> [round(FitConfig(epochs=10, warmup_epochs=1).lr_factor(e), 3) for e in (0, 6, 7, 8, 9)]
+        [1.0, 1.0, 0.1, 0.1, 0.01]
+        """
+        if epoch < self.warmup_epochs:
+            return 1.0
+        progress = (epoch - self.warmup_epochs) / max(1, self.epochs - self.warmup_epochs)
+        return float(self.lr_gamma ** sum(progress >= m for m in self.lr_milestones))
+
+    def is_candidate(self, epoch: int) -> bool:
+        """Whether the model after `epoch` epochs may be kept: the start (0), the last, and those after the learning
+        rate first drops (before it the weights are still in the noisy high-rate phase; choosing among fewer
+        epochs also chases less noise). trainer.fit judges these; trainer.estimate counts them.
+
+        >>> [e for e in range(11) if FitConfig(epochs=10, warmup_epochs=1).is_candidate(e)]
+        [0, 8, 9, 10]
+        """
+        if epoch == 0 or epoch >= self.epochs:
+            return True
+        return epoch > self.warmup_epochs and self.lr_factor(epoch - 1) < 1.0
+
     def key(self) -> str:
         """What must match for a checkpoint to be resumed (everything that shapes the run)."""
         fields = asdict(self)

@@ -20,6 +20,9 @@ from trainer.config import FitConfig
 from trainer.folders import LabelledFolder
 from trainer.metrics import query_gallery_metrics
 
+GALLERY_IMAGES = 150
+"""Training images a my-classes selection part is searched against (trainer.epoch_judge; the estimate counts them)."""
+
 MIN_PER_FOLD_CLASS = 2
 """Every class keeps this many images on the training side of every fold (a class-balanced batch needs them)."""
 

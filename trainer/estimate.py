@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from trainer.epoch_choice import RunParts
+from trainer.config import FitConfig
+from trainer.epoch_choice import GALLERY_IMAGES, RunParts
 from trainer.folders import LabelledFolder
 
 BACKWARD_FACTOR = 3.0
@@ -42,7 +43,6 @@ RUN_SECONDS = 2.5
 """Once per run: loading the starting model (1.7 s before the first image on 2 cores), saving the kept one and
 writing its ONNX Runtime file beside it (0.9 s)."""
 WARM_START_IMAGES = 2000
-GALLERY_IMAGES = 150  # trainer.fit._choose: training images a my-classes selection part is searched against
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def estimate_seconds(
     if cached:
         seconds += shape.train_images * cfg.get("cache_views", 2) * (frozen + DECODE_SECONDS)
     seconds += min(shape.train_images, WARM_START_IMAGES) * (head if cached else full_eval)
-    # With the whole backbone frozen, each part is embedded through it once (trainer.fit._Trainer._embedded).
+    # With the whole backbone frozen, each part is embedded through it once (trainer.epoch_judge.EpochJudge.embedded).
     judged = 1 if k == 0 else None
     seconds += (judged or epochs + 1) * min(shape.test_images, cfg.get("eval_max_images", 2000)) * full_eval
     if shape.selection_images:
@@ -111,19 +111,14 @@ def estimate_seconds(
 
 
 def candidate_epochs(cfg: Mapping[str, Any]) -> int:
-    """How many times the selection part is judged: the start, the epochs after the rate first drops, the last.
+    """How many times the selection part is judged: trainer.config.FitConfig.is_candidate's epochs.
 
     >>> candidate_epochs({"epochs": 10, "warmup_epochs": 1})  # the start, epochs 8 to 10
     4
     """
-    epochs, warm = cfg["epochs"], min(cfg.get("warmup_epochs", 0), cfg["epochs"])
-    tune = max(1, epochs - warm)
-    first_drop = min(cfg.get("lr_milestones", (0.6, 0.85)), default=1.0)
-    scored = {0, epochs}
-    for epoch in range(warm + 1, epochs + 1):
-        if (epoch - 1 - warm) / tune >= first_drop:
-            scored.add(epoch)
-    return len(scored)
+    schedule = ("epochs", "warmup_epochs", "lr_milestones", "lr_gamma")
+    config = FitConfig(**{"warmup_epochs": 0, **{k: cfg[k] for k in schedule if k in cfg}})  # as estimate_seconds
+    return sum(config.is_candidate(e) for e in range(config.epochs + 1))
 
 
 def stage_seconds(backbone: str, crop: int, device: str, batch: int = 8) -> list[float]:

@@ -13,6 +13,11 @@ and exports (trainer.distributed says how the result stays the one-process run's
 
 On a CPU, `trainable_stages` + `cache_trunk` fine-tune only the last backbone stages and compute the frozen
 ones once per image (trainer.trunk_cache): the recipe the bundled model was trained with.
+
+The run's parts live beside it: where it starts (trainer.warm_start), what it trains on (trainer.training_batches),
+its checkpoint (trainer.run_checkpoint), how an epoch is judged (trainer.epoch_judge) and chosen
+(trainer.epoch_choice, trainer.fold_choice), the small-folder stretch (trainer.class_stretch) and the card of the
+kept model (trainer.run_card). This module is the loop that ties them together.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import random
 import time
 from collections.abc import Callable
@@ -30,33 +34,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
-from trainer.atomic import atomic_write
 from trainer.backbones import backbone_stages
 from trainer.card import ModelCard, model_paths, nested_dims
-from trainer.checkpoint_file import PREVIOUS, CheckpointError, parse_checked, write_checked
 from trainer.class_stretch import choose_by_folds, stretched_weight
 from trainer.config import FitConfig
-from trainer.data import (
-    ImageDataset,
-    LabelledFolder,
-    collate_uint8,
-    require_trainable,
-    train_transform,
-)
-from trainer.devices import autocast_for, default_loader_workers, pick_device, uses_channels_last
+from trainer.data import LabelledFolder, require_trainable
+from trainer.devices import autocast_for, pick_device, uses_channels_last
 from trainer.distributed import current_world, distributed_problem
 from trainer.epoch_choice import replaces_best, run_parts, selection_score
+from trainer.epoch_judge import Best, EpochJudge
 from trainer.fold_choice import FoldChoice, choose_epoch_by_folds
 from trainer.methods import build_objective
 from trainer.model import EmbeddingModel, load_model, save_model
 from trainer.progress import CancelCheck, Cancelled, Progress, never_cancelled
+from trainer.run_card import KeptChoice, trained_card
+from trainer.run_checkpoint import load_checkpoint, save_checkpoint
 from trainer.samplers import DistributedClassBalancedSampler
+from trainer.training_batches import cached_batches, loader_batches, trunk_cache_key
 from trainer.trunk_cache import compute_trunk_cache, load_cache, save_cache
+from trainer.warm_start import pca_rotation, proxies_to_class_means
 
 
 @dataclass
@@ -85,32 +84,10 @@ class FitError(RuntimeError):
     pass
 
 
-@dataclass
-class Best:
-    """The best model so far on the selection part: its epoch (0 = the starting model), score and weights."""
-
-    epoch: int
-    score: float
-    state: dict[str, torch.Tensor]
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
-
-
-def _pca_rotation(features: torch.Tensor, dim: int) -> torch.Tensor:
-    """(dim, F) rows = principal directions of LayerNorm'd pooled features, largest variance first.
-
-    Starting the embedding layer as this rotation keeps cosine retrieval of the pretrained backbone intact
-    (at dim = F it is orthogonal), orders the dimensions so that every prefix is already a sensible smaller
-    embedding, and decorrelates the coordinates before the sign is taken, which is what binarization needs.
-    """
-    x = features.double() - features.double().mean(0, keepdim=True)
-    cov = x.T @ x / max(1, x.shape[0] - 1)
-    _evals, evecs = torch.linalg.eigh(cov)
-    return evecs.flip(1)[:, :dim].T.float().contiguous()
 
 
 class _Trainer:
@@ -191,7 +168,7 @@ class _Trainer:
         self.trunk_cache: torch.Tensor | None = None
         self.best: Best | None = None
         self.start_scores: dict[str, float] = {}  # the selection scores of epoch 0 (resumed runs: from the history)
-        self.pooled: dict[str, tuple[list[Path], npt.NDArray[np.int64], npt.NDArray[np.float32]]] = {}
+        self.judge = EpochJudge(self.model, self.device, config.seed, backbone_frozen=self.n_frozen == len(self.stages))
 
     # -- building ---------------------------------------------------------------------------------------
     def _build_model(
@@ -227,16 +204,8 @@ class _Trainer:
             groups.append({"params": backbone, "lr": lr, "base_lr": lr, "backbone": True})
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
-    def _lr_factor(self, epoch: int) -> float:
-        cfg = self.config
-        if epoch < cfg.warmup_epochs:
-            return 1.0
-        tune_epochs = max(1, cfg.epochs - cfg.warmup_epochs)
-        progress = (epoch - cfg.warmup_epochs) / tune_epochs
-        return cfg.lr_gamma ** sum(progress >= m for m in cfg.lr_milestones)
-
     def _set_epoch_lr(self, epoch: int) -> None:
-        factor = self._lr_factor(epoch)
+        factor = self.config.lr_factor(epoch)
         warm = epoch < self.config.warmup_epochs
         for group in self.optimizer.param_groups:
             # During warm-up the backbone group gets lr 0: only the new layers learn.
@@ -291,146 +260,26 @@ class _Trainer:
 
     # -- data -------------------------------------------------------------------------------------------
     def _prepare_cache(self) -> None:
+        """The frozen stages' outputs of every training image's views, computed once (or read back) for the run."""
         cfg = self.config
-        key = hashlib.sha256(
-            json.dumps(
-                [[str(p) for p, _ in self.train_set.samples], self.n_frozen, cfg.cache_views, self.crop,
-                 self.card.backbone, cfg.seed, _state_digest(self.stages[: self.n_frozen])]
-            ).encode()
-        ).hexdigest()[:16]  # fmt: skip
-        folder = Path(cfg.cache_dir) if cfg.cache_dir else self.run_dir
-        path = folder / f"trunk-cache-{key}.safetensors"
+        frozen = self.stages[: self.n_frozen]
+        key = trunk_cache_key(self.train_set.samples, frozen, cfg.cache_views, self.crop, self.card.backbone, cfg.seed)
+        path = (Path(cfg.cache_dir) if cfg.cache_dir else self.run_dir) / f"trunk-cache-{key}.safetensors"
         cache = load_cache(path, key)
         if cache is None:
             self.cb.message(f"caching the {self.n_frozen} frozen stages for {len(self.train_set.samples)} images")
-            trunk = nn.Sequential(*self.stages[: self.n_frozen])
             cache = compute_trunk_cache(
-                trunk, self.model.normalize_uint8, self.train_set.samples, self.crop, self.resize,
+                nn.Sequential(*frozen), self.model.normalize_uint8, self.train_set.samples, self.crop, self.resize,
                 cfg.cache_views, self.device, seed=cfg.seed, progress=self.cb.on_progress, cancel=self.cancel,
             )  # fmt: skip
             save_cache(cache, path, key)
         self.trunk_cache = cache
 
-    def _cached_batches(self, epoch: int, skip: int) -> Any:
-        assert self.trunk_cache is not None
-        gen = torch.Generator().manual_seed(self.config.seed * 1000 + epoch)
-        labels = torch.from_numpy(self.train_set.labels)
-        for i, idx in enumerate(self.sampler):
-            views = torch.randint(0, self.trunk_cache.shape[1], (len(idx),), generator=gen)
-            if i < skip:
-                continue
-            index = torch.tensor(idx)
-            yield self.trunk_cache[index, views], labels[index]
-
-    def _loader_batches(self, start_epoch: int, skip: int) -> Any:
-        """Every batch from epoch `start_epoch`, batch `skip` on, through one DataLoader for the whole run.
-
-        One loader (not one per epoch) starts its worker processes once and keeps decoding across epoch
-        boundaries, so a GPU does not wait for workers to start at every epoch. The sampler's index lists are
-        sliced, so a resumed run does not decode the images of the batches it already trained on.
-
-        Every image carries its own augmentation seed (from the run's seed, the epoch and its place in the
-        epoch), so its random crop and flip do not depend on which worker process decodes it or on how many
-        batches a resumed run skipped: a resumed run sees exactly the crops the uninterrupted one would.
-        """
-        dataset = ImageDataset(self.train_set.samples, train_transform(self.crop), min_side=self.resize)
-        batches = []
-        first = self.sampler.first_position  # seeds come from places in the global batch
-        for epoch in range(start_epoch, self.config.epochs):
-            self.sampler.set_epoch(epoch)
-            seeded = [
-                [(index, augmentation_seed(self.config.seed, epoch, b, first + j)) for j, index in enumerate(batch)]
-                for b, batch in enumerate(self.sampler)
-            ]
-            batches.extend(seeded[skip:] if epoch == start_epoch else seeded)
-        workers = self.config.num_workers
-        loader = DataLoader(
-            dataset, batch_sampler=batches, collate_fn=collate_uint8,
-            num_workers=default_loader_workers(self.device) if workers is None else workers,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
-        )  # fmt: skip
-        return iter(loader)
-
-    # -- checkpoints ------------------------------------------------------------------------------------
-    def _checkpoint_path(self) -> Path:
-        return self.run_dir / "checkpoint.pt"
-
-    def save_checkpoint(self, epoch: int, step_in_epoch: int) -> None:
-        if not self.world.is_main:
-            return  # the processes hold the same weights: rank 0's checkpoint is everyone's
-        state = {
-            "config_key": self.config.key(),
-            "data_key": self._data_key(),
-            "epoch": epoch,
-            "step_in_epoch": step_in_epoch,
-            "global_step": self.global_step,
-            "model": self.model.state_dict(),
-            "objective": self.objective.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "history": json.dumps(self.history),
-            "card": self.card.to_json(),
-            "skipped_steps": self.skipped_steps,
-        }
-        if self.fold_choice is not None:
-            state["fold_choice"] = json.dumps(self.fold_choice.to_json())
-        if self.best is not None:
-            state["best_model"] = self.best.state
-            state["best_epoch"] = self.best.epoch
-            state["best_score"] = self.best.score
-        path = self._checkpoint_path()
-        if path.exists():
-            os.replace(path, path.with_name(PREVIOUS))  # the last good one stays until the new one is whole
-        atomic_write(path, lambda p: write_checked(p, state))
-
-    def _data_key(self) -> str:
+    def data_key(self) -> str:
         """What the run trains on (every image and its class): the same settings on another folder, or on the
         same folder after images were added, must not resume this run's checkpoint."""
         samples = [[str(p), self.train_set.classes[y]] for p, y in self.train_set.samples]
         return hashlib.sha256(json.dumps(samples).encode()).hexdigest()[:16]
-
-    def load_checkpoint(self) -> tuple[int, int] | None:
-        path = self._checkpoint_path()
-        for stale in path.parent.glob(f".{path.name}.*.tmp") if self.world.is_main else ():  # of a killed write
-            stale.unlink(missing_ok=True)
-        state = None
-        damaged = False
-        for candidate in (path, path.with_name(PREVIOUS)):
-            # Rank 0 reads, every process parses the same bytes: all resume from rank 0's checkpoint.
-            mine = candidate.read_bytes() if self.world.is_main and candidate.exists() else None
-            data = self.world.bytes_from_main(mine)
-            if data is None:
-                continue
-            try:
-                state = parse_checked(data)
-                break
-            except CheckpointError as exc:
-                damaged = True
-                self.cb.message(f"{candidate} is damaged ({exc}); trying the previous checkpoint")
-        if state is None:
-            if damaged:
-                self.cb.message("no checkpoint of this run can be used; starting afresh")
-            return None
-        if state.get("config_key") != self.config.key():
-            self.cb.message(f"{path} belongs to a run with other settings; starting afresh")
-            return None
-        if state.get("data_key") != self._data_key():
-            self.cb.message(f"{path} belongs to a run on other images or classes; starting afresh")
-            return None
-        self.model.load_state_dict(state["model"])
-        self.objective.load_state_dict(state["objective"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        self.history = json.loads(state["history"])
-        self.global_step = int(state["global_step"])
-        self.skipped_steps = int(state["skipped_steps"])
-        if "fold_choice" in state:
-            self.fold_choice = FoldChoice.from_json(json.loads(state["fold_choice"]))
-        if "best_model" in state:
-            self.best = Best(int(state["best_epoch"]), float(state["best_score"]), state["best_model"])
-        start = next((h for h in self.history if h.get("epoch") == 0), {})
-        self.start_scores = {k: float(v) for k, v in start.items() if k.startswith("chosen on")}
-        return int(state["epoch"]), int(state["step_in_epoch"])
 
     # -- the loop ---------------------------------------------------------------------------------------
     def _warm_start(self) -> None:
@@ -452,12 +301,12 @@ class _Trainer:
         with torch.no_grad():
             if want_pca:
                 assert isinstance(layer, nn.Linear)
-                rotation = _pca_rotation(feats, min(self.card.dim, feats.shape[1]))
+                rotation = pca_rotation(feats, min(self.card.dim, feats.shape[1]))
                 layer.weight.zero_()
                 layer.weight[: rotation.shape[0]] = rotation.to(layer.weight.device)
             if cfg.proxy_init:
                 emb = self.model.embedding(feats.to(self.device)).float()
-                _proxies_to_class_means(self.objective, emb, labels.to(self.device))
+                proxies_to_class_means(self.objective, emb, labels.to(self.device))
 
     def _sample_pooled_features(self) -> tuple[torch.Tensor, torch.Tensor]:
         """LayerNorm'd pooled backbone features of up to 2,000 training images (centre crops), with labels."""
@@ -496,16 +345,16 @@ class _Trainer:
             return
         with torch.no_grad():
             emb = self.model.embedding(pooled.to(self.device)).float()
-            _proxies_to_class_means(self.objective, emb, labels.to(self.device))
+            proxies_to_class_means(self.objective, emb, labels.to(self.device))
 
     def run(self) -> FitResult:
         cfg = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if not self.world.agree(self.config.key() + self._data_key()):
+        if not self.world.agree(self.config.key() + self.data_key()):
             raise FitError("the processes see other images or settings: give each the same folder and command")
         if cfg.cache_trunk:
             self._prepare_cache()
-        resumed = self.load_checkpoint()
+        resumed = load_checkpoint(self)
         start_epoch, skip = resumed if resumed else (0, 0)
         resumed_from = self.global_step
         if resumed:
@@ -525,15 +374,20 @@ class _Trainer:
                 )
             start = {**self._validate(), **self._choose(0)} if self.world.is_main else {}
             if self.unjudged:
-                state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-                self.best = Best(0, 0.0, state)
+                self.best = Best.of(self.model, 0, 0.0)
             if start:
                 # Epoch 0: the starting point (no training loss yet), so curves, the result page and the choice
                 # of the epoch to keep compare against it.
                 self.history.append({"epoch": 0, **start})
                 if self.cb.on_epoch:
                     self.cb.on_epoch(0, self.history[-1])
-        loader = self._loader_batches(start_epoch, skip) if self.trunk_cache is None else None
+        loader = None
+        if self.trunk_cache is None:
+            epochs = range(start_epoch, cfg.epochs)
+            loader = loader_batches(
+                self.train_set, self.sampler, self.crop, self.resize, cfg.seed, epochs, skip, cfg.num_workers,
+                self.device,
+            )  # fmt: skip
         try:
             return self._epochs(start_epoch, skip, loader, resumed_from)
         finally:
@@ -586,15 +440,15 @@ class _Trainer:
             warm = epoch < cfg.warmup_epochs
             self._set_train_mode(warm)
             batches = (
-                self._cached_batches(epoch, skip)
-                if loader is None
-                else itertools.islice(loader, self.steps_per_epoch - skip)
+                itertools.islice(loader, self.steps_per_epoch - skip)
+                if self.trunk_cache is None
+                else cached_batches(self.trunk_cache, self.sampler, self.train_set.labels, cfg.seed, epoch, skip)
             )
             losses = []
             step_in_epoch = skip
             for images, labels in batches:
                 if self.world.any(self.cancel()):
-                    self.save_checkpoint(epoch, step_in_epoch)
+                    save_checkpoint(self, epoch, step_in_epoch)
                     raise Cancelled(f"training cancelled at epoch {epoch + 1}, step {self.global_step}")
                 loss = self._step(images, labels.to(self.device), self.trunk_cache is not None, warm)
                 step_in_epoch += 1
@@ -608,14 +462,14 @@ class _Trainer:
                     rate = steps_this_run / max(time.perf_counter() - started, 1e-9)
                     self.cb.on_progress(Progress(self.global_step, total_steps, rate, "training"))
                 if self.global_step % cfg.checkpoint_every == 0:
-                    self.save_checkpoint(epoch, step_in_epoch)
+                    save_checkpoint(self, epoch, step_in_epoch)
             skip = 0
             record = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else math.nan}
             if self.world.is_main:  # the others wait for it at their next step
                 record.update(self._validate())
                 record.update(self._choose(epoch + 1))
             self.history.append(record)
-            self.save_checkpoint(epoch + 1, 0)
+            save_checkpoint(self, epoch + 1, 0)
             if self.cb.on_epoch:
                 self.cb.on_epoch(epoch + 1, record)
         return self._export(resumed_from)
@@ -641,73 +495,23 @@ class _Trainer:
         self.optimizer.step()
         return float(loss.detach())
 
-    def _embedded(
-        self, part: str, folder: LabelledFolder, max_images: int
-    ) -> tuple[list[Path], npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-        """Embeddings of a part for judging an epoch. With the whole backbone frozen its pooled features are computed
-        once per part and only the embedding layer runs again: a 38-epoch run embedded its held-out images 39 times
-        through the backbone, which took most of its time."""
-        from trainer.evaluation import embed_folder
-
-        self.model.eval()
-        seed = self.config.seed
-        if self.n_frozen < len(self.stages):
-            return embed_folder(self.model, folder, self.device, max_images, seed)
-        if part not in self.pooled:
-            self.pooled[part] = embed_folder(self.model, folder, self.device, max_images, seed, pooled_features=True)
-        paths, labels, feats = self.pooled[part]
-        with torch.inference_mode():
-            emb = self.model.embedding(torch.from_numpy(feats).to(self.device)).float().cpu().numpy()
-        return paths, labels, emb
-
     def _validate(self) -> dict[str, float]:
         """Recall@1 at full dimension, float and binary, on the held-out classes (a capped sample)."""
         if self.val_set is None or len(self.val_set.classes) < 2:
             return {}
-        from trainer.metrics import evaluate
-
-        _paths, labels, emb = self._embedded("held out", self.val_set, self.config.eval_max_images)
-        d = (self.card.dim // 8) * 8
-        m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
-        return {"R@1": m["float"][d]["R@1"], "binary R@1": m["binary"][d]["R@1"]}
+        return self.judge.held_out(self.val_set, self.config.eval_max_images)
 
     def is_candidate(self, epoch: int) -> bool:
-        """Epochs that may be kept: the start, and those after the learning rate first drops (before it, the
-        weights are still in the noisy high-rate phase; choosing among fewer epochs also chases less noise)."""
-        if epoch == 0 or epoch >= self.config.epochs:
-            return True
-        return epoch > self.config.warmup_epochs and self._lr_factor(epoch - 1) < 1.0
+        return self.config.is_candidate(epoch)
 
     def _choose(self, epoch: int) -> dict[str, float]:
-        """Score the model on the selection part (carved from the training data) and remember it if it is the best
-        so far, the starting model (epoch 0) included: ties keep the earlier epoch.
-
-        When the selection part holds images of the training classes (my classes), its images are searched
-        against up to 150 training images, as a person searches for more of their labelled categories; when it
-        holds classes of its own (new classes), against each other.
-        """
+        """Score the model on the selection part (carved from the training data; trainer.epoch_judge says how) and
+        remember it if it is the best so far, the starting model (epoch 0) included: ties keep the earlier epoch."""
         if self.fold_choice is not None:
             return self._choose_by_folds(epoch)
         if self.selection_set is None or not self.is_candidate(epoch):
             return {}
-        from trainer.metrics import evaluate, query_gallery_metrics
-
-        cfg = self.config
-        _paths, labels, emb = self._embedded("selection", self.selection_set, cfg.eval_max_images)
-        d = (self.card.dim // 8) * 8
-        chosen_on = {p for p, _ in self.selection_set.samples}
-        others = [(p, y) for p, y in self.train_set.samples if p not in chosen_on]
-        if self.selection_set.classes == self.train_set.classes and len(others) >= 2:
-            gallery_set = LabelledFolder(self.train_set.root, self.train_set.classes, others)
-            _g, gallery_labels, gallery = self._embedded("gallery", gallery_set, 150)
-            found = query_gallery_metrics(emb[:, :d], labels, gallery[:, :d], gallery_labels)
-            scores: dict[str, float] = {f"chosen on {k}": v for k, v in found.items()}
-        else:
-            # Classes of their own (new classes): Recall@1 alone. MAP@R rises as training tightens every class,
-            # also where the nearest neighbour gets no better: on 8 bird species it chose an epoch 1.7 points
-            # worse on the new species than a start that already found a same-class neighbour for every image.
-            m = evaluate(emb, labels, [d], ks=(1,), with_clustering=False)
-            scores = {"chosen on R@1": m["float"][d]["R@1"], "chosen on binary R@1": m["binary"][d]["R@1"]}
+        scores = self.judge.selection(self.selection_set, self.train_set, self.config.eval_max_images)
         score = selection_score(scores)
         if epoch == 0:
             self.start_scores = scores
@@ -715,8 +519,7 @@ class _Trainer:
         # better average bought with worse binary codes (clothing, 6 classes: binary Recall@1 79 -> 67 on the
         # held-out images) is not a better model for a window that searches with both.
         if self.best is None or replaces_best(scores, self.start_scores, self.best.score):
-            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            self.best = Best(epoch, score, state)
+            self.best = Best.of(self.model, epoch, score)
         return scores
 
     def _choose_by_folds(self, epoch: int) -> dict[str, float]:
@@ -724,8 +527,7 @@ class _Trainer:
         assert self.fold_choice is not None
         scores = self.fold_choice.scores.get(epoch, {})
         if epoch == self.fold_choice.epoch:
-            state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-            self.best = Best(epoch, selection_score(scores), state)
+            self.best = Best.of(self.model, epoch, selection_score(scores))
         return scores
 
     def _export(self, resumed_from: int) -> FitResult:
@@ -734,95 +536,29 @@ class _Trainer:
             self.world.barrier()
             return FitResult(model_paths(self.out)[0], self.card, self.history, resumed_from, self.skipped_steps)
         self.model.eval()
+        kept = KeptChoice(
+            self.best.epoch if self.best is not None else None, bool(cfg.stretch), self.unjudged,
+            self.fold_choice.folds if self.fold_choice is not None else None, self.selection_set,
+        )  # fmt: skip
         if self.best is not None:
             self.model.load_state_dict(self.best.state)
-            self.cb.message(
-                "kept the stretched embedding layer"
-                if self.best.epoch and cfg.stretch
-                else f"kept epoch {self.best.epoch} of {cfg.epochs}"
-                if self.best.epoch
-                else "too few training classes to judge training for new classes; the starting model is kept"
-                if self.unjudged
-                else f"no {'stretch' if cfg.stretch else 'epoch'} beat the starting model on folds of the training "
-                "images; the starting model is kept"
-                if self.fold_choice is not None
-                else "no epoch beat the starting model on the images set aside to choose; the starting model is kept"
-            )
-        self.card = ModelCard(
-            **{
-                **asdict(self.card),
-                "name": self.out.name,
-                "trained": True,
-                "trained_on": [f"{self.train_set.root} ({len(self.train_set.classes)} classes, "
-                               f"{len(self.train_set.samples)} images)"],
-                "recipe": {
-                    **{k: v for k, v in asdict(cfg).items() if k not in ("device", "num_workers", "cache_dir")},
-                    "device": str(self.device),
-                    "processes": self.world.size,
-                    "steps": self.global_step,
-                    "skipped_steps": self.skipped_steps,
-                    "history": self.history,
-                    "kept_epoch": self.best.epoch if self.best is not None else cfg.epochs,
-                    "chosen_on": (
-                        f"{self.fold_choice.folds} folds of the {len(self.train_set.samples)} training images, each "
-                        "judging a copy trained on the others (mean of Recall@1 and MAP@R, float and binary)"
-                        if self.fold_choice is not None
-                        else f"{len(self.selection_set.samples)} training images of {len(self.selection_set.classes)} "
-                        "classes set aside (mean of Recall@1 and MAP@R, float and binary)"
-                        if self.selection_set is not None
-                        else "none could judge new classes (fewer than 4 training classes): the start is kept"
-                        if self.unjudged
-                        else "none: the last epoch is kept"
-                    ),
-                    "base": self.base_card.name if self.base_card else f"{self.card.backbone} ImageNet",
-                },
-            }
-        )  # fmt: skip
+            self.cb.message(kept.message(cfg.epochs))
+        run_facts = {
+            "device": str(self.device),
+            "processes": self.world.size,
+            "steps": self.global_step,
+            "skipped_steps": self.skipped_steps,
+            "history": self.history,
+        }
+        base = self.base_card.name if self.base_card else f"{self.card.backbone} ImageNet"
+        self.card = trained_card(self.card, self.out.name, cfg, self.train_set, kept, base, run_facts)
         self.model.card = self.card
         path, _ = save_model(self.model.cpu(), self.out, self.card)
         from trainer.onnx_export import export_beside
 
         self.cb.message(export_beside(path))
-        kept = self.best.epoch if self.best is not None else None
         self.world.barrier()
-        return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps, kept)
-
-
-def _proxies_to_class_means(objective: nn.Module, emb: torch.Tensor, labels: torch.Tensor) -> None:
-    """Every proxy matrix (one per nested prefix) gets the normalised class means of its prefix."""
-    for module in objective.modules():
-        proxies = getattr(module, "proxies", None)
-        if proxies is None and module.__class__.__name__ == "ArcFaceLoss":
-            proxies = getattr(module, "weight", None)
-        if not isinstance(proxies, nn.Parameter) or proxies.dim() != 2:
-            continue
-        n_classes, d = proxies.shape
-        x = torch.nn.functional.normalize(emb[:, :d], dim=1)
-        sums = torch.zeros(n_classes, d, device=x.device).index_add_(0, labels, x)
-        counts = torch.bincount(labels, minlength=n_classes)
-        seen = counts > 0
-        means = torch.nn.functional.normalize(sums[seen], dim=1)
-        proxies.data[seen] = means.to(proxies.dtype) * proxies.data[seen].norm(dim=1, keepdim=True)
-
-
-def augmentation_seed(seed: int, epoch: int, batch: int, position: int) -> int:
-    """The seed of one image's random crop and flip: a function of where it is in the run, nothing else.
-
-    >>> augmentation_seed(0, 1, 2, 3) == augmentation_seed(0, 1, 2, 3) != augmentation_seed(0, 1, 2, 4)
-    True
-    """
-    digest = hashlib.blake2b(f"{seed}/{epoch}/{batch}/{position}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def _state_digest(modules: list[nn.Module]) -> str:
-    """A cheap fingerprint of frozen weights, so a cache is never reused for another trunk."""
-    h = hashlib.sha256()
-    for m in modules:
-        for name, t in m.state_dict().items():
-            h.update(name.encode())
-            h.update(t.detach().float().flatten()[:64].cpu().numpy().tobytes())
-    return h.hexdigest()[:16]
+        return FitResult(path, self.card, self.history, resumed_from, self.skipped_steps, kept.epoch)
 
 
 def fit(

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from imagegen import make_labelled_folder
 
-import trainer.fit as fit_module
 from trainer.config import FitConfig
+from trainer.data import scan_labelled_folder
 from trainer.estimate import RunShape, candidate_epochs, estimate_seconds
+from trainer.fit import fit
 
 
-@pytest.mark.parametrize(("epochs", "warmup"), [(10, 1), (25, 1), (6, 1), (3, 0), (1, 0)])
-def test_candidate_epochs_are_the_ones_fit_scores(epochs: int, warmup: int) -> None:
-    config = FitConfig(epochs=epochs, warmup_epochs=warmup)
-    trainer = object.__new__(fit_module._Trainer)
-    trainer.config = config
-    scored = [e for e in range(epochs + 1) if fit_module._Trainer.is_candidate(trainer, e)]
+@pytest.mark.parametrize(("epochs", "warmup"), [(6, 1), (3, 0)])
+def test_candidate_epochs_are_the_ones_fit_scores(epochs: int, warmup: int, tmp_path: Path) -> None:
+    """A real run with a part set aside to choose: the epochs it scored are the ones the estimate counts."""
+    folder = scan_labelled_folder(make_labelled_folder(tmp_path / "train", 4, 6))
+    config = FitConfig(
+        dim=64, epochs=epochs, warmup_epochs=warmup, classes_per_batch=4, per_class=2, batches_per_epoch=1,
+        trainable_stages=1, cache_trunk=True, crop_size=64, num_workers=0, device="cpu",
+    )  # fmt: skip
+    result = fit(folder, tmp_path / "m", config, selection=folder)
+    scored = [int(h["epoch"]) for h in result.history if "chosen on R@1" in h]
+    assert 0 in scored and epochs in scored and len(scored) < epochs + 1
     assert candidate_epochs({"epochs": epochs, "warmup_epochs": warmup}) == len(scored)
 
 

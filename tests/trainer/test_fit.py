@@ -25,7 +25,7 @@ import trainer.fit as fit_module
 from trainer import epoch_choice
 from trainer.backbones import backbone_stages
 from trainer.card import ModelCard, model_paths
-from trainer.data import LabelledFolder, scan_labelled_folder
+from trainer.data import ImageDataset, LabelledFolder, scan_labelled_folder
 from trainer.evaluation import embed_folder
 from trainer.fit import FitCallbacks, FitConfig, FitError, fit
 from trainer.images import load_rgb, preprocess_pil
@@ -429,13 +429,13 @@ def test_a_resumed_run_without_the_cache_decodes_only_the_batches_left(
         fit(train_folder, out, cfg, callbacks=first.callbacks(), cancel=cancel_after_two)
 
     decoded: list[int] = []
-    real_getitem = fit_module.ImageDataset.__getitem__
+    real_getitem = ImageDataset.__getitem__
 
     def counting_getitem(self: Any, index: int) -> Any:
         decoded.append(index)
         return real_getitem(self, index)
 
-    monkeypatch.setattr(fit_module.ImageDataset, "__getitem__", counting_getitem)
+    monkeypatch.setattr(ImageDataset, "__getitem__", counting_getitem)
     second = Recorder()
     fit(train_folder, out, cfg, callbacks=second.callbacks())
     assert second.steps == [3, 4]
