@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         CPU_STAGES,
         HEAD_LR,
         HEAD_ONLY_BELOW,
+        HEAD_ONLY_BELOW_CPU,
         HEAD_PROXY_LR_MULT,
         STRETCH_FACTOR,
     )  # fmt: skip
@@ -87,8 +88,8 @@ def _parser() -> argparse.ArgumentParser:
                    f"the training images choose the epoch ({CHOICE_FOLDS}; 0: the part set aside chooses)")  # fmt: skip
     f.add_argument("--trainable-stages", type=int, default=None,
                    help=f"train only the last N backbone stages; 0: none, only the embedding layer and the "
-                   f"proxies (the default below {HEAD_ONLY_BELOW:,} training images); else {CPU_STAGES} on a CPU, all "
-                   "on a GPU")  # fmt: skip
+                   f"proxies (the default below {HEAD_ONLY_BELOW_CPU:,} training images on a CPU, "
+                   f"{HEAD_ONLY_BELOW:,} on a GPU); else {CPU_STAGES} on a CPU, all on a GPU")  # fmt: skip
     f.add_argument("--cache-trunk", action="store_true", default=None,
                    help="compute the frozen stages once (the default when none train)")  # fmt: skip
     f.add_argument("--cache-views", type=int, default=None,

@@ -25,8 +25,8 @@ run is meant to be the run on one process with that global batch, to rounding:
   it resumes from and sends it to the others, so every process resumes from the same one (other machines need
   no shared disk to resume). Stopping is agreed on at every step, so all processes stop at the same batch.
 
-Backbone features cached once (`cache_trunk`: the recipe of folders under 1,000 training images, which trains
-only the embedding layer and the proxies) are refused with several processes: such a run is seconds to a few
+Backbone features cached once (`cache_trunk`: the recipe of small folders, trainer.recipe.head_only_below, which
+changes only the embedding layer) are refused with several processes: such a run is seconds to a few
 minutes on one process, and N processes would each compute and hold the same cache.
 """
 
@@ -206,8 +206,8 @@ def distributed_problem(config: FitConfig, world_size: int) -> str | None:
         return None
     if config.cache_trunk:
         return (
-            "this run trains on backbone features cached once (the recipe of folders under 1,000 training images, or "
-            "--cache-trunk), which takes one process seconds to minutes; run it without --nproc or torchrun"
+            "this run trains on backbone features cached once (the recipe of small folders, or --cache-trunk), which "
+            "takes one process seconds to minutes; run it without --nproc or torchrun"
         )
     if not config.freeze_batchnorm:
         return (

@@ -10,6 +10,8 @@ from trainer.folders import LabelledFolder
 from trainer.recipe import (
     CPU_IMAGES,
     HEAD_LR,
+    HEAD_ONLY_BELOW,
+    HEAD_ONLY_BELOW_CPU,
     HEAD_STEPS,
     STRETCH_FACTOR,
     FolderShape,
@@ -19,12 +21,12 @@ from trainer.recipe import (
 
 
 def test_a_folder_with_few_classes_gets_bigger_batches_and_more_passes() -> None:
-    few = default_recipe(FolderShape(classes=3, images=1200, smallest_class=300))
+    few = default_recipe(FolderShape(classes=3, images=2400, smallest_class=800))
     many = default_recipe(FolderShape(classes=50, images=5000, smallest_class=60))
     assert few.classes_per_batch * few.per_class >= 24  # not 3 x 3
     assert (many.classes_per_batch, many.per_class) == (25, 3)  # the paper's batches when there are classes
     assert few.epochs >= many.epochs >= 6
-    seen = few.epochs * (1200 // (few.classes_per_batch * few.per_class)) * few.classes_per_batch * few.per_class
+    seen = few.epochs * (2400 // (few.classes_per_batch * few.per_class)) * few.classes_per_batch * few.per_class
     assert seen >= CPU_IMAGES  # at least the CPU budget of images, and at least 6 passes
     assert few.backbone_lr_mult == 0.1 and few.warmup_epochs == 1
 
@@ -46,10 +48,20 @@ def test_a_small_folder_keeps_the_backbone_and_stretches_the_embedding_layer_on_
 
 
 def test_the_device_decides_what_trains_in_a_large_folder() -> None:
-    shape = FolderShape(classes=10, images=1500, smallest_class=150)
+    shape = FolderShape(classes=10, images=2400, smallest_class=240)
     cpu, gpu = default_recipe(shape, "cpu"), default_recipe(shape, "cuda")
     assert (cpu.trainable_stages, cpu.crop_size) == (6, 160)
     assert (gpu.trainable_stages, gpu.crop_size) == (None, None) and gpu.epochs > cpu.epochs
+
+
+def test_between_the_thresholds_a_cpu_stretches_where_a_gpu_trains_the_backbone() -> None:
+    """1,500 training images: on a CPU the stretch beat its 6-stage backbone recipe on parts of 1,200-1,900 images
+    (trainer.recipe.HEAD_ONLY_BELOW_CPU); a GPU's whole-backbone recipe was not measured against it there."""
+    shape = FolderShape(classes=20, images=1500, smallest_class=60)
+    cpu, gpu = default_recipe(shape, "cpu"), default_recipe(shape, "cuda")
+    assert (cpu.trainable_stages, cpu.stretch, cpu.epochs) == (0, STRETCH_FACTOR, 1)
+    assert (gpu.trainable_stages, gpu.stretch) == (None, 0.0)
+    assert HEAD_ONLY_BELOW < shape.images < HEAD_ONLY_BELOW_CPU
 
 
 def test_a_tiny_folder_is_warned_about_with_what_would_help() -> None:
@@ -76,5 +88,5 @@ def test_a_small_folder_trains_every_image_chooses_on_folds_and_only_normsoftmax
     recipe = default_recipe(small, stretch=0.0)
     assert (recipe.trainable_stages, recipe.choice_folds, recipe.lr, recipe.proxy_lr_mult) == (0, 5, 0.02, 150.0)
     assert default_recipe(small, method="arcface").proxy_lr_mult == 1.0  # measured for NormSoftmax only
-    large = default_recipe(FolderShape(classes=20, images=1200, smallest_class=60))
+    large = default_recipe(FolderShape(classes=20, images=2400, smallest_class=120))
     assert (large.choice_folds, large.proxy_lr_mult) == (0, 1.0)  # a backbone run is too costly to repeat per fold

@@ -38,7 +38,7 @@ from trainer.config import FitConfig
 from trainer.epoch_choice import RunParts, run_parts
 from trainer.estimate import RunShape, estimate_seconds  # torch-free (stage_seconds imports torch when called)
 from trainer.folders import carve_validation
-from trainer.recipe import CPU_CROP, CPU_STAGES, HEAD_ONLY_BELOW, FolderShape, default_recipe, recipe_warnings
+from trainer.recipe import CPU_CROP, CPU_STAGES, FolderShape, default_recipe, head_only_below, recipe_warnings
 
 if TYPE_CHECKING:
     from trainer.data import LabelledFolder
@@ -338,15 +338,15 @@ class SettingsPage(Page):
         self.cached.setEnabled(0 < stages < self.BACKBONE_STAGES)
         was_stretch, self._stages_before = self._stages_before == 0 and self.epochs.value() == 1, stages
         parts = self.parts() if self.wizard() is not None and stages > 0 and was_stretch else None
+        device = self.device.currentData() or "cpu"
         if parts is not None:  # the one epoch was the stretch's; training the backbone takes the recipe's epochs
-            device = self.device.currentData() or "cpu"
             self.epochs.setValue(default_recipe(FolderShape.of(parts[0]), device, trainable_stages=stages).epochs)
         if stages == 0:
             self.cached.setChecked(True)  # nothing trains in the backbone: its features are computed once
             self.cached_help.setText(
                 "0: the backbone stays as it is and only the embedding layer learns your classes, on features "
-                f"computed once per image (the default below {HEAD_ONLY_BELOW:,} images: training the backbone on "
-                "a few dozen images a class memorised them and searched worse)."
+                f"computed once per image (the default below {head_only_below(device):,} images: training the "
+                "backbone on a few dozen images a class memorised them and searched worse)."
             )
         else:
             self.cached_help.setText(
