@@ -34,6 +34,7 @@ class RunParts:
     train: LabelledFolder
     selection: LabelledFolder | None
     folds: int = 0
+    stretch: bool = False  # the one "epoch" is the stretch (trainer.class_stretch): kept or not, nothing to choose
 
     def text(self) -> str:
         """How the epoch is chosen, for a log line or the wizard.
@@ -43,9 +44,12 @@ class RunParts:
         >>> f = LabelledFolder(Path("x"), ["a", "b"], samples)
         >>> RunParts(f, None, 5).text(), RunParts(f, None).text()
         ('the epoch chosen on 5 folds of the 10 training images', 'the last epoch kept')
+        >>> RunParts(f, None, 5, stretch=True).text()
+        'the stretch kept if it beats the start on 5 folds of the 10 training images'
         """
         if self.folds:
-            return f"the epoch chosen on {self.folds} folds of the {len(self.train.samples):,} training images"
+            what = "the stretch kept if it beats the start" if self.stretch else "the epoch chosen"
+            return f"{what} on {self.folds} folds of the {len(self.train.samples):,} training images"
         if self.selection is None:
             return "the last epoch kept"
         if not self.selection.samples:
@@ -66,7 +70,7 @@ def run_parts(fitted: LabelledFolder, chooser: LabelledFolder | None, config: Fi
     assert chooser is not None
     merged = LabelledFolder(fitted.root, fitted.classes, sorted(fitted.samples + chooser.samples), fitted.skipped)
     folds = usable_folds(merged.labels, config.choice_folds)
-    return RunParts(merged, None, folds) if folds else RunParts(fitted, chooser)
+    return RunParts(merged, None, folds, bool(config.stretch)) if folds else RunParts(fitted, chooser)
 
 
 def fold_of_each_image(labels: npt.NDArray[np.int64], folds: int, seed: int) -> npt.NDArray[np.int64]:

@@ -345,8 +345,9 @@ class SettingsPage(Page):
             self.cached.setChecked(True)  # nothing trains in the backbone: its features are computed once
             self.cached_help.setText(
                 "0: the backbone stays as it is and only the embedding layer learns your classes, on features "
-                f"computed once per image (the default below {head_only_below(device):,} images: training the "
-                "backbone on a few dozen images a class memorised them and searched worse)."
+                f"computed once per image (the default below {head_only_below(device):,} training images on this "
+                "device: there, training the backbone memorised small folders' images and searched no better on "
+                "larger ones, in several times the time)."
             )
         else:
             self.cached_help.setText(
