@@ -54,7 +54,8 @@ class RunParts:
             return "the last epoch kept"
         if not self.selection.samples:
             return "too few classes to judge training for new classes (the starting model is kept)"
-        return f"{len(self.selection.samples):,} set aside to choose the epoch"
+        judge = "judge the stretch" if self.stretch else "choose the epoch"
+        return f"{len(self.selection.samples):,} set aside to {judge}"
 
 
 def run_parts(fitted: LabelledFolder, chooser: LabelledFolder | None, config: FitConfig) -> RunParts:
@@ -65,12 +66,13 @@ def run_parts(fitted: LabelledFolder, chooser: LabelledFolder | None, config: Fi
         config.choice_folds > 0 and config.trainable_stages == 0 and config.cache_trunk
         and chooser is not None and bool(chooser.samples) and chooser.classes == fitted.classes
     )  # fmt: skip
+    stretch = bool(config.stretch)
     if not by_folds:
-        return RunParts(fitted, chooser)
+        return RunParts(fitted, chooser, stretch=stretch)
     assert chooser is not None
     merged = LabelledFolder(fitted.root, fitted.classes, sorted(fitted.samples + chooser.samples), fitted.skipped)
     folds = usable_folds(merged.labels, config.choice_folds)
-    return RunParts(merged, None, folds, bool(config.stretch)) if folds else RunParts(fitted, chooser)
+    return RunParts(merged, None, folds, stretch) if folds else RunParts(fitted, chooser, stretch=stretch)
 
 
 def fold_of_each_image(labels: npt.NDArray[np.int64], folds: int, seed: int) -> npt.NDArray[np.int64]:

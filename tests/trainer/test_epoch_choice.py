@@ -36,3 +36,9 @@ def test_new_classes_set_aside_are_never_folded_into_the_training_part() -> None
     fitted, chooser = folder(["a", "b", "c"], 24, "t"), folder(["d", "e"], 10, "s")
     parts = run_parts(fitted, chooser, default_recipe(FolderShape.of(fitted), "cpu"))
     assert (parts.train, parts.selection, parts.folds) == (fitted, chooser, 0)
+
+
+def test_a_stretch_judged_on_new_classes_set_aside_says_so() -> None:
+    fitted, chooser = folder(["a", "b", "c", "d"], 24, "t"), folder(["e", "f"], 10, "s")
+    parts = run_parts(fitted, chooser, default_recipe(FolderShape.of(fitted), "cpu"))
+    assert parts.stretch and parts.text() == "20 set aside to judge the stretch"

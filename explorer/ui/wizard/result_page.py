@@ -68,10 +68,10 @@ def verdict(recall: dict[str, tuple[float, float]]) -> str:
     )
 
 
-def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts, stretched: bool = False) -> str:
-    """Which epoch was exported and why, for the result page (rich text); `stretched`: the small-folder recipe's
-    one pass (trainer.class_stretch), where epoch 1 is the stretched embedding layer."""
-    selection = parts.selection
+def kept_sentence(kept_epoch: int | None, epochs: int, parts: RunParts) -> str:
+    """Which epoch was exported and why, for the result page (rich text); with the small-folder recipe's one pass
+    (`parts.stretch`, trainer.class_stretch), epoch 1 is the stretched embedding layer."""
+    selection, stretched = parts.selection, parts.stretch
     if kept_epoch is None:
         return f"The last of {epochs} epochs was kept."
     if selection is not None and not selection.samples:
@@ -217,10 +217,7 @@ class ResultPage(Page):
                     item.setForeground(pg.mkColor(OK_COLOR if change > 0 else ERROR_COLOR if change < 0 else "#333"))
                 self.table.setItem(row, col, item)
         test = plan.test
-        kept = kept_sentence(
-            result.kept_epoch, plan.config.epochs, run_parts(plan.train, plan.selection, plan.config),
-            bool(plan.config.stretch),
-        )  # fmt: skip
+        kept = kept_sentence(result.kept_epoch, plan.config.epochs, run_parts(plan.train, plan.selection, plan.config))
         if test is None:
             self.verdict.setText(
                 f"Trained on every image of {plan.train.root}: nothing was held out to measure. {kept}"

@@ -571,10 +571,11 @@ def test_the_result_names_the_stretch_kept_or_not() -> None:
     folder = LabelledFolder(
         Path("x"), ["a", "b"], [(Path(f"{c}{i}"), k) for k, c in enumerate("ab") for i in range(10)]
     )
-    parts = RunParts(folder, None, 5)
-    kept = kept_sentence(1, 1, parts, stretched=True)
+    parts = RunParts(folder, None, 5, stretch=True)
+    kept = kept_sentence(1, 1, parts)
     assert "stretched" in kept and "was kept" in kept and "stretch fitted on the others" in kept
     assert "Epoch" not in kept
-    refused = kept_sentence(0, 1, parts, stretched=True)
+    refused = kept_sentence(0, 1, parts)
     assert "did not beat" in refused and "starting model is kept" in refused
-    assert kept_sentence(3, 10, parts).startswith("Epoch 3 of 10 was kept")  # trained by steps: epochs, as before
+    by_steps = RunParts(folder, None, 5)  # trained by steps: epochs, as before
+    assert kept_sentence(3, 10, by_steps).startswith("Epoch 3 of 10 was kept")
