@@ -176,12 +176,11 @@ def _sync(
     thumbnailer = (lambda picture: thumbnail_jpeg(picture, thumbnails.size)) if thumbnails is not None else None
     order = read_order([p for p, _ in todo], inodes, model.batch_size)
     for batch in model.embed_paths(order, progress, cancel, thumbnailer):
+        stamps = [stamp_of[p] for p in batch.paths]
         catalog.commit_batch(
-            list(zip((stamp_of[p] for p in batch.paths), batch.embeddings, strict=True)),
-            [(stamp_of[s.path], s.reason) for s in batch.skipped],
+            list(zip(stamps, batch.embeddings, strict=True)), [(stamp_of[s.path], s.reason) for s in batch.skipped]
         )
         if thumbnails is not None:
-            stamps = [stamp_of[p] for p in batch.paths]
             thumbnails.put_many(
                 (st.relpath, st.size, st.mtime_ns, jpeg) for st, jpeg in zip(stamps, batch.thumbnails, strict=True)
             )
