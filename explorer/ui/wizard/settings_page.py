@@ -38,7 +38,15 @@ from trainer.config import FitConfig
 from trainer.epoch_choice import RunParts, run_parts
 from trainer.estimate import RunShape, estimate_seconds  # torch-free (stage_seconds imports torch when called)
 from trainer.folders import carve_validation
-from trainer.recipe import CPU_CROP, CPU_STAGES, FolderShape, default_recipe, head_only_below, recipe_warnings
+from trainer.recipe import (
+    CPU_CROP,
+    CPU_STAGES,
+    FolderShape,
+    default_recipe,
+    head_only_below,
+    recipe_warnings,
+    stretches,
+)
 
 if TYPE_CHECKING:
     from trainer.data import LabelledFolder
@@ -358,7 +366,8 @@ class SettingsPage(Page):
 
     def _update_help(self) -> None:
         epochs = self.epochs.value()
-        if self.stages.value() == 0 and self.config_fields()["stretch"]:
+        method = self.method.currentData() or "normsoftmax"
+        if self.stages.value() == 0 and stretches({"method": method, "epochs": epochs}):
             text = (
                 "1: the embedding layer is stretched along the directions that tell your classes apart, in one "
                 "pass, and kept only if that finds more of each class on folds of your images; more than 1 trains "
